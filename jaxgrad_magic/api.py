@@ -1,0 +1,233 @@
+"""The plain Python API: ``grad``, ``jac`` and ``hess`` of a function at a point, as results.
+
+The magics call :func:`derive` too; nothing here imports IPython or widgets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from .cache import CACHE, function_key
+from .errors import JaxGradUsageError, did_you_mean, explain_jax_error
+from .point import parameters, resolve_point
+from .results import DerivativeResult
+from .spec import MAGIC, MISSING
+from .transforms import Argnums, Transform, build, choose_mode, composition
+
+_SUFFIX = {"grad": "grad", "jac": "jac", "hess": "hess"}
+
+
+def _argnums_for(
+    kind: str,
+    fn_name: str,
+    param_names: tuple[str, ...],
+    has_varargs: bool,
+    argnums: Argnums | None,
+    wrt: tuple[str, ...] | None,
+) -> Argnums:
+    magic = MAGIC[kind]
+    if wrt is not None:
+        idx = []
+        for name in wrt:
+            if name not in param_names:
+                raise JaxGradUsageError(
+                    f"wrt={name}: {fn_name} has no parameter '{name}'.{did_you_mean(name, param_names)} "
+                    f"Its parameters are ({', '.join(param_names)}); name one of them or use argnums=."
+                )
+            idx.append(param_names.index(name))
+        return idx[0] if len(idx) == 1 else tuple(idx)
+    if argnums is None:
+        return 0
+    n = len(param_names)
+    for a in (argnums,) if isinstance(argnums, int) else argnums:
+        if a < 0 or (a >= n and not has_varargs):
+            numbered = f"numbered 0 to {n - 1}" if n > 1 else "number 0"
+            raise JaxGradUsageError(
+                f"argnums={argnums} is out of range: {fn_name}({', '.join(param_names)}) has {n} "
+                f"positional parameter{'s' if n != 1 else ''}, {numbered}. Use "
+                f"`argnums=0`{' or `argnums=0,1`' if n > 1 else ''}, or name them with `wrt=`. "
+                f"(%{magic}? shows examples.)"
+            )
+    if isinstance(argnums, tuple) and len(set(argnums)) != len(argnums):
+        raise JaxGradUsageError(f"argnums={argnums} repeats a position; list each argument once.")
+    return argnums
+
+
+def _check_float_inputs(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
+    for i in (argnums,) if isinstance(argnums, int) else argnums:
+        if i >= len(args):
+            continue
+        for leaf in jax.tree_util.tree_leaves(args[i]):
+            dtype = np.result_type(leaf) if not isinstance(leaf, bool) else np.dtype(bool)
+            if not np.issubdtype(dtype, np.inexact):
+                shown = repr(leaf) if np.ndim(leaf) == 0 else f"an array of dtype {dtype}"
+                name = names[i] if i < len(names) else f"argument {i}"
+                example = f" (`{leaf}.0` instead of `{leaf}`)" if isinstance(leaf, int) else ""
+                raise JaxGradUsageError(
+                    f"Cannot differentiate {fn_name} with respect to {name} = {shown}: it is an "
+                    f"integer or boolean ({dtype}), and derivatives need floating-point inputs. "
+                    f"Pass a float{example}, or convert with `jnp.asarray({name}, dtype=jnp.float32)`."
+                )
+
+
+def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return (treedef, tuple((np.shape(x), str(np.result_type(x)), type(x).__name__) for x in leaves))
+
+
+def derive(
+    kind: str,
+    fn: Callable[..., Any],
+    *,
+    at: Any = MISSING,
+    argnums: Argnums | None = None,
+    wrt: tuple[str, ...] | None = None,
+    order: int = 1,
+    mode: str = "auto",
+    aux: bool = False,
+    jit: bool = True,
+    fn_name: str | None = None,
+    at_names: tuple[str | None, ...] | None = None,
+    namespace: MutableMapping[str, Any] | None = None,
+    name: str | None = None,
+    stepper: bool = False,
+    stepper_options: dict[str, Any] | None = None,
+) -> DerivativeResult:
+    """Build ``kind`` of ``fn`` and evaluate it at a point.
+
+    Args:
+      kind: ``"grad"``, ``"jac"`` or ``"hess"``.
+      fn: the function to differentiate.
+      at: the point: one argument, or a tuple of all positional arguments. When missing,
+        the function's defaults and then variables in ``namespace`` named like its
+        parameters are used; when those are missing too, nothing is evaluated.
+      argnums: which positional arguments to differentiate (default 0).
+      wrt: parameter names instead of ``argnums``.
+      order: repeated ``grad`` (scalar inputs), e.g. 2 for the second derivative.
+      mode: Jacobian mode, ``"rev"``, ``"fwd"`` or ``"auto"`` (from the shapes).
+      aux: the function returns ``(output, aux)`` (JAX's ``has_aux``).
+      jit: compile with ``jax.jit``.
+      fn_name: the name to show (default ``fn.__name__``).
+      at_names: the variable names written in ``at=``, remembered for write-back.
+      namespace: where to look for variables named like the parameters.
+      name: the name the transformed function is meant to be bound to.
+      stepper: whether a display shows the descent panel.
+      stepper_options: keyword arguments for the stepper (``lr``, ``optimizer``).
+
+    Returns:
+      A :class:`DerivativeResult`.
+
+    Raises:
+      JaxGradUsageError: bad options, or a known JAX misuse, explained.
+    """
+    started = time.perf_counter()
+    magic = MAGIC[kind]
+    if not callable(fn):
+        raise JaxGradUsageError(
+            f"%{magic} needs a function, but {fn_name or 'the target'} is a {type(fn).__name__}. "
+            "Name a function defined with `def` or `lambda`."
+        )
+    fn_name = fn_name or getattr(fn, "__name__", "f")
+    params = parameters(fn)
+    param_names = tuple(p.name for p in params)
+    has_varargs = _has_varargs(fn)
+    argnums = _argnums_for(kind, fn_name, param_names, has_varargs, argnums, wrt)
+    if order > 1 and kind != "grad":
+        raise JaxGradUsageError(f"order= is for %jgrad; %{magic} has no order option.")
+    if order > 1 and not isinstance(argnums, int):
+        raise JaxGradUsageError(
+            f"order={order} needs a single argument (argnums=0, say): repeated grad of several "
+            "arguments is a Hessian block. Use `%hess` for all second derivatives."
+        )
+    if order > 1 and aux:
+        raise JaxGradUsageError(f"order={order} cannot be combined with aux=True; drop one of them.")
+    point = resolve_point(fn, fn_name, at, at_names, namespace)
+    if point.args is not None:
+        _check_float_inputs(fn_name, point.args, argnums, param_names)
+
+    key, refs = function_key(fn)
+    chosen, reason = None, None
+    if kind == "jac":
+        if mode != "auto":
+            chosen, reason = mode, f"mode={mode} (as asked)"
+        elif point.args is None:
+            chosen, reason = "rev", "auto: jacrev (no point to measure the shapes)"
+        else:
+            sig = _signature(point.args)
+            chosen, reason = CACHE.get_or_build(
+                ("mode", key, argnums, aux, sig),
+                refs,
+                lambda: _guarded(lambda: choose_mode(fn, point.args, argnums, aux), kind, fn_name, aux),
+            )
+    t = Transform(kind, argnums, order, chosen, aux, jit)
+    built = CACHE.get_or_build(("transform", key, t), refs, lambda: build(fn, t))
+
+    value = derivative = aux_value = None
+    if point.args is not None:
+        value, derivative, aux_value = _guarded(lambda: built.evaluate(*point.args), kind, fn_name, aux)
+    return DerivativeResult(
+        kind=kind,
+        fn_name=fn_name,
+        fn=fn,
+        transformed=built.transformed,
+        composition=composition(t, fn_name),
+        argnums=argnums,
+        param_names=param_names,
+        point=point.args,
+        point_source=point.source,
+        point_names=point.names,
+        value=value,
+        derivative=derivative,
+        aux=aux_value,
+        has_aux=aux,
+        mode=chosen,
+        mode_reason=reason,
+        order=order,
+        bound_name=name or f"{fn_name.rsplit('.', 1)[-1]}_{_SUFFIX[kind]}{order if order > 1 else ''}",
+        missing=point.missing,
+        seconds=time.perf_counter() - started,
+        show_stepper=stepper and kind == "grad" and order == 1 and point.args is not None,
+        stepper_options=dict(stepper_options or {}),
+        namespace=namespace,
+    )
+
+
+def _has_varargs(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+
+
+def _guarded(call: Callable[[], Any], kind: str, fn_name: str, aux: bool) -> Any:
+    """Run ``call``; JAX misuse becomes a teaching error, the user's own errors pass through."""
+    __tracebackhide__ = True
+    try:
+        return call()
+    except Exception as exc:
+        explained = explain_jax_error(exc, kind=kind, fn_name=fn_name, aux=aux)
+        if explained is None:
+            raise
+        raise explained from None
+
+
+def grad(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:
+    """``jax.grad`` of ``fn`` evaluated at ``at``; see :func:`derive` for the options."""
+    return derive("grad", fn, at=at, **options)
+
+
+def jac(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:
+    """The Jacobian of ``fn`` at ``at`` (``mode="auto"`` picks jacfwd or jacrev)."""
+    return derive("jac", fn, at=at, **options)
+
+
+def hess(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:
+    """The Hessian of ``fn`` at ``at`` (``jax.hessian``, forward over reverse)."""
+    return derive("hess", fn, at=at, **options)

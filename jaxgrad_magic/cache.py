@@ -1,0 +1,186 @@
+"""A key for "the same function reading the same values", so re-runs compile nothing.
+
+Plain JAX recompiles whenever ``jax.grad(f)`` is rebuilt or a cell re-defines ``f``. The
+key here is built from what decides the traced program: the code object (CPython compares
+code by bytecode, constants, names and line table, not by file name, so a re-run cell
+matches), defaults, closure values and the globals the code reads (nested code included).
+A changed global, closure value or default gives a different key, so the cache is never
+stale; shapes and dtypes are left to ``jax.jit``'s own cache.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import hashlib
+import types
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import numpy as np
+
+_MAX_DEPTH = 4
+_MAX_ITEMS = 256
+_HASH_LIMIT = 1 << 20  # elements; larger arrays are keyed by identity (JAX arrays are immutable)
+_names_cache: dict[types.CodeType, tuple[str, ...]] = {}
+
+
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """Every name ``code`` and its nested code objects may look up as a global."""
+    names = _names_cache.get(code)
+    if names is None:
+        found: dict[str, None] = dict.fromkeys(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                found.update(dict.fromkeys(_global_names(const)))
+        names = _names_cache[code] = tuple(found)
+        if len(_names_cache) > 4096:
+            _names_cache.clear()
+    return names
+
+
+class _Keyer:
+    """Builds one key; holds strong references to everything keyed by identity."""
+
+    def __init__(self) -> None:
+        self.refs: list[Any] = []
+        self._active: set[int] = set()
+
+    def ident(self, tag: str, value: Any) -> Hashable:
+        self.refs.append(value)
+        return (tag, id(value))
+
+    def array(self, value: Any) -> Hashable:
+        shape, dtype = tuple(np.shape(value)), str(value.dtype)
+        if isinstance(value, jax.Array) and (value.size > _HASH_LIMIT or not value.is_fully_addressable):
+            return ("jax.Array", shape, dtype, self.ident("array", value))
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            return self.ident("object-array", value)
+        data = np.ascontiguousarray(np.asarray(value))
+        digest = hashlib.blake2b(data.view(np.uint8).reshape(-1) if data.size else b"", digest_size=16).digest()
+        weak = bool(getattr(value, "weak_type", False))
+        return ("array", shape, dtype, weak, digest)
+
+    def value(self, value: Any, depth: int = 0) -> Hashable:
+        if value is None or isinstance(value, bool | int | str | bytes):
+            return (type(value).__name__, value)
+        if isinstance(value, float | complex):
+            return (type(value).__name__, repr(value))  # repr tells 0.0 from -0.0
+        if isinstance(value, types.ModuleType):
+            return ("module", value.__name__)
+        if isinstance(value, jax.Array | np.ndarray | np.generic):
+            return self.array(value)
+        if depth >= _MAX_DEPTH:
+            return self.ident("deep", value)
+        if id(value) in self._active:
+            return ("cycle",)  # already being keyed further up
+        self._active.add(id(value))
+        try:
+            return self._compound(value, depth + 1)
+        finally:
+            self._active.discard(id(value))
+
+    def _compound(self, value: Any, depth: int) -> Hashable:
+        if isinstance(value, types.FunctionType):
+            return self.function(value, depth)
+        if isinstance(value, functools.partial):
+            return (
+                "partial",
+                self.value(value.func, depth),
+                self.value(value.args, depth),
+                self.value(value.keywords, depth),
+            )
+        wrapped = getattr(value, "__wrapped__", None)
+        if wrapped is not None and callable(value) and type(value).__module__.startswith("jax"):
+            return ("jax-wrapped", type(value).__name__, self.value(wrapped, depth))
+        if isinstance(value, type | types.BuiltinFunctionType | types.MethodType):
+            return self.ident(type(value).__name__, value)
+        if isinstance(value, tuple | list) and len(value) <= _MAX_ITEMS:
+            return (type(value).__name__, tuple(self.value(v, depth) for v in value))
+        if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
+            return ("dict", tuple((self.value(k, depth), self.value(v, depth)) for k, v in value.items()))
+        leaves, treedef = jax.tree_util.tree_flatten(value)
+        is_pytree = len(leaves) != 1 or leaves[0] is not value
+        if is_pytree and len(leaves) <= _MAX_ITEMS:  # a registered pytree: key its leaves
+            return ("pytree", treedef, tuple(self.value(v, depth) for v in leaves))
+        return self.ident("object", value)
+
+    def function(self, fn: types.FunctionType, depth: int = 0) -> Hashable:
+        code = fn.__code__
+        glb = fn.__globals__
+        globals_key = []
+        for name in _global_names(code):
+            if name in glb:
+                globals_key.append((name, self.value(glb[name], depth)))
+            elif not hasattr(builtins, name):
+                globals_key.append((name, "<unbound>"))
+        closure = tuple(self.value(c.cell_contents, depth) if _filled(c) else "<empty>" for c in (fn.__closure__ or ()))
+        return (
+            "function",
+            code,
+            self.value(fn.__defaults__, depth),
+            self.value(fn.__kwdefaults__, depth),
+            closure,
+            tuple(globals_key),
+            id(glb),
+        )
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:
+        return False
+    return True
+
+
+def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
+    """A hashable key for ``fn`` and the objects the key refers to by identity.
+
+    Args:
+      fn: any callable.
+
+    Returns:
+      ``(key, refs)``: equal keys mean the same traced program for the same argument
+      shapes; keep ``refs`` alive as long as the key is stored, so identities stay unique.
+    """
+    keyer = _Keyer()
+    key = keyer.value(fn)
+    return key, keyer.refs
+
+
+class TransformCache:
+    """A bounded LRU map from (function key, transform options) to built transforms."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, tuple[Any, list[Any]]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_build(self, key: Hashable, refs: list[Any], build: Callable[[], Any]) -> Any:
+        """Return the cached value for ``key``, building and storing it on a miss."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[0]
+        self.misses += 1
+        value = build()
+        self._entries[key] = (value, refs)
+        if len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+CACHE = TransformCache()

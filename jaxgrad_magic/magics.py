@@ -1,0 +1,246 @@
+"""The only IPython module: parse the line, run the cell, call the core, bind, return."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    magics_class,
+    no_var_expand,
+    output_can_be_silenced,
+)
+from traitlets import Bool, Float, Int, Unicode
+
+from . import display
+from .api import derive
+from .errors import JaxGradUsageError
+from .results import DerivativeResult
+from .spec import MAGIC, Spec, parse_line, resolve_options
+from .target import find_target
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+USAGE = """
+Usage, as a cell magic (runs the cell, then works on the function it defines)::
+
+  %%{magic} [OPTIONS]
+  def f(x, y): ...
+
+and as a line magic, on a function that already exists::
+
+  %{magic} f [OPTIONS]
+  r = %{magic} f at=(x, y)      # the magic returns a result object; a trailing ; hides it
+
+Options are key=value words; values are Python expressions evaluated in the notebook:
+
+  at=EXPR           the point: one argument (at=x) or a tuple of all (at=(1.0, 2.0)).
+                    Default: the function's defaults, else notebook variables named like
+                    its parameters, else nothing is evaluated (only built and bound).
+  argnums=0         which arguments to differentiate: argnums=1, argnums=0,1, argnums=(0, 1)
+  wrt=x,y           ... or by parameter name
+  fn=NAME           which function (default: the last `def` / `name = lambda` in the cell)
+  aux=True          the function returns (output, aux): JAX's has_aux
+  jit=False         do not compile with jax.jit (default: configurable, True)
+  name=NAME         bind the transformed function as NAME (default: {bound})
+{extra}
+Examples::
+
+{examples}
+The result has .value, .derivative (JAX's structure: a tuple for several argnums),
+.transformed, .point, .point_source, .kind{result_extra}.
+Defaults are configurable: %config JaxGradMagics.jit = False (see %config JaxGradMagics).
+"""
+
+_EXTRA = {
+    "grad": (
+        "  order=2           N-th derivative: grad(grad(f)) (a single scalar argument)\n"
+        "  stepper=False     no gradient-descent panel under the result\n"
+        "  lr=0.1            the panel's starting learning rate\n"
+        "  optimizer=adam    the panel's optimizer: sgd, momentum, nesterov, adam, adamw,\n"
+        "                    rmsprop, adagrad, or an optax.GradientTransformation\n"
+    ),
+    "jac": "  mode=auto         rev (jacrev), fwd (jacfwd) or auto (from the input/output sizes)\n",
+    "hess": "",
+}
+_EXAMPLES = {
+    "grad": (
+        "  %%jgrad\n  def pipeline(x):\n      return jnp.sum(jnp.sin(x) ** 2)\n\n"
+        "  %jgrad pipeline at=jnp.array([1.0, 2.0, 3.0])\n"
+        "  %jgrad pipeline at=1.0 order=2\n"
+        "  %jgrad f argnums=0,1 at=(5.0, 2.0)\n"
+        "  %jgrad f wrt=y\n"
+        "  %jgrad loss aux=True at=params\n"
+    ),
+    "jac": (
+        "  %%jac\n  def pair(x):\n      return jnp.sin(x), jnp.cos(x)\n\n"
+        "  %jac pair at=x mode=fwd\n"
+        "  %jac f argnums=(0, 1) at=(5.0, 2.0)\n"
+    ),
+    "hess": "  %hess f at=(5.0, 2.0) argnums=0,1\n  %hess loss at=params\n",
+}
+_RESULT_EXTRA = {"grad": ", .stepper", "jac": ", .mode, .mode_reason", "hess": ""}
+
+
+def _usage(kind: str) -> str:
+    magic = MAGIC[kind]
+    return USAGE.format(
+        magic=magic,
+        bound=f"<fn>_{kind}",
+        extra=_EXTRA[kind],
+        examples=_EXAMPLES[kind],
+        result_extra=_RESULT_EXTRA[kind],
+    )
+
+
+def _restore(ns: MutableMapping[str, Any], snapshot: dict[str, Any]) -> None:
+    """Put the namespace back as it was before the cell ran (bad input changes nothing)."""
+    for key in [k for k in ns if k not in snapshot]:
+        del ns[key]
+    for key, value in snapshot.items():
+        if ns.get(key, snapshot) is not value:
+            ns[key] = value
+
+
+@magics_class
+class JaxGradMagics(Magics):
+    """``%jgrad``, ``%jac`` and ``%hess``: JAX derivatives of notebook functions."""
+
+    jit = Bool(True, help="Compile derivatives with jax.jit.").tag(config=True)
+    mode = Unicode("auto", help="Jacobian mode for %jac: auto, rev or fwd.").tag(config=True)
+    lr = Float(0.1, help="Starting learning rate of the descent panel.").tag(config=True)
+    optimizer = Unicode("sgd", help="Starting optimizer of the descent panel.").tag(config=True)
+    stepper = Bool(True, help="Show the descent panel under %jgrad results.").tag(config=True)
+    max_items = Int(display.MAX_ITEMS, help="Arrays with more elements are abbreviated.").tag(config=True)
+
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+
+    def _defaults(self) -> dict[str, Any]:
+        display.MAX_ITEMS = self.max_items
+        return {"jit": self.jit, "mode": self.mode, "lr": self.lr, "optimizer": self.optimizer, "stepper": self.stepper}
+
+    def _run_cell(self, cell: str) -> str:
+        """Run the cell once in the user's namespace, like any cell; return its Python source."""
+        shell = self.shell
+        source = shell.transform_cell(cell)
+        filename = shell.compile.cache(source, shell.execution_count, raw_code=cell)
+        tree = shell.compile.ast_parse(source, filename=filename)
+        code = shell.compile(tree, filename, "exec")
+        exec(code, shell.user_global_ns, shell.user_ns)  # the user's own cell
+        return source
+
+    def _lookup(self, name: str, magic: str) -> Callable[..., Any]:
+        ns = self.shell.user_ns
+        head, *rest = name.split(".")
+        if head not in ns:
+            functions = sorted(
+                k for k, v in ns.items() if callable(v) and not k.startswith("_") and hasattr(v, "__code__")
+            )
+            from .errors import did_you_mean
+
+            raise JaxGradUsageError(
+                f"%{magic}: no function named '{name}' in the notebook.{did_you_mean(head, functions)} "
+                "Define it first (run its cell), or give the cell to %%" + magic + " directly."
+            )
+        obj = ns[head]
+        for attr in rest:
+            if not hasattr(obj, attr):
+                raise JaxGradUsageError(f"%{magic}: '{name}' not found: {head} has no attribute '{attr}'.")
+            obj = getattr(obj, attr)
+        return obj
+
+    def _derive(self, kind: str, spec: Spec, source: str) -> DerivativeResult:
+        magic = MAGIC[kind]
+        ns = self.shell.user_ns
+        opts = resolve_options(spec, ns, self._defaults())
+        fn_name = spec.target or opts.fn or find_target(source, magic)
+        fn = self._lookup(fn_name, magic)
+        return derive(
+            kind,
+            fn,
+            at=opts.at,
+            argnums=opts.argnums,
+            wrt=opts.wrt,
+            order=opts.order,
+            mode=opts.mode,
+            aux=opts.aux,
+            jit=opts.jit,
+            fn_name=fn_name,
+            at_names=opts.at_names,
+            namespace=ns,
+            name=opts.name,
+            stepper=opts.stepper,
+            stepper_options={"lr": opts.lr, "optimizer": opts.optimizer},
+        )
+
+    def _magic(self, kind: str, line: str, cell: str | None) -> DerivativeResult:
+        __tracebackhide__ = True
+        magic = MAGIC[kind]
+        try:
+            spec = parse_line(kind, line)
+            if cell is None and spec.target is None and spec.source("fn") is None:
+                raise JaxGradUsageError(
+                    f"%{magic} needs a function: `%{magic} f at=x` for an existing function, or "
+                    f"`%%{magic}` at the top of a cell that defines one. See `%{magic}?`."
+                )
+        except JaxGradUsageError as exc:
+            raise UsageError(str(exc)) from None
+        ns = self.shell.user_ns
+        snapshot = dict(ns) if cell is not None else None
+        source = self._run_cell(cell) if cell is not None else ""
+        try:
+            result = self._derive(kind, spec, source)
+        except JaxGradUsageError as exc:
+            if snapshot is not None:
+                _restore(ns, snapshot)
+            raise UsageError(str(exc)) from None
+        if result.bound_name:
+            ns[result.bound_name] = result.transformed
+        return result
+
+    @no_var_expand
+    @line_cell_magic
+    @output_can_be_silenced
+    def jgrad(self, line: str = "", cell: str | None = None) -> DerivativeResult:
+        __tracebackhide__ = True
+        return self._magic("grad", line, cell)
+
+    @no_var_expand
+    @line_cell_magic
+    @output_can_be_silenced
+    def jac(self, line: str = "", cell: str | None = None) -> DerivativeResult:
+        __tracebackhide__ = True
+        return self._magic("jac", line, cell)
+
+    @no_var_expand
+    @line_cell_magic
+    @output_can_be_silenced
+    def hess(self, line: str = "", cell: str | None = None) -> DerivativeResult:
+        __tracebackhide__ = True
+        return self._magic("hess", line, cell)
+
+
+JaxGradMagics.jgrad.__doc__ = "jax.grad of a notebook function, evaluated at a point.\n" + _usage("grad")
+JaxGradMagics.jac.__doc__ = "The Jacobian (jacrev / jacfwd) of a notebook function at a point.\n" + _usage("jac")
+JaxGradMagics.hess.__doc__ = "The Hessian (jax.hessian) of a notebook function at a point.\n" + _usage("hess")
+
+
+def load(shell: InteractiveShell) -> JaxGradMagics:
+    """Register the magics and make them configurable with ``%config``."""
+    magics = JaxGradMagics(shell=shell, config=shell.config)
+    shell.register_magics(magics)
+    shell.configurables.append(magics)
+    return magics
+
+
+def unload(shell: InteractiveShell) -> None:
+    """Remove the magics and their configurable."""
+    for kind in MAGIC.values():
+        for table in shell.magics_manager.magics.values():
+            table.pop(kind, None)
+    shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, JaxGradMagics)]

@@ -1,0 +1,120 @@
+"""Where to evaluate: ``at=``, else defaults, else notebook variables named like the parameters."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from .errors import JaxGradUsageError
+from .spec import MISSING
+
+AT, DEFAULTS, VARIABLES, NONE = "at=", "defaults", "notebook variables", "none"
+
+
+class Point(NamedTuple):
+    """The arguments a function is evaluated at, and where they came from.
+
+    Attributes:
+      args: all positional arguments, or None when no point could be found.
+      source: ``"at="``, ``"defaults"``, ``"notebook variables"``,
+        ``"defaults and notebook variables"`` or ``"none"``.
+      names: per argument, the notebook variable it was read from (or None).
+      missing: the parameters that could not be resolved (when ``args`` is None).
+    """
+
+    args: tuple[Any, ...] | None
+    source: str
+    names: tuple[str | None, ...]
+    missing: tuple[str, ...] = ()
+
+
+def parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The positional parameters of ``fn`` (what ``argnums`` indexes)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p for p in sig.parameters.values() if p.kind in kinds]
+
+
+def is_numeric_tree(value: Any) -> bool:
+    """True when every leaf of ``value`` is a number or an array (a valid point)."""
+    leaves = jax.tree_util.tree_leaves(value)
+    return bool(leaves) and all(
+        isinstance(v, int | float | complex | np.ndarray | np.generic | jax.Array) and not isinstance(v, bool)
+        for v in leaves
+    )
+
+
+def resolve_point(
+    fn: Callable[..., Any],
+    fn_name: str,
+    at: Any = MISSING,
+    at_names: tuple[str | None, ...] | None = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> Point:
+    """Resolve the point to evaluate ``fn`` at.
+
+    Args:
+      fn: the function.
+      fn_name: its name, for messages.
+      at: the ``at=`` value (one argument, or a tuple of all arguments), or MISSING.
+      at_names: the variable names written in ``at=`` (``at=(x, y)`` -> ``("x", "y")``).
+      namespace: the notebook's namespace, searched for variables named like parameters.
+
+    Returns:
+      The point; ``args`` is None when nothing could be resolved.
+
+    Raises:
+      JaxGradUsageError: ``at=`` has the wrong number of arguments.
+    """
+    params = parameters(fn)
+    total = len(params)
+    required = sum(p.default is inspect.Parameter.empty for p in params)
+    if at is not MISSING:
+        if total <= 1 or (required <= 1 and not isinstance(at, tuple)):
+            args: tuple[Any, ...] = (at,)
+            names = (at_names[0] if at_names and len(at_names) == 1 else None,)
+        elif isinstance(at, tuple) and required <= len(at) <= total:
+            args = at
+            names = at_names if at_names and len(at_names) == len(at) else (None,) * len(at)
+        else:
+            shape = f"a tuple of {required}" if required == total else f"a tuple of {required} to {total}"
+            got = f"a tuple of {len(at)}" if isinstance(at, tuple) else "one value"
+            pnames = ", ".join(p.name for p in params)
+            raise JaxGradUsageError(
+                f"at= must give {fn_name}({pnames}) {shape} arguments, but got {got}. "
+                f"Write `at=({pnames})` with one value per parameter."
+            )
+        defaults = tuple(p.default for p in params[len(args) :])
+        return Point(args + defaults, AT, tuple(names) + (None,) * len(defaults))
+
+    namespace = namespace or {}
+    args_list: list[Any] = []
+    names_list: list[str | None] = []
+    missing: list[str] = []
+    used_default = used_variable = False
+    for p in params:
+        if p.default is not inspect.Parameter.empty:
+            args_list.append(p.default)
+            names_list.append(None)
+            used_default = True
+        elif p.name in namespace and is_numeric_tree(namespace[p.name]):
+            args_list.append(namespace[p.name])
+            names_list.append(p.name)
+            used_variable = True
+        else:
+            missing.append(p.name)
+    if missing or not params:
+        return Point(None, NONE, (), tuple(missing))
+    source = (
+        "defaults and notebook variables"
+        if used_default and used_variable
+        else (DEFAULTS if used_default else VARIABLES)
+    )
+    return Point(tuple(args_list), source, tuple(names_list))

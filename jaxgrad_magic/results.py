@@ -1,0 +1,115 @@
+"""Result objects returned by the magics and the Python API (like ``%timeit -o``)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .stepper import Stepper
+
+
+@dataclass(frozen=True, eq=False)  # arrays inside: compare by identity
+class DerivativeResult:
+    """One derivative evaluated (or only built) at a point.
+
+    Attributes:
+      kind: ``"grad"``, ``"jac"`` or ``"hess"``.
+      fn_name: the differentiated function's name.
+      fn: the function itself.
+      transformed: the derivative function (bound in the notebook as ``bound_name``).
+      composition: the JAX expression that was built, e.g. ``jax.jit(jax.grad(f))``.
+      argnums: which positional arguments were differentiated (JAX's ``argnums``).
+      param_names: the function's positional parameter names.
+      point: all positional arguments, or None when no point was found.
+      point_source: where the point came from (``at=``, ``defaults``,
+        ``notebook variables``, ``none``).
+      point_names: per argument, the notebook variable it came from (or None).
+      value: the function's value at the point (its main output when ``aux=True``).
+      derivative: the derivative, in exactly JAX's structure (a tuple for several argnums).
+      aux: the auxiliary output when ``aux=True``.
+      mode: ``"rev"`` or ``"fwd"`` for a Jacobian, else None.
+      mode_reason: why that mode was chosen.
+      order: derivative order for ``grad``.
+      bound_name: the notebook name the transformed function is bound to, if any.
+      missing: parameters that had no value when no point was found.
+      seconds: wall time of building and evaluating, including compilation.
+    """
+
+    kind: str
+    fn_name: str
+    fn: Callable[..., Any] = field(repr=False)
+    transformed: Callable[..., Any] = field(repr=False)
+    composition: str
+    argnums: int | tuple[int, ...]
+    param_names: tuple[str, ...]
+    point: tuple[Any, ...] | None
+    point_source: str
+    point_names: tuple[str | None, ...]
+    value: Any
+    derivative: Any
+    aux: Any = None
+    has_aux: bool = False
+    mode: str | None = None
+    mode_reason: str | None = None
+    order: int = 1
+    bound_name: str | None = None
+    missing: tuple[str, ...] = ()
+    seconds: float = 0.0
+    show_stepper: bool = field(default=False, repr=False)
+    stepper_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    namespace: MutableMapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def evaluated(self) -> bool:
+        """True when the derivative was evaluated at a point."""
+        return self.point is not None
+
+    @property
+    def wrt(self) -> tuple[str, ...]:
+        """The names of the differentiated parameters."""
+        idx = (self.argnums,) if isinstance(self.argnums, int) else self.argnums
+        return tuple(self.param_names[i] if i < len(self.param_names) else f"arg{i}" for i in idx)
+
+    @functools.cached_property
+    def stepper(self) -> Stepper:
+        """A gradient-descent stepper on ``fn`` from this point (built on first access)."""
+        from .stepper import Stepper
+
+        if self.point is None:
+            from .errors import JaxGradUsageError
+
+            raise JaxGradUsageError(
+                f"{self.fn_name} was not evaluated at a point, so there is nothing to step "
+                "from. Give a point with `at=...`."
+            )
+        return Stepper(
+            self.fn,
+            self.point,
+            argnums=self.argnums,
+            names=self.point_names,
+            fn_name=self.fn_name,
+            namespace=self.namespace,
+            has_aux=self.has_aux,
+            **self.stepper_options,
+        )
+
+    def __str__(self) -> str:
+        from .display import render_text
+
+        return render_text(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("DerivativeResult(...)" if cycle else str(self))
+
+    def _repr_html_(self) -> str:
+        from .display import render_html
+
+        return render_html(self)
+
+    def _ipython_display_(self) -> None:
+        from .show import show_result
+
+        show_result(self)

@@ -1,0 +1,287 @@
+"""Magic line -> frozen :class:`Spec`, and a spec's values -> typed :class:`Options`.
+
+Parsing is pure syntax (no namespace) so a bad line fails before the cell runs.
+Resolving evaluates the values as Python expressions in the notebook's namespace.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import JaxGradUsageError, did_you_mean
+
+MAGIC = {"grad": "jgrad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
+
+_COMMON = ("fn", "at", "argnums", "wrt", "aux", "jit", "name", "check", "show")
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "grad": (*_COMMON, "order", "stepper", "lr", "optimizer"),
+    "jac": (*_COMMON, "mode"),
+    "hess": _COMMON,
+    "jvp": (*_COMMON, "tangent"),
+    "vjp": (*_COMMON, "cotangent"),
+}
+# Options whose value is a word, not an expression.
+_WORD_OPTIONS = frozenset({"fn", "name", "mode", "show", "wrt"})
+_BOOL_OPTIONS = frozenset({"aux", "jit", "stepper", "check"})
+_MODES = ("auto", "rev", "fwd")
+_SHOWS = ("jaxpr",)
+_KEY = re.compile(r"([A-Za-z_]\w*)=(?!=)")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+class _Missing:
+    """Marker for an option that was not given."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed magic line: the kind, the positional target and raw option sources."""
+
+    kind: str
+    target: str | None
+    options: tuple[tuple[str, str], ...]
+    line: str
+
+    def source(self, key: str) -> str | None:
+        """The raw source text of option ``key``, or None when absent."""
+        return dict(self.options).get(key)
+
+
+def _split_words(line: str) -> tuple[str, list[tuple[str, str]]]:
+    """Split ``line`` at ``key=`` words that stand outside brackets and strings."""
+    depth, quote, starts = 0, "", []
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                raise JaxGradUsageError(f"Unbalanced '{ch}' in the magic line {line!r}: check the brackets.")
+        elif depth == 0 and (i == 0 or line[i - 1].isspace()):
+            m = _KEY.match(line, i)
+            if m:
+                starts.append((m.start(), m.end(), m.group(1)))
+        i += 1
+    if quote or depth:
+        raise JaxGradUsageError(
+            f"Unclosed {'string' if quote else 'bracket'} in the magic line {line!r}: check the quotes and brackets."
+        )
+    head = line[: starts[0][0]] if starts else line
+    words = []
+    for n, (_, end, key) in enumerate(starts):
+        stop = starts[n + 1][0] if n + 1 < len(starts) else len(line)
+        words.append((key, line[end:stop].strip()))
+    return head.strip(), words
+
+
+def parse_line(kind: str, line: str) -> Spec:
+    """Parse a magic line of ``kind`` into a :class:`Spec` (syntax only, no evaluation).
+
+    Args:
+      kind: one of ``grad``, ``jac``, ``hess``, ``jvp``, ``vjp``.
+      line: the text after the magic's name, e.g. ``"f at=(x, y) argnums=0,1"``.
+
+    Returns:
+      The spec; values are kept as source text.
+
+    Raises:
+      JaxGradUsageError: unknown or repeated option, empty value, or a malformed target.
+    """
+    magic = MAGIC[kind]
+    allowed = OPTIONS[kind]
+    head, words = _split_words(line)
+    if head and not _DOTTED.fullmatch(head):
+        raise JaxGradUsageError(
+            f"%{magic} expected a function name before the options, got {head!r}. Write "
+            f"`%{magic} f at=x` (the function's name, then key=value options with no spaces "
+            "around '='), or `fn=NAME` in a cell magic."
+        )
+    seen: dict[str, str] = {}
+    for key, value in words:
+        if key not in allowed:
+            raise JaxGradUsageError(
+                f"%{magic} has no option '{key}'.{did_you_mean(key, allowed)} "
+                f"Its options are: {', '.join(allowed)}. See `%{magic}?` for examples."
+            )
+        if key in seen:
+            raise JaxGradUsageError(f"Option '{key}' is given twice in %{magic}; keep one.")
+        if not value:
+            raise JaxGradUsageError(
+                f"Option '{key}=' in %{magic} has no value. Write it as `{key}=VALUE` with no "
+                "spaces around '=' (see `%" + magic + "?`)."
+            )
+        seen[key] = value
+    if "argnums" in seen and "wrt" in seen:
+        raise JaxGradUsageError(f"%{magic} got both argnums= and wrt=; give one of them (wrt names the parameters).")
+    if head and "fn" in seen:
+        raise JaxGradUsageError(f"%{magic} got the function twice: '{head}' and fn={seen['fn']}. Give one of them.")
+    return Spec(kind=kind, target=head or None, options=tuple(seen.items()), line=line)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Typed options of one magic call; unset values take the configured defaults."""
+
+    fn: str | None = None
+    at: Any = MISSING
+    at_names: tuple[str | None, ...] | None = None
+    argnums: int | tuple[int, ...] | None = None
+    wrt: tuple[str, ...] | None = None
+    aux: bool = False
+    jit: bool = True
+    name: str | None = None
+    check: bool = False
+    show: str | None = None
+    order: int = 1
+    mode: str = "auto"
+    stepper: bool = True
+    lr: float = 0.1
+    optimizer: Any = "sgd"
+    tangent: Any = MISSING
+    cotangent: Any = MISSING
+
+
+def _word(key: str, src: str) -> str:
+    """A bare word option; quotes are allowed and stripped."""
+    text = src.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return text
+
+
+def _evaluate(key: str, src: str, namespace: Mapping[str, Any]) -> Any:
+    try:
+        return eval(src, namespace if isinstance(namespace, dict) else dict(namespace))
+    except SyntaxError:
+        raise JaxGradUsageError(
+            f"The value of {key}={src} is not a valid Python expression. Values are Python "
+            f"expressions evaluated in the notebook, e.g. `{key}=(x, y)`."
+        ) from None
+    except Exception as exc:  # the expression is the user's; report it as bad input
+        raise JaxGradUsageError(
+            f"Could not evaluate {key}={src}: {type(exc).__name__}: {exc}. Values are Python "
+            "expressions evaluated in the notebook's namespace: define the names first or fix "
+            "the expression."
+        ) from None
+
+
+def _names_of(src: str) -> tuple[str | None, ...] | None:
+    """The notebook variable names in ``at=`` source: ``x`` -> (x,), ``(x, y)`` -> (x, y)."""
+    try:
+        node = ast.parse(src, mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Name):
+        return (node.id,)
+    if isinstance(node, ast.Tuple):
+        return tuple(e.id if isinstance(e, ast.Name) else None for e in node.elts)
+    return None
+
+
+def _argnums(src: str, value: Any) -> int | tuple[int, ...]:
+    if isinstance(value, bool) or not isinstance(value, int | tuple | list):
+        raise JaxGradUsageError(
+            f"argnums={src} must be an integer or integers: `argnums=0`, `argnums=0,1` or "
+            "`argnums=(0, 1)`; or name the parameters with `wrt=x,y`."
+        )
+    if isinstance(value, int):
+        return value
+    if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise JaxGradUsageError(f"argnums={src} must list integer positions, e.g. `argnums=0,1`; got {value!r}.")
+    return tuple(value)
+
+
+def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Options:
+    """Evaluate a spec's values in ``namespace`` into typed :class:`Options`.
+
+    Args:
+      spec: the parsed line.
+      namespace: where expressions are evaluated (the notebook's namespace).
+      defaults: configured defaults for options not on the line (field name -> value).
+
+    Returns:
+      The options.
+
+    Raises:
+      JaxGradUsageError: a value that does not evaluate or has the wrong type.
+    """
+    magic = MAGIC[spec.kind]
+    fields = {f.name for f in dataclasses.fields(Options)}
+    values: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if k in fields}
+    for key, src in spec.options:
+        if key in _WORD_OPTIONS:
+            word = _word(key, src)
+            if key == "wrt":
+                names = tuple(w.strip() for w in word.strip("()[]").split(",") if w.strip())
+                names = tuple(_word(key, n) for n in names)
+                bad = [n for n in names if not n.isidentifier()]
+                if bad or not names:
+                    raise JaxGradUsageError(
+                        f"wrt={src} must name parameters of the function, e.g. `wrt=x` or `wrt=x,y`."
+                    )
+                values["wrt"] = names
+            elif key == "mode":
+                if word not in _MODES:
+                    raise JaxGradUsageError(
+                        f"mode={src} is not a Jacobian mode.{did_you_mean(word, _MODES)} Use "
+                        "`mode=rev` (jacrev, best for few outputs), `mode=fwd` (jacfwd, best for "
+                        "few inputs) or `mode=auto` (chosen from the shapes)."
+                    )
+                values["mode"] = word
+            elif key == "show":
+                if word not in _SHOWS:
+                    raise JaxGradUsageError(
+                        f"show={src} is not something %{magic} can show.{did_you_mean(word, _SHOWS)} "
+                        "Use `show=jaxpr` to see the transformed program."
+                    )
+                values["show"] = word
+            else:  # fn, name
+                if not _DOTTED.fullmatch(word) or (key == "name" and not word.isidentifier()):
+                    raise JaxGradUsageError(f"{key}={src} must be a Python name, e.g. `{key}=f`.")
+                values[key] = word
+            continue
+        if key == "optimizer" and _word(key, src).isidentifier() and _word(key, src) not in namespace:
+            values["optimizer"] = _word(key, src)
+            continue
+        value = _evaluate(key, src, namespace)
+        if key in _BOOL_OPTIONS:
+            if value not in (True, False, 0, 1) or isinstance(value, float):
+                raise JaxGradUsageError(f"{key}={src} must be True or False.")
+            value = bool(value)
+        elif key == "argnums":
+            value = _argnums(src, value)
+        elif key == "order":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise JaxGradUsageError(
+                    f"order={src} must be a whole number of at least 1 (order=2 is the second derivative)."
+                )
+        elif key == "lr":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise JaxGradUsageError(f"lr={src} must be a positive number, e.g. `lr=0.1`.")
+            value = float(value)
+        elif key == "at":
+            values["at_names"] = _names_of(src)
+        values[key] = value
+    return Options(**values)
