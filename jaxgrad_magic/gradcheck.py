@@ -1,0 +1,202 @@
+"""Check a computed derivative against central finite differences at the point.
+
+The derivative is contracted with probe directions ``v`` (every unit vector of an argument
+when it is small, else random unit vectors) and compared with
+``(g(x + h v) - g(x - h v)) / 2h``, where ``g`` is the function itself for ``grad`` and
+``jac``, and its JAX gradient for ``hess`` (a Hessian is the Jacobian of the gradient).
+The probes run as one vmapped, jitted batch, cached like the transforms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .cache import CACHE, function_key
+
+MAX_EXHAUSTIVE = 64  # arguments up to this many elements are probed along every axis
+RANDOM_DIRECTIONS = 16
+
+
+class ArgCheck(NamedTuple):
+    """The check of one differentiated argument.
+
+    Attributes:
+      name: the parameter name.
+      max_abs_error: the largest ``|AD - FD|`` over all probed outputs and directions.
+      max_rel_error: the same divided by ``max(|FD|, |AD|)``, for entries above ``atol``.
+      atol: the absolute tolerance used.
+      rtol: the relative tolerance used.
+      passed: every entry within ``atol + rtol * |FD|``.
+      directions: how many directions were probed.
+      exhaustive: True when every element of the argument was probed.
+    """
+
+    name: str
+    max_abs_error: float
+    max_rel_error: float
+    atol: float
+    rtol: float
+    passed: bool
+    directions: int
+    exhaustive: bool
+
+
+@dataclass(frozen=True)
+class GradCheck:
+    """A finite-difference check of a derivative, per differentiated argument."""
+
+    args: tuple[ArgCheck, ...]
+    dtype: str
+    step: float
+    passed: bool
+    note: str
+
+    def summary(self) -> str:
+        """One line per argument: errors, tolerances, pass/fail."""
+        lines = [f"{'PASS' if self.passed else 'FAIL'}: central differences, {self.dtype}, step {self.step:.2g}"]
+        for a in self.args:
+            probe = "every element" if a.exhaustive else f"{a.directions} random directions"
+            lines.append(
+                f"  {a.name}: {'ok' if a.passed else 'MISMATCH'}  max abs err {a.max_abs_error:.2e}, "
+                f"max rel err {a.max_rel_error:.2e} (atol {a.atol:.0e}, rtol {a.rtol:.0e}; {probe})"
+            )
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        return "\n".join(lines)
+
+
+def tolerances(dtype: np.dtype) -> tuple[float, float, float]:
+    """``(relative step, atol, rtol)`` for central differences in ``dtype``.
+
+    The step ``eps**(1/3)`` balances truncation (``h**2``) and rounding (``eps / h``), so the
+    expected relative error is about ``eps**(2/3)``: ~2e-5 in float32, ~4e-11 in float64.
+    The tolerances leave room for curvature and for cancellation in the function itself.
+    """
+    eps = float(np.finfo(dtype).eps)
+    step = eps ** (1 / 3)
+    if eps > 1e-10:  # float32 and narrower
+        return step, 1e-3, 2e-2
+    return step, 1e-7, 1e-5
+
+
+def _contract(block: Any, v_tree: Any) -> jax.Array:
+    """Sum over the input axes of ``block`` (leaves shaped out + in) against ``v_tree``."""
+    total = None
+    for b, v in zip(jax.tree_util.tree_leaves(block), jax.tree_util.tree_leaves(v_tree), strict=True):
+        term = jnp.tensordot(b, v, axes=v.ndim) if v.ndim else b * v
+        total = term if total is None else total + term
+    return total
+
+
+def _directions(n: int, dtype: np.dtype, seed: int) -> tuple[np.ndarray, bool]:
+    if n <= MAX_EXHAUSTIVE:
+        return np.eye(n, dtype=dtype), True
+    v = np.random.default_rng(seed).standard_normal((RANDOM_DIRECTIONS, n))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(dtype), False
+
+
+def _checker(g: Callable[..., Any], i: int, k: int, multi: bool, out_struct: Any) -> Callable[..., Any]:
+    """One jitted call: finite differences and the derivative along every probe direction."""
+
+    def run(args: tuple[Any, ...], derivative: Any, v: jax.Array, rel_step: jax.Array) -> tuple[jax.Array, jax.Array]:
+        flat, unravel = ravel_pytree(args[i])
+        h = rel_step * jnp.maximum(1.0, jnp.max(jnp.abs(flat)))
+        blocks = [b[k] if multi else b for b in out_struct.flatten_up_to(derivative)]
+
+        def fd_one(d: jax.Array) -> jax.Array:
+            def at(sign: float) -> jax.Array:
+                return ravel_pytree(g(*args[:i], unravel(flat + sign * h * d), *args[i + 1 :]))[0]
+
+            return (at(1.0) - at(-1.0)) / (2 * h)
+
+        def ad_one(d: jax.Array) -> jax.Array:
+            v_tree = unravel(d)
+            return jnp.concatenate([jnp.ravel(_contract(b, v_tree)) for b in blocks])
+
+        return jax.vmap(fd_one)(v), jax.vmap(ad_one)(v)
+
+    return jax.jit(run)
+
+
+def check_derivative(
+    kind: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    argnums: int | tuple[int, ...],
+    derivative: Any,
+    value: Any,
+    *,
+    names: Sequence[str] = (),
+    aux: bool = False,
+    seed: int = 0,
+) -> GradCheck:
+    """Compare ``derivative`` (as JAX returned it) with central finite differences.
+
+    Args:
+      kind: ``"grad"``, ``"jac"`` or ``"hess"``.
+      fn: the differentiated function.
+      args: all positional arguments (the point).
+      argnums: the differentiated positions.
+      derivative: the derivative to check, in JAX's structure.
+      value: ``fn``'s main output at the point (its structure indexes Jacobian blocks).
+      names: parameter names for the report.
+      aux: ``fn`` returns ``(output, aux)``.
+      seed: for the random probe directions of large arguments.
+
+    Returns:
+      A :class:`GradCheck`.
+    """
+    idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    primal = (lambda *a: fn(*a)[0]) if aux else fn
+    if kind == "hess":
+        g = jax.grad(primal, argnums=argnums)
+        out_struct = jax.tree_util.tree_structure(tuple(args[i] for i in idx) if len(idx) > 1 else args[idx[0]])
+    else:
+        g = primal
+        out_struct = jax.tree_util.tree_structure(value)
+
+    key, refs = function_key(fn)
+    dtype = np.dtype(
+        jnp.result_type(*[leaf for i in idx for leaf in jax.tree_util.tree_leaves(args[i])])
+    )  # as JAX computes
+    rel_step, atol, rtol = tolerances(dtype)
+    checks = []
+    for k, i in enumerate(idx):
+        n = sum(_size(leaf) for leaf in jax.tree_util.tree_leaves(args[i]))
+        v, exhaustive = _directions(n, np.dtype(dtype), seed + k)
+        run = CACHE.get_or_build(
+            ("gradcheck", key, kind, argnums, aux, i, out_struct),
+            refs,
+            lambda i=i, k=k: _checker(g, i, k, len(idx) > 1, out_struct),
+        )
+        fd, ad = (np.asarray(a) for a in run(tuple(args), derivative, jnp.asarray(v), jnp.asarray(rel_step, dtype)))
+        err = np.abs(ad - fd)
+        scale = np.maximum(np.abs(fd), np.abs(ad))
+        rel = np.where(scale > atol, err / np.where(scale > 0, scale, 1), 0.0)
+        passed = bool(np.all(err <= atol + rtol * np.abs(fd))) and bool(np.all(np.isfinite(ad)))
+        name = names[i] if i < len(names) else f"arg{i}"
+        checks.append(
+            ArgCheck(
+                name, float(err.max(initial=0.0)), float(rel.max(initial=0.0)), atol, rtol, passed, len(v), exhaustive
+            )
+        )
+    note = ""
+    if np.dtype(dtype).itemsize <= 4:
+        note = (
+            f"{np.dtype(dtype).name} limits finite differences to ~{rel_step**2:.0e} relative accuracy, so the "
+            'tolerances are loose; for a sharper check run `jax.config.update("jax_enable_x64", True)` '
+            "first and evaluate at float64 inputs."
+        )
+    return GradCheck(tuple(checks), np.dtype(dtype).name, float(rel_step), all(c.passed for c in checks), note)
+
+
+def _size(x: Any) -> int:
+    return math.prod(np.shape(x))
