@@ -13,13 +13,16 @@ import jax
 import numpy as np
 
 from .cache import CACHE, function_key
+from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error
+from .gradcheck import check_derivative, check_directional
 from .point import parameters, resolve_point
 from .results import DerivativeResult
 from .spec import MAGIC, MISSING
 from .transforms import Argnums, Transform, build, choose_mode, composition
 
-_SUFFIX = {"grad": "grad", "jac": "jac", "hess": "hess"}
+_SUFFIX = {"grad": "grad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
+_VECTOR = {"jvp": "tangent", "vjp": "cotangent"}
 
 
 def _argnums_for(
@@ -97,6 +100,11 @@ def derive(
     name: str | None = None,
     stepper: bool = False,
     stepper_options: dict[str, Any] | None = None,
+    tangent: Any = MISSING,
+    cotangent: Any = MISSING,
+    check: bool = False,
+    show: str | None = None,
+    display_limits: DisplayLimits | None = None,
 ) -> DerivativeResult:
     """Build ``kind`` of ``fn`` and evaluate it at a point.
 
@@ -118,6 +126,11 @@ def derive(
       name: the name the transformed function is meant to be bound to.
       stepper: whether a display shows the descent panel.
       stepper_options: keyword arguments for the stepper (``lr``, ``optimizer``).
+      tangent: for ``jvp``, the direction ``v`` in ``J v`` (a tuple for several argnums).
+      cotangent: for ``vjp``, the ``u`` in ``uᵀ J`` (shaped like the output).
+      check: compare the derivative with central finite differences at the point.
+      show: ``"jaxpr"`` to keep the transformed program (``jax.make_jaxpr``) as text.
+      display_limits: how much the result's renderings show.
 
     Returns:
       A :class:`DerivativeResult`.
@@ -149,6 +162,14 @@ def derive(
     point = resolve_point(fn, fn_name, at, at_names, namespace)
     if point.args is not None:
         _check_float_inputs(fn_name, point.args, argnums, param_names)
+    vector = {"jvp": tangent, "vjp": cotangent}.get(kind, MISSING)
+    if kind in _VECTOR and vector is MISSING:
+        word = _VECTOR[kind]
+        shape = "shaped like the differentiated argument(s)" if kind == "jvp" else "shaped like the output"
+        raise JaxGradUsageError(
+            f"%{magic} needs a direction: `{word}=v`, {shape}, e.g. "
+            f"`%{magic} {fn_name} at=x {word}=jnp.ones_like({'x' if kind == 'jvp' else fn_name + '(x)'})`."
+        )
 
     key, refs = function_key(fn)
     chosen, reason = None, None
@@ -169,7 +190,23 @@ def derive(
 
     value = derivative = aux_value = None
     if point.args is not None:
-        value, derivative, aux_value = _guarded(lambda: built.evaluate(*point.args), kind, fn_name, aux)
+        extra = () if vector is MISSING else (vector,)
+        value, derivative, aux_value = _guarded(lambda: built.evaluate(*point.args, *extra), kind, fn_name, aux)
+    elif check or show:
+        raise JaxGradUsageError(
+            f"{'check=True' if check else 'show=' + str(show)} needs a point to evaluate {fn_name} at: "
+            f"add at=... (no value was found for {', '.join(point.missing) or 'its parameters'})."
+        )
+    grad_check = None
+    if check:
+        if kind in _VECTOR:
+            grad_check = check_directional(kind, fn, point.args, argnums, vector, derivative, aux=aux)
+        else:
+            grad_check = check_derivative(kind, fn, point.args, argnums, derivative, value, names=param_names, aux=aux)
+    jaxpr = None
+    if show == "jaxpr":
+        plain = build(fn, t._replace(jit=False)).transformed  # unwrapped: no pjit shell around the program
+        jaxpr = str(jax.make_jaxpr(plain)(*point.args, *extra))
     return DerivativeResult(
         kind=kind,
         fn_name=fn_name,
@@ -194,6 +231,10 @@ def derive(
         show_stepper=stepper and kind == "grad" and order == 1 and point.args is not None,
         stepper_options=dict(stepper_options or {}),
         namespace=namespace,
+        direction=None if vector is MISSING else vector,
+        check=grad_check,
+        jaxpr=jaxpr,
+        display_limits=display_limits or DisplayLimits(),
     )
 
 
@@ -231,3 +272,13 @@ def jac(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> Derivative
 def hess(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:
     """The Hessian of ``fn`` at ``at`` (``jax.hessian``, forward over reverse)."""
     return derive("hess", fn, at=at, **options)
+
+
+def jvp(fn: Callable[..., Any], at: Any = MISSING, tangent: Any = MISSING, **options: Any) -> DerivativeResult:
+    """The Jacobian-vector product ``J v`` of ``fn`` at ``at`` (``jax.jvp``)."""
+    return derive("jvp", fn, at=at, tangent=tangent, **options)
+
+
+def vjp(fn: Callable[..., Any], at: Any = MISSING, cotangent: Any = MISSING, **options: Any) -> DerivativeResult:
+    """The vector-Jacobian product ``uᵀ J`` of ``fn`` at ``at`` (``jax.vjp``)."""
+    return derive("vjp", fn, at=at, cotangent=cotangent, **options)

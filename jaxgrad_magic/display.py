@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from . import heatmap
+
 if TYPE_CHECKING:
+    from .gradcheck import ArgCheck, GradCheck
     from .results import DerivativeResult
 
-MAX_ITEMS = 24  # arrays with more elements are abbreviated
-_SUPERSCRIPT = lambda n: str(n).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))  # noqa: E731
-_KIND_TITLE = {"grad": "gradient", "jac": "Jacobian", "hess": "Hessian"}
+_KIND_TITLE = {
+    "grad": "gradient",
+    "jac": "Jacobian",
+    "hess": "Hessian",
+    "jvp": "Jacobian-vector product",
+    "vjp": "vector-Jacobian product",
+}
+
+
+class DisplayLimits(NamedTuple):
+    """How much a result shows.
+
+    Attributes:
+      max_items: arrays with more elements are abbreviated (first and last few values).
+      heatmap_above: Jacobians and Hessians with more rows or columns than this (and more
+        than one of each) are drawn as a heatmap instead of a table of numbers.
+    """
+
+    max_items: int = 24
+    heatmap_above: int = 8
+
+
+def _superscript(n: int) -> str:
+    return str(n).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 def type_tag(x: Any) -> str:
-    """JAX-style ``f32[3,2]`` for an array or number."""
+    """JAX-style ``f32[3,2]`` for an array, the type name for a Python number."""
     if isinstance(x, bool | int | float | complex):
         return type(x).__name__  # a Python number: JAX treats it as weakly typed
     dtype = np.result_type(x)
@@ -29,23 +55,28 @@ def type_tag(x: Any) -> str:
     return f"{kind}{bits}[{','.join(map(str, np.shape(x)))}]"
 
 
-def format_array(x: Any, max_items: int = MAX_ITEMS) -> str:
+@jax.jit
+def _summary(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    flat = jnp.ravel(x)
+    stats = jnp.stack([jnp.min(flat), jnp.max(flat), jnp.linalg.norm(flat.astype(jnp.float32))])
+    return flat[:3], flat[-3:], stats
+
+
+def format_array(x: Any, max_items: int = 24) -> str:
     """A short, rounded rendering; big arrays are summarised without moving them whole."""
     size = math.prod(np.shape(x))
-    if size > 100 * max_items and isinstance(x, jax.Array):
-        # Only a few corner values and the statistics travel to the host.
-        flat = x.reshape(-1)
-        head = np.asarray(flat[:3])
-        tail = np.asarray(flat[-3:])
-        stats = np.asarray(jax.numpy.stack([x.min(), x.max(), jax.numpy.linalg.norm(flat)]))
+    big = size > max(1000, max_items)
+    if big and isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.number):
+        # Only a few corner values and three statistics travel to the host.
+        head, tail, stats = (np.asarray(a) for a in _summary(x))
         return (
             f"[{', '.join(f'{v:.4g}' for v in head)}, ..., {', '.join(f'{v:.4g}' for v in tail)}]"
-            f"  min {stats[0]:.4g}, max {stats[1]:.4g}, norm {stats[2]:.4g}"
+            f"  ({size} values: min {stats[0]:.4g}, max {stats[1]:.4g}, norm {stats[2]:.4g})"
         )
     arr = np.asarray(x)
     if arr.ndim == 0:
         return f"{arr.item():.6g}" if np.issubdtype(arr.dtype, np.floating) else str(arr.item())
-    with np.printoptions(precision=6, threshold=max_items, edgeitems=3, suppress=True):
+    with np.printoptions(precision=6, threshold=max_items, edgeitems=3, suppress=True, linewidth=100):
         return np.array2string(arr, separator=", ")
 
 
@@ -57,11 +88,37 @@ def _leaves(tree: Any) -> list[tuple[str, Any]]:
     return [(_keystr(p), leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
+def _diff_args(result: DerivativeResult) -> list[tuple[str, Any]]:
+    """``(name, argument)`` for each differentiated argument."""
+    idx = (result.argnums,) if isinstance(result.argnums, int) else result.argnums
+    point = result.point or ()
+    return [(name, point[i] if i < len(point) else None) for name, i in zip(result.wrt, idx, strict=True)]
+
+
+def _out_struct(result: DerivativeResult) -> tuple[list[str], Any]:
+    """Labels and tree structure of the rows of a Jacobian-like derivative."""
+    if result.kind == "hess":
+        diff = [a for _, a in _diff_args(result)]
+        tree = tuple(diff) if len(diff) > 1 else diff[0]
+        labels = [f"{n}{p}" for n, a in _diff_args(result) for p, _ in _leaves(a)]
+        return labels, jax.tree_util.tree_structure(tree)
+    return [f"{result.fn_name}{p}" for p, _ in _leaves(result.value)], jax.tree_util.tree_structure(result.value)
+
+
 def derivative_rows(result: DerivativeResult) -> Iterator[tuple[str, Any]]:
     """``(label, array)`` for every leaf of the derivative, e.g. ``("∂f/∂x", g)``."""
     f, wrt = result.fn_name, result.wrt
     multi = not isinstance(result.argnums, int)
     d = result.derivative
+    if result.kind == "jvp":
+        for path, leaf in _leaves(d):
+            yield f"∂{f}{path}·v", leaf
+        return
+    if result.kind == "vjp":
+        for name, block in zip(wrt, d if multi else (d,), strict=True):
+            for path, leaf in _leaves(block):
+                yield f"uᵀ∂{f}/∂{name}{path}", leaf
+        return
     if result.kind == "jac":
         out_paths = [p for p, _ in _leaves(result.value)] or [""]
         per_out = jax.tree_util.tree_structure(result.value).flatten_up_to(d)
@@ -76,9 +133,30 @@ def derivative_rows(result: DerivativeResult) -> Iterator[tuple[str, Any]]:
                     for path, leaf in _leaves(b2):
                         yield f"∂²{f}/∂{name}∂{name2}{path}", leaf
                 continue
-            sup = _SUPERSCRIPT(result.order) if result.order > 1 else ""
+            sup = _superscript(result.order) if result.order > 1 else ""
             for path, leaf in _leaves(block):
                 yield f"∂{sup}{f}{out_path}/∂{name}{path}{sup}", leaf
+
+
+def derivative_heatmap(result: DerivativeResult, limits: DisplayLimits) -> heatmap.Heatmap | None:
+    """A heatmap of the flattened Jacobian or Hessian when it is too big to read as numbers."""
+    if result.kind not in ("jac", "hess") or result.point is None:
+        return None
+    row_labels, out_struct = _out_struct(result)
+    col_labels = [f"{n}{p}" for n, a in _diff_args(result) for p, _ in _leaves(a)]
+    col_shapes = [np.shape(leaf) for _, a in _diff_args(result) for _, leaf in _leaves(a)]
+    row_shapes = col_shapes if result.kind == "hess" else [np.shape(leaf) for _, leaf in _leaves(result.value)]
+    n_rows = sum(math.prod(s) for s in row_shapes)
+    n_cols = sum(math.prod(s) for s in col_shapes)
+    if min(n_rows, n_cols) <= 1 or max(n_rows, n_cols) <= limits.heatmap_above:
+        return None
+    multi = not isinstance(result.argnums, int)
+    blocks = []
+    for sub in out_struct.flatten_up_to(result.derivative):
+        per_arg = list(sub) if multi else [sub]
+        blocks.append([leaf for block in per_arg for leaf in jax.tree_util.tree_leaves(block)])
+    matrix, rows, cols = heatmap.flatten_matrix(blocks, row_labels, row_shapes, col_labels, col_shapes)
+    return heatmap.render(matrix, rows, cols)
 
 
 def point_rows(result: DerivativeResult) -> list[tuple[str, Any]]:
@@ -90,50 +168,75 @@ def point_rows(result: DerivativeResult) -> list[tuple[str, Any]]:
 
 
 def _source_text(result: DerivativeResult) -> str:
-    if result.point_source == "at=":
-        return "given by at="
-    return f"from {result.point_source}"
+    return "given by at=" if result.point_source == "at=" else f"from {result.point_source}"
 
 
 def _not_evaluated_text(result: DerivativeResult) -> str:
     missing = ", ".join(result.missing) or "its parameters"
-    args = ", ".join(result.param_names)
-    call = f"{result.bound_name}({args})" if result.bound_name else f"the result's .transformed({args})"
+    call = _signature(result) if result.bound_name else f"the result's .transformed({', '.join(result.param_names)})"
     return (
         f"not evaluated: no value for {missing} (no default, no notebook variable of that name). "
         f"Call {call}, or add at=... to evaluate here."
     )
 
 
-def _value_lines(tree: Any) -> list[tuple[str, str]]:
-    return [(path, f"{type_tag(leaf)} {format_array(leaf)}") for path, leaf in _leaves(tree)]
+def _title(result: DerivativeResult) -> str:
+    return _KIND_TITLE[result.kind] + (f" (order {result.order})" if result.order > 1 else "")
 
 
-def render_text(result: DerivativeResult) -> str:
+def _signature(result: DerivativeResult) -> str:
+    extra = {"jvp": ["v"], "vjp": ["u"]}.get(result.kind, [])
+    return f"{result.bound_name}({', '.join([*result.param_names, *extra])})"
+
+
+def _direction_label(result: DerivativeResult) -> str:
+    return "tangent v" if result.kind == "jvp" else "cotangent u"
+
+
+def _summary_text(h: heatmap.Heatmap) -> str:
+    s = h.summary
+    return (
+        f"{s.shape[0]}x{s.shape[1]} matrix: min {s.min:.4g}, max {s.max:.4g}, norm {s.norm:.4g}, "
+        f"{100 * s.zero_fraction:.1f}% zeros"
+    )
+
+
+def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -> str:
     """Readable plain text for terminal IPython and ``print``."""
-    title = _KIND_TITLE[result.kind] + (f" (order {result.order})" if result.order > 1 else "")
-    lines = [f"{title} of {result.fn_name}: {result.composition}"]
+    limits = limits or result.display_limits
+
+    def arr(x: Any) -> str:
+        return f"{type_tag(x)} {format_array(x, limits.max_items)}"
+
+    lines = [f"{_title(result)} of {result.fn_name}: {result.composition}"]
     if result.mode_reason:
         lines.append(f"  mode    {result.mode_reason}")
     if result.point is None:
         lines.append("  " + _not_evaluated_text(result))
     else:
         lines.append(f"  point   ({_source_text(result)})")
-        for name, arg in point_rows(result):
-            for path, text in _value_lines(arg):
-                lines.append(f"    {name}{path} = {text}")
+        lines += [f"    {name}{path} = {arr(leaf)}" for name, a in point_rows(result) for path, leaf in _leaves(a)]
+        if result.direction is not None:
+            lines.append(f"  {_direction_label(result)}")
+            lines += [f"    {path or '·'} = {arr(leaf)}" for path, leaf in _leaves(result.direction)]
         lines.append("  value")
-        for path, text in _value_lines(result.value):
-            lines.append(f"    {result.fn_name}{path} = {text}")
+        lines += [f"    {result.fn_name}{path} = {arr(leaf)}" for path, leaf in _leaves(result.value)]
         if result.has_aux:
             lines.append("  aux")
-            for path, text in _value_lines(result.aux):
-                lines.append(f"    aux{path} = {text}")
+            lines += [f"    aux{path} = {arr(leaf)}" for path, leaf in _leaves(result.aux)]
         lines.append("  derivative")
-        for label, leaf in derivative_rows(result):
-            lines.append(f"    {label} = {type_tag(leaf)} {format_array(leaf)}")
+        picture = derivative_heatmap(result, limits)
+        if picture is not None:
+            lines.append(f"    {_summary_text(picture)} (a heatmap in notebooks)")
+        else:
+            lines += [f"    {label} = {arr(leaf)}" for label, leaf in derivative_rows(result)]
+    if result.check is not None:
+        lines.append("  check   " + result.check.summary().replace("\n", "\n          "))
     if result.bound_name:
-        lines.append(f"  bound   {result.bound_name}({', '.join(result.param_names)})")
+        lines.append(f"  bound   {_signature(result)}")
+    if result.jaxpr:
+        lines.append("  jaxpr")
+        lines += [f"    {ln}" for ln in result.jaxpr.splitlines()]
     return "\n".join(lines)
 
 
@@ -142,7 +245,12 @@ _CSS = (
     "font-size:var(--jp-content-font-size1,13px)}.jgm-result td{padding:1px 8px 1px 0;"
     "vertical-align:top;text-align:left;border:none}.jgm-result .jgm-k{opacity:.7;white-space:nowrap}"
     ".jgm-result code,.jgm-result pre{font-family:var(--jp-code-font-family,monospace);"
-    "background:transparent;margin:0;white-space:pre-wrap}.jgm-result .jgm-tag{opacity:.6}</style>"
+    "background:transparent;margin:0;white-space:pre-wrap}.jgm-result .jgm-tag{opacity:.6}"
+    ".jgm-pass{color:var(--jp-success-color1,#388e3c);font-weight:600}"
+    ".jgm-fail{color:var(--jp-error-color1,#d32f2f);font-weight:600}"
+    ".jgm-heat{display:grid;grid-template-columns:auto auto;gap:2px 6px;align-items:start}"
+    ".jgm-heat .jgm-axis{font-size:11px;opacity:.8;position:relative}"
+    ".jgm-heat img{image-rendering:pixelated;border:1px solid var(--jp-border-color2,#8888)}</style>"
 )
 
 
@@ -150,34 +258,99 @@ def _cell(label: str, body: str) -> str:
     return f"<tr><td class='jgm-k'>{html.escape(label)}</td><td>{body}</td></tr>"
 
 
-def _array_html(x: Any) -> str:
-    return f"<span class='jgm-tag'>{html.escape(type_tag(x))}</span> <pre>{html.escape(format_array(x))}</pre>"
+def _png_src(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def render_html(result: DerivativeResult) -> str:
+def _heatmap_html(h: heatmap.Heatmap) -> str:
+    """The picture with its block labels along both axes, a colour bar and the summary."""
+    rows, cols = h.summary.shape
+
+    def labels(blocks: tuple[heatmap.Block, ...], total: int, px: int, vertical: bool) -> str:
+        spans = []
+        for b in blocks:
+            size = max(1, round(b.size / total * px))
+            style = f"height:{size}px" if vertical else f"width:{size}px;display:inline-block;text-align:center"
+            spans.append(
+                f"<div style='{style};overflow:hidden;white-space:nowrap' title='{html.escape(b.label)} "
+                f"[{b.start}:{b.start + b.size}]'>{html.escape(b.label)}</div>"
+            )
+        return "".join(spans)
+
+    pooled = " (pooled: the largest-magnitude entry of each block)" if h.pooled else ""
+    return (
+        "<div class='jgm-heat'>"
+        f"<div></div><div class='jgm-axis' style='width:{h.width}px'>{labels(h.cols, cols, h.width, False)}</div>"
+        f"<div class='jgm-axis' style='text-align:right'>{labels(h.rows, rows, h.height, True)}</div>"
+        f"<img src='{_png_src(h.png)}' width='{h.width}' height='{h.height}' alt='heatmap'/>"
+        "<div></div><div class='jgm-axis'>"
+        f"{-h.vmax:.3g} <img src='{_png_src(heatmap.colorbar_png())}' width='160' height='10' "
+        f"style='vertical-align:middle' alt='colour scale'/> {h.vmax:.3g}<br>{html.escape(_summary_text(h))}{pooled}"
+        "</div></div>"
+    )
+
+
+def _array_html(x: Any, limits: DisplayLimits) -> str:
+    return (
+        f"<span class='jgm-tag'>{html.escape(type_tag(x))}</span> "
+        f"<pre>{html.escape(format_array(x, limits.max_items))}</pre>"
+    )
+
+
+def _check_html(check: GradCheck) -> str:
+    verdict = (
+        "<span class='jgm-pass'>✓ matches finite differences</span>"
+        if check.passed
+        else "<span class='jgm-fail'>✗ does NOT match finite differences</span>"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(a.name)}</td><td class='{'jgm-pass' if a.passed else 'jgm-fail'}'>"
+        f"{'ok' if a.passed else 'mismatch'}</td><td>{a.max_abs_error:.2e}</td><td>{a.max_rel_error:.2e}</td>"
+        f"<td>{a.atol:.0e} / {a.rtol:.0e}</td><td>{_probes(a)}</td></tr>"
+        for a in check.args
+    )
+    head = "<tr><td></td><td></td><td>max abs err</td><td>max rel err</td><td>atol / rtol</td><td>directions</td></tr>"
+    note = f"<div class='jgm-tag'>{html.escape(check.note)}</div>" if check.note else ""
+    about = f"<span class='jgm-tag'>({check.dtype}, step {check.step:.2g})</span>"
+    return f"{verdict} {about}<table>{head}{rows}</table>{note}"
+
+
+def _probes(a: ArgCheck) -> str:
+    return "every element" if a.exhaustive else f"{a.directions} random"
+
+
+def render_html(result: DerivativeResult, limits: DisplayLimits | None = None) -> str:
     """A compact HTML table: function, point and its source, value, derivative, binding."""
-    title = _KIND_TITLE[result.kind] + (f" (order {result.order})" if result.order > 1 else "")
-    rows = [
-        _cell("built", f"<code>{html.escape(result.composition)}</code>"),
-    ]
+    limits = limits or result.display_limits
+    rows = [_cell("built", f"<code>{html.escape(result.composition)}</code>")]
     if result.mode_reason:
         rows.append(_cell("mode", html.escape(result.mode_reason)))
     if result.point is None:
         rows.append(_cell("point", html.escape(_not_evaluated_text(result))))
     else:
         for name, arg in point_rows(result):
-            for path, leaf in _leaves(arg):
-                rows.append(_cell(f"{name}{path}", _array_html(leaf)))
+            rows += [_cell(f"{name}{path}", _array_html(leaf, limits)) for path, leaf in _leaves(arg)]
         rows.append(_cell("point", html.escape(_source_text(result))))
-        for path, leaf in _leaves(result.value):
-            rows.append(_cell(f"{result.fn_name}{path}", _array_html(leaf)))
+        if result.direction is not None:
+            label = _direction_label(result)
+            rows += [_cell(f"{label}{path}", _array_html(leaf, limits)) for path, leaf in _leaves(result.direction)]
+        rows += [_cell(f"{result.fn_name}{p}", _array_html(leaf, limits)) for p, leaf in _leaves(result.value)]
         if result.has_aux:
-            for path, leaf in _leaves(result.aux):
-                rows.append(_cell(f"aux{path}", _array_html(leaf)))
-        for label, leaf in derivative_rows(result):
-            rows.append(_cell(label, _array_html(leaf)))
+            rows += [_cell(f"aux{path}", _array_html(leaf, limits)) for path, leaf in _leaves(result.aux)]
+        picture = derivative_heatmap(result, limits)
+        if picture is not None:
+            rows.append(_cell("derivative", _heatmap_html(picture)))
+        else:
+            rows += [_cell(label, _array_html(leaf, limits)) for label, leaf in derivative_rows(result)]
+    if result.check is not None:
+        rows.append(_cell("check", _check_html(result.check)))
     if result.bound_name:
-        args = ", ".join(result.param_names)
-        rows.append(_cell("bound", f"<code>{html.escape(result.bound_name)}({html.escape(args)})</code>"))
-    head = f"<b>{html.escape(title)}</b> of <code>{html.escape(result.fn_name)}</code>"
-    return f"{_CSS}<div class='jgm-result'>{head}<table>{''.join(rows)}</table></div>"
+        rows.append(_cell("bound", f"<code>{html.escape(_signature(result))}</code>"))
+    jaxpr = ""
+    if result.jaxpr:
+        jaxpr = (
+            f"<details><summary>jaxpr of <code>{html.escape(result.composition)}</code></summary>"
+            f"<pre>{html.escape(result.jaxpr)}</pre></details>"
+        )
+    head = f"<b>{html.escape(_title(result))}</b> of <code>{html.escape(result.fn_name)}</code>"
+    return f"{_CSS}<div class='jgm-result'>{head}<table>{''.join(rows)}</table>{jaxpr}</div>"

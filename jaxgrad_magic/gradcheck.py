@@ -188,14 +188,87 @@ def check_derivative(
                 name, float(err.max(initial=0.0)), float(rel.max(initial=0.0)), atol, rtol, passed, len(v), exhaustive
             )
         )
-    note = ""
-    if np.dtype(dtype).itemsize <= 4:
-        note = (
-            f"{np.dtype(dtype).name} limits finite differences to ~{rel_step**2:.0e} relative accuracy, so the "
-            'tolerances are loose; for a sharper check run `jax.config.update("jax_enable_x64", True)` '
-            "first and evaluate at float64 inputs."
-        )
-    return GradCheck(tuple(checks), np.dtype(dtype).name, float(rel_step), all(c.passed for c in checks), note)
+    passed = all(c.passed for c in checks)
+    return GradCheck(tuple(checks), np.dtype(dtype).name, float(rel_step), passed, _note(dtype, rel_step))
+
+
+def _directional_checker(g: Callable[..., Any], idx: tuple[int, ...]) -> Callable[..., Any]:
+    """jit(vmap(d -> (g(x + h d) - g(x - h d)) / 2h)) with ``d`` over all differentiated args."""
+
+    def run(args: tuple[Any, ...], v: jax.Array, rel_step: jax.Array) -> jax.Array:
+        flat, unravel = ravel_pytree(tuple(args[i] for i in idx))
+        h = rel_step * jnp.maximum(1.0, jnp.max(jnp.abs(flat)))
+
+        def fd_one(d: jax.Array) -> jax.Array:
+            def at(sign: float) -> jax.Array:
+                full = list(args)
+                for k, moved in zip(idx, unravel(flat + sign * h * d), strict=True):
+                    full[k] = moved
+                return ravel_pytree(g(*full))[0]
+
+            return (at(1.0) - at(-1.0)) / (2 * h)
+
+        return jax.vmap(fd_one)(v)
+
+    return jax.jit(run)
+
+
+def check_directional(
+    kind: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    argnums: int | tuple[int, ...],
+    vector: Any,
+    derivative: Any,
+    *,
+    aux: bool = False,
+    seed: int = 0,
+) -> GradCheck:
+    """Check ``J v`` (``jvp``) or ``uᵀ J`` (``vjp``) against central differences.
+
+    For ``jvp`` the probe direction is the tangent itself. For ``vjp`` the identity
+    ``<uᵀ J, d> = <u, J d>`` is checked along random directions ``d``.
+    """
+    idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    g = (lambda *a: fn(*a)[0]) if aux else fn
+    diff = tuple(args[i] for i in idx)
+    dtype = np.dtype(jnp.result_type(*jax.tree_util.tree_leaves(diff)))
+    rel_step, atol, rtol = tolerances(dtype)
+    key, refs = function_key(fn)
+    run = CACHE.get_or_build(("gradcheck-dir", key, idx, aux), refs, lambda: _directional_checker(g, idx))
+    if kind == "jvp":
+        tangent = ravel_pytree((vector,) if isinstance(argnums, int) else tuple(vector))[0]
+        directions = tangent[None, :]
+        fd = np.asarray(run(tuple(args), directions, jnp.asarray(rel_step, dtype)))[0]
+        ad = np.asarray(ravel_pytree(derivative)[0])
+        label, exhaustive = "J·v", True
+    else:
+        n = int(ravel_pytree(diff)[0].size)
+        directions, exhaustive = _directions(n, dtype, seed)
+        jd = np.asarray(run(tuple(args), jnp.asarray(directions), jnp.asarray(rel_step, dtype)))
+        u = np.asarray(ravel_pytree(vector)[0])
+        w = np.asarray(ravel_pytree((derivative,) if isinstance(argnums, int) else tuple(derivative))[0])
+        fd, ad = jd @ u, directions @ w
+        label = "uᵀJ"
+    err = np.abs(ad - fd)
+    scale = np.maximum(np.abs(fd), np.abs(ad))
+    rel = np.where(scale > atol, err / np.where(scale > 0, scale, 1), 0.0)
+    passed = bool(np.all(err <= atol + rtol * np.abs(fd))) and bool(np.all(np.isfinite(ad)))
+    count = 1 if kind == "jvp" else len(directions)
+    check = ArgCheck(
+        label, float(err.max(initial=0.0)), float(rel.max(initial=0.0)), atol, rtol, passed, count, exhaustive
+    )
+    return GradCheck((check,), dtype.name, float(rel_step), passed, _note(dtype, rel_step))
+
+
+def _note(dtype: np.dtype, rel_step: float) -> str:
+    if np.dtype(dtype).itemsize > 4:
+        return ""
+    return (
+        f"{np.dtype(dtype).name} limits finite differences to ~{rel_step**2:.0e} relative accuracy, so the "
+        'tolerances are loose; for a sharper check run `jax.config.update("jax_enable_x64", True)` '
+        "first and evaluate at float64 inputs."
+    )
 
 
 def _size(x: Any) -> int:

@@ -175,16 +175,16 @@ def render(matrix: jax.Array, rows: tuple[Block, ...], cols: tuple[Block, ...], 
     values = np.asarray(pooled, dtype=np.float64)
     vmax = float(np.nanmax(np.abs(values))) if values.size and np.isfinite(values).any() else 1.0
     img = colorize(values, vmax)
-    # Thin separators between blocks, so pytree and multi-output structure is visible.
-    r_scale = values.shape[0] / matrix.shape[0]
-    c_scale = values.shape[1] / matrix.shape[1]
-    for b in rows[1:]:
-        img[min(int(b.start * r_scale), img.shape[0] - 1), :] = _SEPARATOR
-    for b in cols[1:]:
-        img[:, min(int(b.start * c_scale), img.shape[1] - 1)] = _SEPARATOR
     up = max(1, TARGET_PX // max(values.shape))
     if up > 1:
         img = np.repeat(np.repeat(img, up, axis=0), up, axis=1)
+    # One-pixel separators between blocks, so pytree and multi-output structure is visible.
+    r_scale = img.shape[0] / matrix.shape[0]
+    c_scale = img.shape[1] / matrix.shape[1]
+    for b in rows[1:]:
+        img[min(round(b.start * r_scale), img.shape[0] - 1), :] = _SEPARATOR
+    for b in cols[1:]:
+        img[:, min(round(b.start * c_scale), img.shape[1] - 1)] = _SEPARATOR
     summary = MatrixSummary(
         (int(matrix.shape[0]), int(matrix.shape[1])), float(stats[0]), float(stats[1]), float(stats[2]), float(stats[3])
     )

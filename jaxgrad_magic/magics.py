@@ -15,8 +15,8 @@ from IPython.core.magic import (
 )
 from traitlets import Bool, Float, Int, Unicode
 
-from . import display
 from .api import derive
+from .display import DisplayLimits
 from .errors import JaxGradUsageError
 from .results import DerivativeResult
 from .spec import MAGIC, Spec, parse_line, resolve_options
@@ -47,6 +47,8 @@ Options are key=value words; values are Python expressions evaluated in the note
   aux=True          the function returns (output, aux): JAX's has_aux
   jit=False         do not compile with jax.jit (default: configurable, True)
   name=NAME         bind the transformed function as NAME (default: {bound})
+  check=True        compare with central finite differences at the point, per argument
+  show=jaxpr        show the transformed program (jax.make_jaxpr)
 {extra}
 Examples::
 
@@ -66,6 +68,8 @@ _EXTRA = {
     ),
     "jac": "  mode=auto         rev (jacrev), fwd (jacfwd) or auto (from the input/output sizes)\n",
     "hess": "",
+    "jvp": "  tangent=v         the direction v in J v (a tuple for several argnums); required\n",
+    "vjp": "  cotangent=u       the u in uᵀ J, shaped like the output; required\n",
 }
 _EXAMPLES = {
     "grad": (
@@ -81,9 +85,17 @@ _EXAMPLES = {
         "  %jac pair at=x mode=fwd\n"
         "  %jac f argnums=(0, 1) at=(5.0, 2.0)\n"
     ),
-    "hess": "  %hess f at=(5.0, 2.0) argnums=0,1\n  %hess loss at=params\n",
+    "hess": "  %hess f at=(5.0, 2.0) argnums=0,1\n  %hess loss at=params check=True\n",
+    "jvp": "  %jvp f at=x tangent=jnp.ones_like(x)\n  %jvp f at=(5.0, 2.0) argnums=0,1 tangent=(1.0, 0.0)\n",
+    "vjp": "  %vjp pair at=x cotangent=(jnp.ones(3), jnp.zeros(3))\n  %vjp f at=x cotangent=1.0 check=True\n",
 }
-_RESULT_EXTRA = {"grad": ", .stepper", "jac": ", .mode, .mode_reason", "hess": ""}
+_RESULT_EXTRA = {
+    "grad": ", .stepper",
+    "jac": ", .mode, .mode_reason",
+    "hess": "",
+    "jvp": ", .direction (the tangent)",
+    "vjp": ", .direction (the cotangent)",
+}
 
 
 def _usage(kind: str) -> str:
@@ -108,20 +120,23 @@ def _restore(ns: MutableMapping[str, Any], snapshot: dict[str, Any]) -> None:
 
 @magics_class
 class JaxGradMagics(Magics):
-    """``%jgrad``, ``%jac`` and ``%hess``: JAX derivatives of notebook functions."""
+    """``%jgrad``, ``%jac``, ``%hess``, ``%jvp`` and ``%vjp``: JAX derivatives of notebook functions."""
 
     jit = Bool(True, help="Compile derivatives with jax.jit.").tag(config=True)
     mode = Unicode("auto", help="Jacobian mode for %jac: auto, rev or fwd.").tag(config=True)
     lr = Float(0.1, help="Starting learning rate of the descent panel.").tag(config=True)
     optimizer = Unicode("sgd", help="Starting optimizer of the descent panel.").tag(config=True)
     stepper = Bool(True, help="Show the descent panel under %jgrad results.").tag(config=True)
-    max_items = Int(display.MAX_ITEMS, help="Arrays with more elements are abbreviated.").tag(config=True)
+    max_items = Int(DisplayLimits().max_items, help="Arrays with more elements are shown abbreviated.").tag(config=True)
+    heatmap_above = Int(
+        DisplayLimits().heatmap_above,
+        help="Jacobians and Hessians with more rows or columns than this are drawn as heatmaps.",
+    ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
 
     def _defaults(self) -> dict[str, Any]:
-        display.MAX_ITEMS = self.max_items
         return {"jit": self.jit, "mode": self.mode, "lr": self.lr, "optimizer": self.optimizer, "stepper": self.stepper}
 
     def _run_cell(self, cell: str) -> str:
@@ -176,6 +191,11 @@ class JaxGradMagics(Magics):
             name=opts.name,
             stepper=opts.stepper,
             stepper_options={"lr": opts.lr, "optimizer": opts.optimizer},
+            tangent=opts.tangent,
+            cotangent=opts.cotangent,
+            check=opts.check,
+            show=opts.show,
+            display_limits=DisplayLimits(self.max_items, self.heatmap_above),
         )
 
     def _magic(self, kind: str, line: str, cell: str | None) -> DerivativeResult:
@@ -224,10 +244,26 @@ class JaxGradMagics(Magics):
         __tracebackhide__ = True
         return self._magic("hess", line, cell)
 
+    @no_var_expand
+    @line_cell_magic
+    @output_can_be_silenced
+    def jvp(self, line: str = "", cell: str | None = None) -> DerivativeResult:
+        __tracebackhide__ = True
+        return self._magic("jvp", line, cell)
+
+    @no_var_expand
+    @line_cell_magic
+    @output_can_be_silenced
+    def vjp(self, line: str = "", cell: str | None = None) -> DerivativeResult:
+        __tracebackhide__ = True
+        return self._magic("vjp", line, cell)
+
 
 JaxGradMagics.jgrad.__doc__ = "jax.grad of a notebook function, evaluated at a point.\n" + _usage("grad")
 JaxGradMagics.jac.__doc__ = "The Jacobian (jacrev / jacfwd) of a notebook function at a point.\n" + _usage("jac")
 JaxGradMagics.hess.__doc__ = "The Hessian (jax.hessian) of a notebook function at a point.\n" + _usage("hess")
+JaxGradMagics.jvp.__doc__ = "The Jacobian-vector product J v (jax.jvp) at a point.\n" + _usage("jvp")
+JaxGradMagics.vjp.__doc__ = "The vector-Jacobian product uᵀ J (jax.vjp) at a point.\n" + _usage("vjp")
 
 
 def load(shell: InteractiveShell) -> JaxGradMagics:

@@ -7,7 +7,10 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .display import DisplayLimits
+
 if TYPE_CHECKING:
+    from .gradcheck import GradCheck
     from .stepper import Stepper
 
 
@@ -16,7 +19,7 @@ class DerivativeResult:
     """One derivative evaluated (or only built) at a point.
 
     Attributes:
-      kind: ``"grad"``, ``"jac"`` or ``"hess"``.
+      kind: ``"grad"``, ``"jac"``, ``"hess"``, ``"jvp"`` or ``"vjp"``.
       fn_name: the differentiated function's name.
       fn: the function itself.
       transformed: the derivative function (bound in the notebook as ``bound_name``).
@@ -36,6 +39,10 @@ class DerivativeResult:
       bound_name: the notebook name the transformed function is bound to, if any.
       missing: parameters that had no value when no point was found.
       seconds: wall time of building and evaluating, including compilation.
+      direction: the tangent (``jvp``) or cotangent (``vjp``).
+      check: the finite-difference check, when asked for with ``check=True``.
+      jaxpr: the transformed program as text, when asked for with ``show="jaxpr"``.
+      display_limits: how much the text and HTML renderings show.
     """
 
     kind: str
@@ -58,6 +65,10 @@ class DerivativeResult:
     bound_name: str | None = None
     missing: tuple[str, ...] = ()
     seconds: float = 0.0
+    direction: Any = None
+    check: GradCheck | None = None
+    jaxpr: str | None = None
+    display_limits: DisplayLimits = field(default_factory=DisplayLimits, repr=False)
     show_stepper: bool = field(default=False, repr=False)
     stepper_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     namespace: MutableMapping[str, Any] | None = field(default=None, repr=False, compare=False)

@@ -14,7 +14,7 @@ Argnums = int | tuple[int, ...]
 class Transform(NamedTuple):
     """What to build: the kind and every option that changes the traced program."""
 
-    kind: str  # "grad" | "jac" | "hess"
+    kind: str  # "grad" | "jac" | "hess" | "jvp" | "vjp"
     argnums: Argnums
     order: int = 1
     mode: str | None = None  # "rev" | "fwd" for jac, else None
@@ -43,9 +43,47 @@ def composition(t: Transform, fn_name: str = "f") -> str:
         text = inner
     elif t.kind == "jac":
         text = f"jax.jac{t.mode}({fn_name}{opts})"
-    else:
+    elif t.kind == "hess":
         text = f"jax.hessian({fn_name}{opts})"  # = jax.jacfwd(jax.jacrev(f)), forward-over-reverse
+    elif t.kind == "jvp":
+        text = f"jax.jvp({fn_name}, primals, (tangent,)){_wrt_text(t.argnums)}"
+    else:
+        text = f"jax.vjp({fn_name}, *primals)[1](cotangent){_wrt_text(t.argnums)}"
     return f"jax.jit({text})" if t.jit else text
+
+
+def _wrt_text(argnums: Argnums) -> str:
+    return f" w.r.t. argnums={argnums}" if argnums != 0 else ""
+
+
+def _directional(fn: Callable[..., Any], t: Transform) -> Callable[..., tuple[Any, Any, Any]]:
+    """``(*args, vector) -> (output, J v or uᵀ J, aux)`` for ``jvp`` / ``vjp`` on the argnums."""
+    idx = (t.argnums,) if isinstance(t.argnums, int) else t.argnums
+
+    def evaluate(*call: Any) -> tuple[Any, Any, Any]:
+        *args, vector = call
+
+        def partial(*diff: Any) -> Any:
+            full = list(args)
+            for k, i in enumerate(idx):
+                full[i] = diff[k]
+            return fn(*full)
+
+        primals = tuple(args[i] for i in idx)
+        if t.kind == "jvp":
+            tangents = (vector,) if isinstance(t.argnums, int) else tuple(vector)
+            if t.aux:
+                return jax.jvp(partial, primals, tangents, has_aux=True)
+            out, tangent_out = jax.jvp(partial, primals, tangents)
+            return out, tangent_out, None
+        if t.aux:
+            out, pull, aux = jax.vjp(partial, *primals, has_aux=True)
+        else:
+            (out, pull), aux = jax.vjp(partial, *primals), None
+        cotangents = pull(vector)
+        return out, cotangents[0] if isinstance(t.argnums, int) else cotangents, aux
+
+    return evaluate
 
 
 def _derivative(fn: Callable[..., Any], t: Transform) -> Callable[..., Any]:
@@ -66,8 +104,18 @@ def build(fn: Callable[..., Any], t: Transform) -> Built:
     """Build the derivative of ``fn`` and an evaluator returning ``(value, derivative, aux)``.
 
     The evaluator computes the value and the derivative in one compiled call (for ``grad``
-    through ``jax.value_and_grad``, so the forward pass is shared).
+    through ``jax.value_and_grad``, so the forward pass is shared). For ``jvp`` and ``vjp``
+    both take the tangent or cotangent as a last extra argument, and the derivative
+    function returns ``J v`` or ``uᵀ J`` alone.
     """
+    if t.kind in ("jvp", "vjp"):
+        directional = _directional(fn, t)
+
+        def derivative(*call: Any) -> Any:
+            return directional(*call)[1]
+
+        return Built(jax.jit(derivative), jax.jit(directional)) if t.jit else Built(derivative, directional)
+
     derivative = _derivative(fn, t)
 
     if t.kind == "grad" and t.order == 1:
