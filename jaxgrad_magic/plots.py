@@ -1,0 +1,739 @@
+"""Pure plots for the descent panel: arrays in, PNG bytes out; and ``f`` on a grid.
+
+Matplotlib is used through its object API on the Agg canvas (``Figure`` +
+``FigureCanvasAgg``), never pyplot's global state, so plots render in any thread and
+show in any frontend as plain images. Each renderer keeps its figure and draws the axes
+only when the limits change; between such changes only the moving artists (the loss line,
+the path, the current point) are drawn over a saved background, so a redraw costs a few
+milliseconds instead of tens. The loss axis limits move in whole decades (and the step
+axis in 1-2-5 steps), so a falling loss rarely forces a full redraw.
+
+Figures have a light face with dark ink on purpose: they stay readable on light and dark
+notebook themes alike (a transparent figure would put dark text on a dark page).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from matplotlib import colormaps, ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import BoundaryNorm
+from matplotlib.figure import Figure
+from PIL import Image
+
+WIDTH, HEIGHT = 360, 260  # pixels: small, so a redraw is cheap
+FACE = "#fafafa"  # light neutral face, dark ink: readable on light and dark themes
+INK = "#262626"
+GRID = "#dddddd"
+LOSS_COLOR = "#1f77b4"
+PATH_COLOR = "#d62728"
+MAX_LINE_POINTS = 1200  # longer series are reduced to a min/max envelope per bucket
+MAX_PATH_POINTS = 3000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DPI = 100
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _figure(width: int, height: int) -> tuple[Figure, FigureCanvasAgg, Any]:
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=FACE)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # Fixed margins: tight_layout would cost a whole extra draw on every redraw.
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.16, top=0.88)
+    ax.set_facecolor("white")
+    for spine in ax.spines.values():
+        spine.set_color(INK)
+        spine.set_linewidth(0.8)
+    # Explicit colours: a dark pyplot style set by the user must not make our ink white.
+    ax.tick_params(colors=INK, labelcolor=INK, labelsize=7.5, length=3, width=0.6)
+    ax.xaxis.label.set_color(INK)
+    ax.yaxis.label.set_color(INK)
+    return fig, canvas, ax
+
+
+def _png(canvas: FigureCanvasAgg) -> bytes:
+    width, height = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="png", compress_level=1)  # fast: the image is small anyway
+    return out.getvalue()
+
+
+def _title(ax: Any, left: str) -> Any:
+    ax.set_title(left, loc="left", fontsize=8.5, color=INK, pad=4)
+    right = ax.text(1.0, 1.02, "", transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color=INK)
+    right.set_animated(True)
+    return right
+
+
+def short(value: float) -> str:
+    """A number in at most 4 significant digits (``inf`` and ``nan`` spelled out)."""
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_LINE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce a long series to the min and max of ``y`` per bucket of consecutive points.
+
+    A bucket is narrower than a pixel, so the drawn envelope looks like the full series
+    (spikes included) while the line has at most ``max_points`` vertices. NaN is ignored
+    inside a bucket; a bucket of only NaN stays NaN, which breaks the drawn line.
+
+    Args:
+      x: the positions, increasing.
+      y: the values, same length.
+      max_points: the most vertices to return.
+
+    Returns:
+      ``(x, y)``, unchanged when already short enough.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    if n <= max_points:
+        return x, y
+    buckets = max(1, max_points // 2)
+    starts = np.linspace(0, n, buckets + 1).astype(np.int64)[:-1]
+    ends = np.append(starts[1:], n) - 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets are meant to stay NaN
+        lows = np.fmin.reduceat(y, starts)
+        highs = np.fmax.reduceat(y, starts)
+    xs = np.stack([x[starts], x[ends]], axis=1).reshape(-1)
+    ys = np.stack([lows, highs], axis=1).reshape(-1)
+    return xs, ys
+
+
+def _thin(path: np.ndarray, max_points: int) -> np.ndarray:
+    """Every k-th row of ``path`` (first and last always kept)."""
+    n = len(path)
+    if n <= max_points:
+        return path
+    idx = np.unique(np.append(np.linspace(0, n - 1, max_points).astype(np.int64), n - 1))
+    return path[idx]
+
+
+def _nice_up(value: float) -> float:
+    """The smallest of 1, 2, 5 x 10^k that is at least ``value`` (and at least 1)."""
+    if value <= 1:
+        return 1.0
+    exp = 10.0 ** math.floor(math.log10(value))
+    for m in (1, 2, 5, 10):
+        if m * exp >= value:
+            return float(m * exp)
+    return float(10 * exp)
+
+
+# --------------------------------------------------------------------------- loss curve
+
+
+def loss_scale(losses: Sequence[float] | np.ndarray) -> str:
+    """The y scale that keeps a loss curve readable as it falls by orders of magnitude.
+
+    ``"log"`` when no finite loss is negative and one is positive (zeros are drawn on the
+    bottom edge); ``"symlog"`` when the losses change sign and span more than three
+    decades; else ``"linear"``.
+    """
+    y = np.asarray(losses, dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if y.size == 0 or not (y > 0).any():
+        return "linear"
+    if (y >= 0).all():
+        return "log"
+    mags = np.abs(y[y != 0])
+    return "symlog" if mags.max() > 1e3 * np.median(mags) else "linear"
+
+
+def _decade_limits(y: np.ndarray) -> tuple[float, float, float]:
+    """Whole-decade limits around the positive values, and the floor that zeros are drawn at."""
+    pos = y[y > 0]
+    lo = math.floor(math.log10(pos.min()))
+    hi = math.ceil(math.log10(pos.max()))
+    if (y == 0).any():
+        lo -= 1  # a decade below the smallest positive value stands for zero
+    if hi <= lo:
+        hi = lo + 1
+    # Keep the limits (and the tick locator's decades around them) representable.
+    lo = min(max(lo, -300), 299)
+    hi = min(max(hi, lo + 1), 300)
+    return 10.0**lo, 10.0**hi, 10.0**lo
+
+
+def _linear_limits(y: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(y.min()), float(y.max())
+    if lo == hi:
+        pad = abs(lo) * 0.1 or 1.0
+        return lo - pad, hi + pad
+    ticks = ticker.MaxNLocator(5).tick_values(lo, hi)
+    return float(min(ticks[0], lo)), float(max(ticks[-1], hi))
+
+
+def _symlog_limits(y: np.ndarray) -> tuple[float, float, float]:
+    mags = np.abs(y[y != 0])
+    top = 10.0 ** math.ceil(math.log10(mags.max()))
+    linthresh = max(10.0 ** math.floor(math.log10(np.median(mags))) / 10, top * 1e-12)
+    lo = -top if y.min() < 0 else 0.0
+    hi = top if y.max() > 0 else 0.0
+    return lo, hi, linthresh
+
+
+def _decade_label(value: float, _: Any) -> str:
+    # Plain "1e-6" instead of mathtext's 10^-6, which costs several ms per draw.
+    return f"{value:.0e}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+
+
+class _LossLayout(NamedTuple):
+    scale: str
+    xlim: tuple[float, float]
+    ylim: tuple[float, float]
+    linthresh: float
+    floor: float
+    diverged_at: int | None
+
+
+class LossCurve:
+    """A loss-curve renderer that keeps its figure between frames.
+
+    Args:
+      width: image width in pixels.
+      height: image height in pixels.
+    """
+
+    def __init__(self, width: int = WIDTH, height: int = HEIGHT) -> None:
+        self.width, self.height = width, height
+        self.full_draws = 0  # how many frames needed the axes redrawn (the rest were cheap)
+        self._fig, self._canvas, self._ax = _figure(width, height)
+        self._ax.set_xlabel("step", fontsize=8)
+        (self._line,) = self._ax.plot([], [], color=LOSS_COLOR, lw=1.3, animated=True)
+        (self._dot,) = self._ax.plot([], [], "o", color=LOSS_COLOR, ms=4, animated=True)
+        self._readout = _title(self._ax, "loss")
+        self._layout: _LossLayout | None = None
+        self._background: Any = None
+        self._marks: list[Any] = []
+
+    @property
+    def yscale(self) -> str | None:
+        """The y scale of the last frame (``"log"``, ``"symlog"``, ``"linear"``), None before one."""
+        return self._layout.scale if self._layout is not None else None
+
+    @property
+    def limits(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """``(xlim, ylim)`` of the last frame, None before one."""
+        return (self._layout.xlim, self._layout.ylim) if self._layout is not None else None
+
+    def _layout_for(self, steps: np.ndarray, y: np.ndarray, xmax: float | None, diverged_at: int | None) -> _LossLayout:
+        finite = y[np.isfinite(y)]
+        scale = loss_scale(finite)
+        first = float(steps[0]) if len(steps) else 0.0
+        last = float(steps[-1]) if len(steps) else 1.0
+        right = _nice_up(max(last, xmax or 0.0, first + 1))
+        xlim = (min(0.0, first), right)
+        linthresh, floor = 1.0, 0.0
+        if finite.size == 0:
+            ylim = (0.0, 1.0)
+        elif scale == "log":
+            lo, hi, floor = _decade_limits(finite)
+            ylim = (lo, hi)
+        elif scale == "symlog":
+            lo, hi, linthresh = _symlog_limits(finite)
+            ylim = (lo, hi)
+        else:
+            ylim = _linear_limits(finite)
+        return _LossLayout(scale, xlim, ylim, linthresh, floor, diverged_at)
+
+    def _draw_axes(self, layout: _LossLayout) -> None:
+        ax = self._ax
+        for mark in self._marks:
+            mark.remove()
+        self._marks = []
+        if layout.scale == "symlog":
+            ax.set_yscale("symlog", linthresh=layout.linthresh)
+        else:
+            ax.set_yscale(layout.scale)
+        if layout.scale == "log":
+            ax.yaxis.set_major_locator(ticker.LogLocator(numticks=6))
+            ax.yaxis.set_minor_locator(ticker.NullLocator())  # minor ticks cost draw time, say little
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(_decade_label))
+        ax.set_xlim(*layout.xlim)
+        ax.set_ylim(*layout.ylim)
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True))
+        ax.grid(True, color=GRID, lw=0.6)
+        ax.set_axisbelow(True)
+        if layout.diverged_at is not None:
+            self._marks.append(ax.axvline(layout.diverged_at, color=PATH_COLOR, ls="--", lw=1))
+            label = ax.text(layout.diverged_at, 0.5, " diverged", transform=ax.get_xaxis_transform(), fontsize=8)
+            label.set_color(PATH_COLOR)
+            self._marks.append(label)
+        with np.errstate(over="ignore"):  # the log locator probes decades past 1e308 on extreme ranges
+            self._canvas.draw()
+        self._background = self._canvas.copy_from_bbox(self._fig.bbox)
+        self.full_draws += 1
+
+    def render(
+        self,
+        steps: Sequence[float] | np.ndarray,
+        losses: Sequence[float] | np.ndarray,
+        *,
+        xmax: float | None = None,
+        diverged_at: int | None = None,
+    ) -> bytes:
+        """Draw the losses against their step numbers.
+
+        Args:
+          steps: the step number of each loss.
+          losses: the losses; NaN and inf are left out of the line.
+          xmax: keep the step axis at least this long (the end of a run in progress).
+          diverged_at: the step where the loss stopped being finite, marked on the plot.
+
+        Returns:
+          PNG bytes.
+        """
+        steps = np.asarray(steps, dtype=np.float64).reshape(-1)
+        y = np.asarray(losses, dtype=np.float64).reshape(-1)
+        if len(steps) != len(y):
+            raise ValueError(f"steps and losses differ in length ({len(steps)} vs {len(y)}); pass one step per loss.")
+        layout = self._layout_for(steps, y, xmax, diverged_at)
+        if layout != self._layout:
+            self._draw_axes(layout)
+            self._layout = layout
+        shown = np.where(np.isfinite(y), y, np.nan)
+        if layout.scale == "log":
+            shown = np.where(shown > 0, shown, np.where(shown == 0, layout.floor, np.nan))
+        xs, ys = decimate(steps, shown)
+        self._canvas.restore_region(self._background)
+        self._line.set_data(xs, ys)
+        last = next((i for i in range(len(shown) - 1, -1, -1) if np.isfinite(shown[i])), None)
+        self._dot.set_data([steps[last]] if last is not None else [], [shown[last]] if last is not None else [])
+        current = y[-1] if len(y) else math.nan
+        self._readout.set_text(f"{short(float(current))} at step {int(steps[-1])}" if len(y) else "")
+        for artist in (self._line, self._dot, self._readout):
+            self._ax.draw_artist(artist)
+        return _png(self._canvas)
+
+
+def loss_curve_png(
+    steps: Sequence[float] | np.ndarray,
+    losses: Sequence[float] | np.ndarray,
+    *,
+    xmax: float | None = None,
+    diverged_at: int | None = None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> bytes:
+    """A loss curve as PNG bytes (log y when the losses are positive).
+
+    Args:
+      steps: the step number of each loss.
+      losses: the losses; NaN and inf are left out of the line.
+      xmax: draw the step axis to at least this step.
+      diverged_at: the step where the loss stopped being finite, marked on the plot.
+      width: image width in pixels.
+      height: image height in pixels.
+
+    Returns:
+      PNG bytes.
+    """
+    return LossCurve(width, height).render(steps, losses, xmax=xmax, diverged_at=diverged_at)
+
+
+# --------------------------------------------------------------------------- landscapes
+
+
+def _finite_levels(z: np.ndarray, count: int = 14) -> np.ndarray | None:
+    finite = z[np.isfinite(z)]
+    if finite.size < 2:
+        return None
+    # Quantile levels: contours where the points are, whatever the function's range.
+    levels = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, count + 1)))
+    return levels if len(levels) >= 2 else None
+
+
+class ContourPlot:
+    """A contour plot of ``f`` over a fixed box, with the descent path drawn on top per frame.
+
+    Args:
+      xs: grid positions along the first parameter, shape ``(nx,)``.
+      ys: grid positions along the second parameter, shape ``(ny,)``.
+      zs: ``f`` on the grid, shape ``(ny, nx)``; NaN and inf are left blank.
+      labels: the two parameters' names, for the axes.
+      width: image width in pixels.
+      height: image height in pixels.
+    """
+
+    def __init__(
+        self,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        zs: np.ndarray,
+        *,
+        labels: tuple[str, str] = ("x", "y"),
+        width: int = WIDTH,
+        height: int = HEIGHT,
+    ) -> None:
+        xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        zs = np.asarray(zs, dtype=np.float64)
+        if zs.shape != (len(ys), len(xs)):
+            raise ValueError(f"zs must have shape (len(ys), len(xs)) = {(len(ys), len(xs))}, got {zs.shape}.")
+        self._fig, self._canvas, ax = _figure(width, height)
+        self._ax = ax
+        ax.set_xlabel(labels[0], fontsize=8)
+        ax.set_ylabel(labels[1], fontsize=8, rotation=0, labelpad=8)
+        levels = _finite_levels(zs)
+        if levels is not None:
+            masked = np.ma.masked_invalid(zs)
+            cmap = colormaps["viridis"]
+            norm = BoundaryNorm(levels, cmap.N)
+            ax.contourf(xs, ys, masked, levels=levels, cmap=cmap, norm=norm, alpha=0.85)
+            ax.contour(xs, ys, masked, levels=levels, colors="white", linewidths=0.4, alpha=0.7)
+        ax.set_xlim(xs[0], xs[-1])
+        ax.set_ylim(ys[0], ys[-1])
+        (self._path,) = ax.plot([], [], "-", color=PATH_COLOR, lw=1.2, animated=True)
+        (self._start,) = ax.plot([], [], "o", mfc="white", mec=PATH_COLOR, ms=5, animated=True)
+        (self._current,) = ax.plot([], [], "o", color=PATH_COLOR, mec="white", ms=7, animated=True)
+        self._readout = _title(ax, f"f({labels[0]}, {labels[1]})")
+        self._canvas.draw()
+        self._background = self._canvas.copy_from_bbox(self._fig.bbox)
+
+    def render(self, path: np.ndarray, current: Sequence[float] | np.ndarray, *, readout: str = "") -> bytes:
+        """Draw the path (rows of ``(x, y)``) and the current point over the contours.
+
+        Args:
+          path: the visited points, shape ``(k, 2)``; non-finite rows are skipped.
+          current: the current point ``(x, y)``.
+          readout: a short text for the top right corner.
+
+        Returns:
+          PNG bytes.
+        """
+        path = _finite_rows(path, 2)
+        current = np.asarray(current, dtype=np.float64).reshape(-1)
+        self._canvas.restore_region(self._background)
+        drawn = _thin(path, MAX_PATH_POINTS)
+        self._path.set_data(drawn[:, 0], drawn[:, 1])
+        self._start.set_data(drawn[:1, 0], drawn[:1, 1])
+        self._current.set_data(current[:1], current[1:2])
+        self._readout.set_text(readout)
+        for artist in (self._path, self._start, self._current, self._readout):
+            self._ax.draw_artist(artist)
+        return _png(self._canvas)
+
+
+def _finite_rows(path: np.ndarray | Sequence[Any], width: int) -> np.ndarray:
+    path = np.asarray(path, dtype=np.float64).reshape(-1, width)
+    return path[np.isfinite(path).all(axis=1)]
+
+
+def contour_png(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    zs: np.ndarray,
+    path: np.ndarray,
+    current: Sequence[float] | np.ndarray,
+    *,
+    labels: tuple[str, str] = ("x", "y"),
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> bytes:
+    """A contour plot of ``zs`` with the descent path and the current point, as PNG bytes.
+
+    Args:
+      xs: grid positions along the first parameter, shape ``(nx,)``.
+      ys: grid positions along the second parameter, shape ``(ny,)``.
+      zs: ``f`` on the grid, shape ``(ny, nx)``; NaN and inf are left blank.
+      path: the visited points, shape ``(k, 2)``.
+      current: the current point ``(x, y)``.
+      labels: the parameters' names.
+      width: image width in pixels.
+      height: image height in pixels.
+
+    Returns:
+      PNG bytes.
+    """
+    return ContourPlot(xs, ys, zs, labels=labels, width=width, height=height).render(path, current)
+
+
+class CurvePlot:
+    """``f`` of one parameter as a curve, with the visited points and the current one per frame.
+
+    Args:
+      xs: grid positions, shape ``(n,)``.
+      ys: ``f`` on the grid; NaN and inf break the curve.
+      label: the parameter's name.
+      width: image width in pixels.
+      height: image height in pixels.
+    """
+
+    def __init__(
+        self, xs: np.ndarray, ys: np.ndarray, *, label: str = "x", width: int = WIDTH, height: int = HEIGHT
+    ) -> None:
+        self._xs = np.asarray(xs, dtype=np.float64).reshape(-1)
+        ys = np.asarray(ys, dtype=np.float64).reshape(-1)
+        if ys.shape != self._xs.shape:
+            raise ValueError(f"xs and ys differ in length ({len(self._xs)} vs {len(ys)}); pass f at every x.")
+        self._ys = np.where(np.isfinite(ys), ys, np.nan)
+        self._fig, self._canvas, ax = _figure(width, height)
+        self._ax = ax
+        ax.set_xlabel(label, fontsize=8)
+        ax.plot(self._xs, self._ys, color=LOSS_COLOR, lw=1.4)
+        ax.set_xlim(self._xs[0], self._xs[-1])
+        finite = self._ys[np.isfinite(self._ys)]
+        if finite.size:
+            ax.set_ylim(*_linear_limits(finite))
+        ax.grid(True, color=GRID, lw=0.6)
+        ax.set_axisbelow(True)
+        (self._path,) = ax.plot([], [], ".", color=PATH_COLOR, ms=3, alpha=0.6, animated=True)
+        (self._current,) = ax.plot([], [], "o", color=PATH_COLOR, mec="white", ms=7, animated=True)
+        self._readout = _title(ax, f"f({label})")
+        self._canvas.draw()
+        self._background = self._canvas.copy_from_bbox(self._fig.bbox)
+
+    def render(
+        self, point: Sequence[float] | np.ndarray, path: np.ndarray | None = None, *, readout: str = ""
+    ) -> bytes:
+        """Draw the visited points (on the curve) and the current point ``(x, f(x))``.
+
+        Args:
+          point: the current ``(x, f(x))``.
+          path: the visited positions, shape ``(k,)``, or None.
+          readout: a short text for the top right corner.
+
+        Returns:
+          PNG bytes.
+        """
+        point = np.asarray(point, dtype=np.float64).reshape(-1)
+        self._canvas.restore_region(self._background)
+        if path is not None:
+            px = _thin(_finite_rows(path, 1), MAX_PATH_POINTS)[:, 0]
+            # Visited points sit on the drawn curve (interpolated on the grid).
+            self._path.set_data(px, np.interp(px, self._xs, self._ys, left=np.nan, right=np.nan))
+        else:
+            self._path.set_data([], [])
+        self._current.set_data(point[:1], point[1:2])
+        self._readout.set_text(readout)
+        for artist in (self._path, self._current, self._readout):
+            self._ax.draw_artist(artist)
+        return _png(self._canvas)
+
+
+def curve_png(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    point: Sequence[float] | np.ndarray,
+    *,
+    path: np.ndarray | None = None,
+    label: str = "x",
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> bytes:
+    """``f`` of one parameter with the current point ``(x, f(x))``, as PNG bytes.
+
+    Args:
+      xs: grid positions, shape ``(n,)``.
+      ys: ``f`` on the grid.
+      point: the current ``(x, f(x))``.
+      path: the visited positions, or None.
+      label: the parameter's name.
+      width: image width in pixels.
+      height: image height in pixels.
+
+    Returns:
+      PNG bytes.
+    """
+    return CurvePlot(xs, ys, label=label, width=width, height=height).render(point, path)
+
+
+# --------------------------------------------------------------------------- f on a grid
+
+GRID_2D = 48  # points per side of the contour grid
+GRID_1D = 241
+
+
+class Box(NamedTuple):
+    """An axis-aligned box in parameter space: ``lo[i] <= p[i] <= hi[i]``."""
+
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+
+    def contains(self, points: np.ndarray) -> bool:
+        """True when every finite row of ``points`` lies in the box."""
+        pts = _finite_rows(points, len(self.lo))
+        return bool(((pts >= np.array(self.lo)) & (pts <= np.array(self.hi))).all())
+
+
+def start_box(start: np.ndarray) -> Box:
+    """The first box around a start point: ``start[i] ± max(1, |start[i]|)``.
+
+    The half-width is at least ``|start[i]|``, so the origin (often near a minimum) is in
+    view from the first frame.
+    """
+    start = np.asarray(start, dtype=np.float64).reshape(-1)
+    half = np.maximum(1.0, np.abs(start))
+    return Box(tuple(start - half), tuple(start + half))
+
+
+def box_around(first: Box, path: np.ndarray, max_growth: float = 1e3) -> Box:
+    """The first box grown to hold the path, with a margin; capped so a diverged path stays usable.
+
+    Args:
+      first: the box around the start point.
+      path: the visited points, shape ``(k, d)``; non-finite rows are ignored.
+      max_growth: the box never gets wider than this many times the first box.
+
+    Returns:
+      The new box.
+    """
+    lo, hi = np.array(first.lo), np.array(first.hi)
+    pts = _finite_rows(path, len(lo))
+    if len(pts):
+        lo = np.minimum(lo, pts.min(axis=0))
+        hi = np.maximum(hi, pts.max(axis=0))
+    span = hi - lo
+    lo, hi = lo - 0.1 * span, hi + 0.1 * span
+    center, first_span = (lo + hi) / 2, np.array(first.hi) - np.array(first.lo)
+    half = np.minimum((hi - lo) / 2, max_growth * first_span / 2)
+    return Box(tuple(center - half), tuple(center + half))
+
+
+def _arg_signature(tree: Any) -> Hashable:
+    import jax
+
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return (treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in leaves))
+
+
+class Landscape:
+    """``f`` as a function of the flattened differentiated parameters, on a grid.
+
+    Drawable when those parameters have one or two elements in all (two scalars, one
+    2-vector, one scalar). The grid is evaluated in one jitted ``jax.vmap`` call, cached
+    per function (so a re-run cell does not compile again).
+
+    Args:
+      fn: the function; its first output is used when ``has_aux``.
+      args: all positional arguments at the start point.
+      argnums: which arguments are the parameters.
+      has_aux: ``fn`` returns ``(value, aux)``.
+      param_names: the function's positional parameter names, for labels.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        argnums: int | tuple[int, ...],
+        *,
+        has_aux: bool = False,
+        param_names: Sequence[str] = (),
+    ) -> None:
+        from jax.flatten_util import ravel_pytree
+
+        self.fn, self.args, self.argnums, self.has_aux = fn, tuple(args), argnums, has_aux
+        params = self._select(self.args)
+        flat, self._unravel = ravel_pytree(params)
+        self.size = int(flat.size)
+        self.dtype = flat.dtype
+        self.start = np.asarray(flat, dtype=np.float64)
+        self.labels = coordinate_labels(params, argnums, param_names)
+        self._evaluate: Callable[[Any], Any] | None = None
+
+    @property
+    def drawable(self) -> bool:
+        """True for one or two parameters in all."""
+        return self.size in (1, 2)
+
+    def _select(self, args: tuple[Any, ...]) -> Any:
+        if isinstance(self.argnums, int):
+            return args[self.argnums]
+        return tuple(args[i] for i in self.argnums)
+
+    def _grid_function(self) -> Callable[[Any], Any]:
+        import jax
+        import jax.numpy as jnp
+
+        from .cache import CACHE, function_key
+
+        wrt = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+        fixed = tuple((i, a) for i, a in enumerate(self.args) if i not in wrt)
+        # The fixed arguments are baked in as constants (a Python int may drive a loop),
+        # so they are part of the key; the parameters only by shape and dtype.
+        key, refs = function_key((self.fn, fixed))
+        fn, argnums, unravel, has_aux, n_args = self.fn, self.argnums, self._unravel, self.has_aux, len(self.args)
+
+        def build() -> Callable[[Any], Any]:
+            def at(flat: Any) -> Any:
+                params = unravel(flat)
+                full: list[Any] = [None] * n_args
+                for i, a in fixed:
+                    full[i] = a
+                for i, p in zip(wrt, (params,) if isinstance(argnums, int) else params, strict=True):
+                    full[i] = p
+                out = fn(*full)
+                return jnp.reshape(out[0] if has_aux else out, ())
+
+            return jax.jit(jax.vmap(at))
+
+        sig = ("landscape", key, argnums, has_aux, _arg_signature(self._select(self.args)))
+        return CACHE.get_or_build(sig, refs, build)
+
+    def grid(self, box: Box) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """``f`` on a regular grid over ``box``.
+
+        Returns:
+          ``(xs, ys, zs)``: for two parameters ``zs`` has shape ``(len(ys), len(xs))``;
+          for one, ``ys`` is None and ``zs`` has shape ``(len(xs),)``.
+
+        Raises:
+          ValueError: the parameters are not drawable (more than two numbers).
+        """
+        if not self.drawable:
+            raise ValueError(f"f has {self.size} parameters here; a landscape is drawn for one or two.")
+        if self._evaluate is None:
+            self._evaluate = self._grid_function()
+        if self.size == 1:
+            xs = np.linspace(box.lo[0], box.hi[0], GRID_1D)
+            zs = np.asarray(self._evaluate(xs.astype(self.dtype)[:, None]), dtype=np.float64)
+            return xs, None, zs
+        xs = np.linspace(box.lo[0], box.hi[0], GRID_2D)
+        ys = np.linspace(box.lo[1], box.hi[1], GRID_2D)
+        gx, gy = np.meshgrid(xs, ys)
+        flat = np.stack([gx.reshape(-1), gy.reshape(-1)], axis=1).astype(self.dtype)
+        zs = np.asarray(self._evaluate(flat), dtype=np.float64).reshape(GRID_2D, GRID_2D)
+        return xs, ys, zs
+
+
+def coordinate_labels(params: Any, argnums: int | tuple[int, ...], param_names: Sequence[str]) -> list[str]:
+    """A label for every number in ``params``, flattened in ``ravel_pytree`` order.
+
+    Args:
+      params: the differentiated parameters (a tuple of them for several ``argnums``).
+      argnums: which positional arguments they are.
+      param_names: the function's positional parameter names.
+
+    Returns:
+      Labels such as ``["x", "y"]`` or ``["x[0]", "x[1]"]``.
+    """
+    import jax
+
+    wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    per_arg = (params,) if isinstance(argnums, int) else params
+    labels: list[str] = []
+    for i, arg in zip(wrt, per_arg, strict=True):
+        name = param_names[i] if i < len(param_names) else f"arg{i}"
+        for path, leaf in jax.tree_util.tree_flatten_with_path(arg)[0]:
+            base = name + (jax.tree_util.keystr(path) if path else "")
+            shape = np.shape(leaf)
+            if shape == ():
+                labels.append(base)
+            else:
+                labels.extend(f"{base}[{', '.join(map(str, idx))}]" for idx in np.ndindex(*shape))
+    return labels

@@ -1,0 +1,306 @@
+"""The panel's pure plots: PNG bytes from arrays, scales and limits, and f on a grid."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgrad_magic import plots
+from jaxgrad_magic.cache import CACHE
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (checks the signature too)."""
+    assert data[:8] == plots.PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+# --------------------------------------------------------------------------- loss curve
+
+
+def test_loss_curve_is_a_png_of_the_asked_size() -> None:
+    steps = np.arange(200)
+    data = plots.loss_curve_png(steps, 10.0 * 0.95**steps)
+    assert png_size(data) == (plots.WIDTH, plots.HEIGHT)
+    assert png_size(plots.loss_curve_png(steps, 0.9**steps, width=200, height=150)) == (200, 150)
+    Image.open(io.BytesIO(data)).verify()  # a complete, decodable PNG
+
+
+def test_positive_losses_get_a_log_axis_in_whole_decades() -> None:
+    curve = plots.LossCurve()
+    steps = np.arange(101)
+    curve.render(steps, 50.0 * 0.8**steps)  # 50 down to ~1e-8
+    assert curve.yscale == "log"
+    (x0, x1), (y0, y1) = curve.limits
+    assert (x0, x1) == (0.0, 100.0)
+    last = 50.0 * 0.8**100
+    assert y0 <= last < y0 * 10 and y1 == 100.0
+
+
+@pytest.mark.parametrize(
+    ("losses", "scale"),
+    [
+        ([3.0, 1.0, 1e-3], "log"),
+        ([3.0, 1.0, 0.0, 0.0], "log"),  # zeros sit on the bottom edge
+        ([5.0, -1.0, -2.0, 0.5], "linear"),
+        ([1e6, 10.0, -1.0, -2.0, 0.5], "symlog"),
+        ([-1.0, -2.0, -3.0], "linear"),
+        ([np.nan, np.inf], "linear"),
+        ([np.inf, 2.0, 1.0, np.nan], "log"),
+    ],
+)
+def test_loss_scale(losses: list[float], scale: str) -> None:
+    assert plots.loss_scale(losses) == scale
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [
+        [4.0, 2.0, np.nan, np.inf, -np.inf, 1.0],
+        [np.nan, np.nan],
+        [np.inf],
+        [1.0],
+        [],
+        [0.0, 0.0],
+        [-1e300, 1e300, 0.0],
+        [1e-320, 1e308],
+    ],
+)
+def test_loss_curve_draws_any_values(losses: list[float]) -> None:
+    data = plots.loss_curve_png(np.arange(len(losses)), losses)
+    assert png_size(data) == (plots.WIDTH, plots.HEIGHT)
+
+
+def test_loss_curve_marks_divergence() -> None:
+    steps = np.arange(40)
+    losses = np.where(steps < 30, 2.0**steps, np.inf)
+    plain = pixels(plots.loss_curve_png(steps, losses))
+    marked = pixels(plots.loss_curve_png(steps, losses, diverged_at=30))
+    red = (marked[..., 0] > 180) & (marked[..., 1] < 90) & (marked[..., 2] < 90)
+    red_before = (plain[..., 0] > 180) & (plain[..., 1] < 90) & (plain[..., 2] < 90)
+    assert red.sum() > red_before.sum() + 50
+
+
+def test_steps_and_losses_must_match() -> None:
+    with pytest.raises(ValueError, match="one step per loss"):
+        plots.loss_curve_png([0, 1, 2], [1.0, 2.0])
+
+
+def test_frames_with_the_same_limits_reuse_the_axes() -> None:
+    curve = plots.LossCurve()
+    steps = np.arange(1000)
+    losses = 5.0 + np.sin(steps / 50.0)  # stays within one decade
+    frames = [curve.render(steps[:k], losses[:k], xmax=1000) for k in (100, 400, 700, 1000)]
+    assert curve.full_draws == 1
+    assert len({bytes(f) for f in frames}) == 4  # the line moved in every frame
+    # A cheap frame equals the same frame drawn from scratch.
+    assert np.array_equal(pixels(frames[-1]), pixels(plots.loss_curve_png(steps, losses, xmax=1000)))
+
+
+def test_step_axis_grows_in_nice_steps() -> None:
+    curve = plots.LossCurve()
+    for last, right in [(0, 1.0), (1, 1.0), (3, 5.0), (7, 10.0), (11, 20.0), (140, 200.0), (100_001, 200_000.0)]:
+        curve.render(np.arange(last + 1), np.ones(last + 1))
+        assert curve.limits[0] == (0.0, right)
+    curve.render([0, 1], [1.0, 0.5], xmax=5000)
+    assert curve.limits[0] == (0.0, 5000.0)
+
+
+def test_decimate_keeps_the_envelope() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=100_000)
+    y[12_345] = 50.0
+    y[67_890] = -50.0
+    x = np.arange(len(y))
+    xs, ys = plots.decimate(x, y, max_points=1000)
+    assert len(xs) == len(ys) <= 1000
+    assert ys.max() == 50.0 and ys.min() == -50.0
+    assert np.all(np.diff(xs) >= 0)
+    _, short_y = plots.decimate(x[:10], y[:10], max_points=1000)
+    assert np.array_equal(short_y, y[:10])
+
+
+def test_decimate_keeps_gaps_where_all_values_are_missing() -> None:
+    y = np.ones(10_000)
+    y[5000:6000] = np.nan
+    xs, ys = plots.decimate(np.arange(10_000), y, max_points=100)
+    gap = (xs > 5100) & (xs < 5900)
+    assert gap.any() and np.isnan(ys[gap]).all()
+    assert np.isfinite(ys[~np.isnan(ys)]).all() and (ys[xs < 4900] == 1).all()
+
+
+# --------------------------------------------------------------------------- contour and curve
+
+
+def _bowl() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs = np.linspace(-2, 2, 30)
+    ys = np.linspace(-1, 3, 25)
+    gx, gy = np.meshgrid(xs, ys)
+    return xs, ys, gx**2 + (gy - 1) ** 2
+
+
+def test_contour_png() -> None:
+    xs, ys, zs = _bowl()
+    path = np.array([[1.5, 2.5], [0.7, 1.6], [0.1, 1.1]])
+    data = plots.contour_png(xs, ys, zs, path, path[-1], labels=("x", "y"))
+    assert png_size(data) == (plots.WIDTH, plots.HEIGHT)
+
+
+def test_contour_draws_the_current_point_where_it_is() -> None:
+    xs, ys, zs = _bowl()
+    plot = plots.ContourPlot(xs, ys, zs)
+    left = pixels(plot.render(np.array([[-1.5, 1.0]]), [-1.5, 1.0]))
+    right = pixels(plot.render(np.array([[1.5, 1.0]]), [1.5, 1.0]))
+    changed = np.abs(left - right).sum(axis=2) > 60
+    cols = np.nonzero(changed.any(axis=0))[0]
+    # The point moved from the left part of the picture to the right part, nothing else changed.
+    assert cols.min() < plots.WIDTH * 0.4 and cols.max() > plots.WIDTH * 0.6
+    assert changed.sum() < 0.05 * changed.size
+
+
+@pytest.mark.parametrize(
+    "path",
+    [np.empty((0, 2)), np.array([[0.5, 0.5]]), np.array([[0.0, 0.0], [np.nan, np.inf], [1e30, -1e30]])],
+)
+def test_contour_handles_odd_paths(path: np.ndarray) -> None:
+    xs, ys, zs = _bowl()
+    assert png_size(plots.contour_png(xs, ys, zs, path, [0.0, 0.0])) == (plots.WIDTH, plots.HEIGHT)
+
+
+def test_contour_handles_non_finite_and_flat_functions() -> None:
+    xs, ys, zs = _bowl()
+    holes = zs.copy()
+    holes[:5, :] = np.nan
+    holes[-3:, :] = np.inf
+    for z in (holes, np.zeros_like(zs), np.full_like(zs, np.nan)):
+        assert png_size(plots.contour_png(xs, ys, z, np.zeros((1, 2)), [0.0, 0.0])) == (plots.WIDTH, plots.HEIGHT)
+    with pytest.raises(ValueError, match="shape"):
+        plots.contour_png(xs, ys, zs.T, np.zeros((1, 2)), [0.0, 0.0])
+
+
+def test_curve_png() -> None:
+    xs = np.linspace(-3, 3, 100)
+    ys = xs**2
+    data = plots.curve_png(xs, ys, (1.0, 1.0), path=np.array([2.0, 1.5, 1.0]), label="w")
+    assert png_size(data) == (plots.WIDTH, plots.HEIGHT)
+    ys_holes = np.where(np.abs(xs) < 0.5, np.nan, np.where(xs > 2, np.inf, ys))
+    assert png_size(plots.curve_png(xs, ys_holes, (0.0, np.nan))) == (plots.WIDTH, plots.HEIGHT)
+    with pytest.raises(ValueError, match="length"):
+        plots.curve_png(xs, ys[:-1], (1.0, 1.0))
+
+
+# --------------------------------------------------------------------------- f on a grid
+
+
+def test_landscape_of_two_scalars_matches_the_closed_form() -> None:
+    def f(x: jax.Array, y: jax.Array) -> jax.Array:
+        return x**2 + (y - 1.0) ** 2
+
+    land = plots.Landscape(f, (5.0, 2.0), (0, 1), param_names=["x", "y"])
+    assert land.drawable and land.size == 2 and land.labels == ["x", "y"]
+    box = plots.start_box(land.start)
+    assert box == plots.Box((0.0, 0.0), (10.0, 4.0))
+    xs, ys, zs = land.grid(box)
+    gx, gy = np.meshgrid(xs, ys)
+    np.testing.assert_allclose(zs, gx**2 + (gy - 1.0) ** 2, rtol=1e-5, atol=1e-5)
+
+
+def test_landscape_of_a_2_vector_and_fixed_arguments() -> None:
+    def f(scale: float, v: jax.Array, n: int) -> jax.Array:
+        out = 0.0
+        for k in range(n):  # a Python int drives a loop: it must stay a constant
+            out = out + scale * v[0] ** 2 + k * v[1]
+        return out
+
+    land = plots.Landscape(f, (3.0, jnp.array([1.0, -2.0]), 2), 1, param_names=["scale", "v", "n"])
+    assert land.labels == ["v[0]", "v[1]"]
+    xs, ys, zs = land.grid(plots.Box((-1.0, -1.0), (1.0, 2.0)))
+    gx, gy = np.meshgrid(xs, ys)
+    np.testing.assert_allclose(zs, 2 * 3.0 * gx**2 + gy, rtol=1e-5, atol=1e-5)
+
+
+def test_landscape_of_one_scalar_with_aux() -> None:
+    def f(w: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return jnp.sin(w) + w**2, w * 10
+
+    land = plots.Landscape(f, (0.5,), 0, has_aux=True, param_names=["w"])
+    xs, ys, zs = land.grid(plots.start_box(land.start))
+    assert ys is None and zs.shape == (plots.GRID_1D,)
+    np.testing.assert_allclose(zs, np.sin(xs) + xs**2, rtol=1e-5, atol=1e-5)
+
+
+def test_more_than_two_parameters_are_not_drawable() -> None:
+    land = plots.Landscape(lambda x: jnp.sum(x**2), (jnp.ones(3),), 0, param_names=["x"])
+    assert not land.drawable
+    with pytest.raises(ValueError, match="one or two"):
+        land.grid(plots.Box((0.0,), (1.0,)))
+
+
+def test_a_rerun_cell_does_not_compile_the_grid_again() -> None:
+    source = "def f(x, y):\n    return (1 - x) ** 2 + 100 * (y - x**2) ** 2\n"
+    compiles: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs: object) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        results = []
+        for _ in range(2):
+            ns: dict[str, object] = {}
+            exec(compile(source, "<cell>", "exec"), ns)  # a cell run twice: two function objects
+            land = plots.Landscape(ns["f"], (-1.5, 2.0), (0, 1), param_names=["x", "y"])
+            results.append(land.grid(plots.Box((-2.0, -1.0), (2.0, 3.0)))[2])
+            if not compiles:
+                pytest.fail("the first grid should have compiled")
+            first = len(compiles)
+        assert len(compiles) == first  # the second run compiled nothing
+        np.testing.assert_array_equal(results[0], results[1])
+    finally:
+        jax.monitoring.clear_event_listeners()
+
+
+def test_a_changed_global_is_a_different_grid() -> None:
+    ns: dict[str, object] = {"jnp": jnp, "c": 1.0}
+    exec("def f(x):\n    return c * x**2\n", ns)
+    before = len(CACHE)
+    a = plots.Landscape(ns["f"], (1.0,), 0).grid(plots.Box((-1.0,), (1.0,)))[2]
+    ns["c"] = 3.0
+    b = plots.Landscape(ns["f"], (1.0,), 0).grid(plots.Box((-1.0,), (1.0,)))[2]
+    assert len(CACHE) == before + 2
+    np.testing.assert_allclose(b, 3.0 * a, rtol=1e-6)
+
+
+def test_boxes_hold_the_start_the_origin_and_the_path() -> None:
+    first = plots.start_box(np.array([5.0, -0.2]))
+    assert first.contains(np.array([[0.0, 0.0], [5.0, -0.2]]))
+    path = np.array([[5.0, -0.2], [12.0, 3.0], [np.nan, 1.0]])
+    assert not first.contains(path)
+    grown = plots.box_around(first, path)
+    assert grown.contains(path) and grown.contains(np.array([[0.0, 0.0]]))
+    far = plots.box_around(first, np.array([[1e30, 1e30]]))
+    width = np.array(far.hi) - np.array(far.lo)
+    assert np.all(width <= 1e3 * (np.array(first.hi) - np.array(first.lo)) * 1.0001)
+
+
+def test_coordinate_labels() -> None:
+    params = (jnp.ones(2), {"b": 1.0, "w": jnp.ones((1, 2))})
+    assert plots.coordinate_labels(params, (0, 2), ["x", "y", "p"]) == [
+        "x[0]",
+        "x[1]",
+        "p['b']",
+        "p['w'][0, 0]",
+        "p['w'][0, 1]",
+    ]
