@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import keyword
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -111,6 +112,10 @@ def parse_line(kind: str, line: str) -> Spec:
     """
     magic = MAGIC[kind]
     allowed = OPTIONS[kind]
+    # IPython passes a trailing `;` on to the magic: it asks for no output and is not part of a value.
+    stripped = line.rstrip()
+    if stripped.endswith(";"):
+        line = stripped[:-1]
     head, words = _split_words(line)
     if head and not _DOTTED.fullmatch(head):
         raise JaxGradUsageError(
@@ -258,7 +263,11 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
                     )
                 values["show"] = word
             else:  # fn, name
-                if not _DOTTED.fullmatch(word) or (key == "name" and not word.isidentifier()):
+                if (
+                    not _DOTTED.fullmatch(word)
+                    or any(keyword.iskeyword(part) for part in word.split("."))
+                    or (key == "name" and not word.isidentifier())
+                ):
                     raise JaxGradUsageError(f"{key}={src} must be a Python name, e.g. `{key}=f`.")
                 values[key] = word
             continue
@@ -267,7 +276,8 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
             continue
         value = _evaluate(key, src, namespace)
         if key in _BOOL_OPTIONS:
-            if value not in (True, False, 0, 1) or isinstance(value, float):
+            # Type first: `in` on an array compares elementwise and raises.
+            if not isinstance(value, int) or value not in (0, 1):
                 raise JaxGradUsageError(f"{key}={src} must be True or False.")
             value = bool(value)
         elif key == "argnums":

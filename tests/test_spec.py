@@ -1,0 +1,195 @@
+"""The magic-line parser and option resolution, as plain functions (no shell)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jaxgrad_magic.errors import JaxGradUsageError
+from jaxgrad_magic.spec import MISSING, OPTIONS, Options, parse_line, resolve_options
+
+
+def _resolve(kind: str, line: str, **namespace: object) -> Options:
+    return resolve_options(parse_line(kind, line), dict(namespace))
+
+
+def _error(kind: str, line: str, **namespace: object) -> str:
+    with pytest.raises(JaxGradUsageError) as info:
+        _resolve(kind, line, **namespace)
+    return str(info.value)
+
+
+class TestParseLine:
+    def test_target_and_options_are_kept_as_source_text(self) -> None:
+        spec = parse_line("grad", "f at=(x, y) argnums=0,1")
+        assert spec.kind == "grad"
+        assert spec.target == "f"
+        assert spec.options == (("at", "(x, y)"), ("argnums", "0,1"))
+        assert spec.source("at") == "(x, y)"
+        assert spec.source("wrt") is None
+
+    def test_empty_line_has_no_target_and_no_options(self) -> None:
+        spec = parse_line("jac", "")
+        assert spec.target is None and spec.options == ()
+
+    def test_dotted_target(self) -> None:
+        assert parse_line("hess", "model.loss at=p").target == "model.loss"
+
+    def test_keys_inside_brackets_and_strings_are_part_of_the_value(self) -> None:
+        spec = parse_line("grad", "f at=dict(a=1.0, b=[2.0]) name='g x=1'")
+        assert spec.source("at") == "dict(a=1.0, b=[2.0])"
+        assert spec.source("name") == "'g x=1'"
+
+    def test_comparison_is_not_an_option(self) -> None:
+        assert parse_line("grad", "f at=x==y").source("at") == "x==y"
+
+    def test_values_may_contain_spaces(self) -> None:
+        assert parse_line("grad", "f at=(1.0, 2.0)   argnums=(0, 1)").options == (
+            ("at", "(1.0, 2.0)"),
+            ("argnums", "(0, 1)"),
+        )
+
+    def test_a_trailing_semicolon_is_not_part_of_the_last_value(self) -> None:
+        # IPython hands the magic the whole line; the `;` only asks it to stay quiet.
+        assert parse_line("grad", "f at=1.0;").source("at") == "1.0"
+        assert parse_line("grad", "f at=(1.0, 2.0) ;").source("at") == "(1.0, 2.0)"
+        assert parse_line("grad", "f;").target == "f"
+
+    @pytest.mark.parametrize("kind", ["grad", "jac", "hess"])
+    def test_every_magic_accepts_the_common_options(self, kind: str) -> None:
+        for key in ("fn", "at", "argnums", "aux", "jit", "name"):
+            assert key in OPTIONS[kind]
+        assert parse_line(kind, "at=1.0 argnums=0 aux=False jit=True name=g").target is None
+        assert parse_line(kind, "wrt=x fn=f").source("wrt") == "x"
+
+    def test_order_is_for_jgrad_and_mode_for_jac(self) -> None:
+        assert parse_line("grad", "f order=2").source("order") == "2"
+        assert parse_line("jac", "f mode=fwd").source("mode") == "fwd"
+        with pytest.raises(JaxGradUsageError, match="no option 'mode'"):
+            parse_line("grad", "f mode=fwd")
+        with pytest.raises(JaxGradUsageError, match="no option 'order'"):
+            parse_line("hess", "f order=2")
+
+    def test_unknown_option_suggests_the_closest(self) -> None:
+        with pytest.raises(JaxGradUsageError) as info:
+            parse_line("grad", "f argnum=1")
+        message = str(info.value)
+        assert "no option 'argnum'" in message
+        assert "Did you mean 'argnums'?" in message
+        assert "%jgrad?" in message
+
+    def test_unknown_option_without_a_close_match_lists_the_options(self) -> None:
+        with pytest.raises(JaxGradUsageError) as info:
+            parse_line("jac", "f zzz=1")
+        assert "Did you mean" not in str(info.value)
+        assert "mode" in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("line", "fragment"),
+        [
+            ("f at=1.0 at=2.0", "given twice"),
+            ("f at=", "has no value"),
+            ("f at= argnums=0", "has no value"),
+            ("f argnums=0 wrt=x", "both argnums= and wrt="),
+            ("f fn=g", "the function twice"),
+            ("f g at=1.0", "expected a function name"),
+            ("f at =1.0", "no spaces"),
+            ("1f at=1.0", "expected a function name"),
+            ("f at=(1.0, 2.0", "Unclosed bracket"),
+            ("f at=1.0)", "Unbalanced ')'"),
+            ("f at='abc", "Unclosed string"),
+        ],
+    )
+    def test_malformed_lines(self, line: str, fragment: str) -> None:
+        with pytest.raises(JaxGradUsageError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            parse_line("grad", line)
+
+
+class TestResolveOptions:
+    def test_defaults(self) -> None:
+        opts = _resolve("grad", "f")
+        assert opts.at is MISSING
+        assert opts.argnums is None and opts.wrt is None
+        assert (opts.aux, opts.jit, opts.order, opts.name, opts.fn) == (False, True, 1, None, None)
+        assert _resolve("jac", "f").mode == "auto"
+
+    def test_configured_defaults_apply_when_the_line_is_silent(self) -> None:
+        opts = resolve_options(parse_line("jac", "f"), {}, {"jit": False, "mode": "fwd", "unknown": 1})
+        assert (opts.jit, opts.mode) == (False, "fwd")
+        assert resolve_options(parse_line("jac", "f jit=True"), {}, {"jit": False}).jit is True
+
+    @pytest.mark.parametrize(
+        ("src", "expected"),
+        [("0", 0), ("1", 1), ("0,1", (0, 1)), ("(0, 1)", (0, 1)), ("[0, 1]", (0, 1)), ("(1,)", (1,))],
+    )
+    def test_argnums_forms(self, src: str, expected: object) -> None:
+        assert _resolve("grad", f"f argnums={src}").argnums == expected
+
+    def test_argnums_is_an_expression_in_the_namespace(self) -> None:
+        assert _resolve("grad", "f argnums=which", which=(0, 1)).argnums == (0, 1)
+
+    @pytest.mark.parametrize("src", ["1.0", "'0'", "True", "()", "(0, 'a')", "(0, 1.0)", "None"])
+    def test_argnums_must_be_integers(self, src: str) -> None:
+        message = _error("grad", f"f argnums={src}")
+        assert "argnums=" in message and "argnums=0,1" in message
+
+    @pytest.mark.parametrize(("src", "names"), [("x", ("x",)), ("x,y", ("x", "y")), ("(x, y)", ("x", "y"))])
+    def test_wrt_names(self, src: str, names: tuple[str, ...]) -> None:
+        assert _resolve("grad", f"f wrt={src}").wrt == names
+
+    def test_wrt_must_name_parameters(self) -> None:
+        assert "must name parameters" in _error("grad", "f wrt=1x")
+
+    @pytest.mark.parametrize(("src", "value"), [("True", True), ("False", False), ("1", True), ("0", False)])
+    def test_boolean_options(self, src: str, value: bool) -> None:
+        opts = _resolve("grad", f"f aux={src} jit={src}")
+        assert opts.aux is value and opts.jit is value
+
+    @pytest.mark.parametrize("src", ["2", "1.0", "'yes'", "None", "flags"])
+    def test_boolean_options_reject_other_values(self, src: str) -> None:
+        assert "must be True or False" in _error("grad", f"f jit={src}", flags=np.array([True, False]))
+
+    def test_order(self) -> None:
+        assert _resolve("grad", "f order=3").order == 3
+
+    @pytest.mark.parametrize("src", ["0", "-1", "1.5", "True", "'2'"])
+    def test_order_must_be_a_whole_number_of_at_least_one(self, src: str) -> None:
+        assert "order=" in _error("grad", f"f order={src}")
+
+    @pytest.mark.parametrize("mode", ["auto", "rev", "fwd", "'fwd'"])
+    def test_modes(self, mode: str) -> None:
+        assert _resolve("jac", f"f mode={mode}").mode == mode.strip("'")
+
+    def test_unknown_mode_suggests_the_closest(self) -> None:
+        message = _error("jac", "f mode=fw")
+        assert "not a Jacobian mode" in message and "Did you mean 'fwd'?" in message
+
+    def test_name_and_fn_are_words(self) -> None:
+        opts = _resolve("grad", "fn=model.loss name=dloss")
+        assert (opts.fn, opts.name) == ("model.loss", "dloss")
+
+    @pytest.mark.parametrize("src", ["1g", "a.b", "g-x", "lambda", "for"])
+    def test_name_must_be_a_plain_python_name(self, src: str) -> None:
+        assert "must be a Python name" in _error("grad", f"f name={src}")
+
+    def test_at_is_evaluated_in_the_namespace_and_remembers_the_names(self) -> None:
+        opts = _resolve("grad", "f at=(x, y + 1.0)", x=5.0, y=2.0)
+        assert opts.at == (5.0, 3.0)
+        assert opts.at_names == ("x", None)
+        single = _resolve("grad", "f at=x", x=5.0)
+        assert (single.at, single.at_names) == (5.0, ("x",))
+
+    def test_value_that_is_not_python(self) -> None:
+        message = _error("grad", "f at=1.0+")
+        assert "not a valid Python expression" in message
+
+    def test_value_that_fails_to_evaluate_names_the_problem(self) -> None:
+        message = _error("grad", "f at=undefined_thing")
+        assert "undefined_thing" in message and "NameError" in message
+
+    def test_value_that_raises_is_bad_input(self) -> None:
+        assert "ZeroDivisionError" in _error("grad", "f at=1/0")
+
+    def test_lr_must_be_positive(self) -> None:
+        assert _resolve("grad", "f lr=0.5").lr == 0.5
+        assert "positive" in _error("grad", "f lr=-1")
