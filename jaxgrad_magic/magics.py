@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,11 @@ class JaxGradMagics(Magics):
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
+        self.cell_id: str | None = None  # the running cell's id, where the frontend sends one
+
+    def remember_cell(self, info: Any) -> None:
+        """``pre_run_cell`` hook: note the cell's id, so a re-run replaces its own panel."""
+        self.cell_id = getattr(info, "cell_id", None)
 
     def _defaults(self) -> dict[str, Any]:
         return {"jit": self.jit, "mode": self.mode, "lr": self.lr, "optimizer": self.optimizer, "stepper": self.stepper}
@@ -271,12 +277,21 @@ def load(shell: InteractiveShell) -> JaxGradMagics:
     magics = JaxGradMagics(shell=shell, config=shell.config)
     shell.register_magics(magics)
     shell.configurables.append(magics)
+    shell.events.register("pre_run_cell", magics.remember_cell)
     return magics
 
 
 def unload(shell: InteractiveShell) -> None:
-    """Remove the magics and their configurable."""
+    """Remove the magics, their configurable and hook, and close the panels they showed."""
+    from .show import close_all_panels
+
+    for magics in [c for c in shell.configurables if isinstance(c, JaxGradMagics)]:
+        with contextlib.suppress(ValueError):
+            shell.events.unregister("pre_run_cell", magics.remember_cell)
     for kind in MAGIC.values():
         for table in shell.magics_manager.magics.values():
-            table.pop(kind, None)
+            if isinstance(getattr(table.get(kind), "__self__", None), JaxGradMagics):
+                del table[kind]
+    shell.magics_manager.registry.pop(JaxGradMagics.__name__, None)
     shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, JaxGradMagics)]
+    close_all_panels()

@@ -1,11 +1,18 @@
-"""Show a result in IPython: the rich result, then the descent panel where widgets render."""
+"""Show a result in IPython: the rich result, then the descent panel where widgets render.
+
+Panels are remembered by where they were shown (the cell's id where the frontend sends
+one, else the bound name), so a re-run closes the panel it replaces and the number of
+live widgets stays flat however often a cell runs.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .results import DerivativeResult
+
+_PANELS: dict[str, Any] = {}  # display key -> the panel widget shown there
 
 
 def widgets_render() -> bool:
@@ -16,6 +23,40 @@ def widgets_render() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def _display_key(result: DerivativeResult) -> str:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    magics = shell.magics_manager.registry.get("JaxGradMagics") if shell is not None else None
+    cell_id = getattr(magics, "cell_id", None)
+    return f"cell:{cell_id}" if cell_id else f"name:{result.bound_name or result.fn_name}"
+
+
+def close_panel(widget: Any) -> None:
+    """Close a panel's widgets (stopping any run) and let its stepper build a fresh one."""
+    panel = getattr(widget, "panel", None)
+    if panel is not None and hasattr(panel, "close"):
+        panel.close()
+    else:
+        _close_tree(widget)
+    stepper = getattr(panel, "stepper", None)
+    if stepper is not None and stepper.__dict__.get("widget") is widget:
+        del stepper.__dict__["widget"]  # the next .widget builds a new, open panel
+
+
+def _close_tree(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+def close_all_panels() -> None:
+    """Close every panel this module showed (on ``%unload_ext``)."""
+    for widget in list(_PANELS.values()):
+        close_panel(widget)
+    _PANELS.clear()
+
+
 def show_result(result: DerivativeResult) -> None:
     """Display ``result`` as HTML and text, then its stepper panel when it has one."""
     from IPython.display import display
@@ -24,4 +65,10 @@ def show_result(result: DerivativeResult) -> None:
 
     display({"text/plain": render_text(result), "text/html": render_html(result)}, raw=True)
     if result.show_stepper and widgets_render():
-        display(result.stepper.widget)
+        widget = result.stepper.widget
+        key = _display_key(result)
+        old = _PANELS.get(key)
+        if old is not None and old is not widget:
+            close_panel(old)
+        _PANELS[key] = widget
+        display(widget)
