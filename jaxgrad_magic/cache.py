@@ -1,11 +1,13 @@
 """A key for "the same function reading the same values", so re-runs compile nothing.
 
 Plain JAX recompiles whenever ``jax.grad(f)`` is rebuilt or a cell re-defines ``f``. The
-key here is built from what decides the traced program: the code object (CPython compares
-code by bytecode, constants, names and line table, not by file name, so a re-run cell
-matches), defaults, closure values and the globals the code reads (nested code included).
-A changed global, closure value or default gives a different key, so the cache is never
-stale; shapes and dtypes are left to ``jax.jit``'s own cache.
+key here is built from what decides the traced program: the code object (CPython
+compares code by bytecode, constants, names and line table, not by file name, so a re-run
+cell matches), defaults, closure values and the globals the code reads (nested code included),
+through every notebook helper it calls, and objects by their attributes. A changed global,
+attribute, closure value or default gives a different key, so the cache is never stale;
+shapes and dtypes are left to ``jax.jit``'s own cache. Functions of other modules are keyed
+by code and identity: like ``jax.jit``, rebinding a module global they read is not seen.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 import jax
 import numpy as np
 
-_MAX_DEPTH = 4
+_MAX_DEPTH = 4  # nesting of containers and objects; functions restart it
 _MAX_ITEMS = 256
+_MAX_NESTING = 64  # notebook functions calling notebook functions; deeper ones are keyed by identity
+_MAX_VISITS = 20_000  # containers and objects walked for one key; beyond, by identity
 _HASH_LIMIT = 1 << 20  # elements; larger arrays are keyed by identity (JAX arrays are immutable)
 _names_cache: dict[types.CodeType, tuple[str, ...]] = {}
 
@@ -47,12 +51,19 @@ class _Keyer:
     def __init__(self) -> None:
         self.refs: list[Any] = []
         self._active: set[int] = set()
+        self._functions: dict[int, Hashable] = {}  # each function is walked once per key
+        self._home: dict[str, Any] | None = None  # the namespace of the first function: the notebook's
+        self._nesting = 0
+        self._visits = 0
 
     def ident(self, tag: str, value: Any) -> Hashable:
         self.refs.append(value)
         return (tag, id(value))
 
     def array(self, value: Any) -> Hashable:
+        if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            # Typed PRNG keys do not convert to NumPy; their raw key data does.
+            return ("prng-key", str(value.dtype), self.array(jax.random.key_data(value)))
         shape, dtype = tuple(np.shape(value)), str(value.dtype)
         if isinstance(value, jax.Array) and (value.size > _HASH_LIMIT or not value.is_fully_addressable):
             return ("jax.Array", shape, dtype, self.ident("array", value))
@@ -72,10 +83,15 @@ class _Keyer:
             return ("module", value.__name__)
         if isinstance(value, jax.Array | np.ndarray | np.generic):
             return self.array(value)
+        if isinstance(value, types.FunctionType):
+            return self.function(value)
         if depth >= _MAX_DEPTH:
             return self.ident("deep", value)
         if id(value) in self._active:
             return ("cycle",)  # already being keyed further up
+        self._visits += 1
+        if self._visits > _MAX_VISITS:
+            return self.ident("large", value)
         self._active.add(id(value))
         try:
             return self._compound(value, depth + 1)
@@ -83,8 +99,6 @@ class _Keyer:
             self._active.discard(id(value))
 
     def _compound(self, value: Any, depth: int) -> Hashable:
-        if isinstance(value, types.FunctionType):
-            return self.function(value, depth)
         if isinstance(value, functools.partial):
             return (
                 "partial",
@@ -94,8 +108,18 @@ class _Keyer:
             )
         wrapped = getattr(value, "__wrapped__", None)
         if wrapped is not None and callable(value) and type(value).__module__.startswith("jax"):
-            return ("jax-wrapped", type(value).__name__, self.value(wrapped, depth))
-        if isinstance(value, type | types.BuiltinFunctionType | types.MethodType):
+            # Public attributes hold what changes the derivative (a custom_jvp's rule, a custom_vjp's
+            # fwd/bwd); private ones hold source locations that differ on every cell run.
+            public = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")}
+            return ("jax-wrapped", type(value).__name__, self.value(wrapped, depth), self.value(public, depth))
+        if isinstance(value, types.MethodType):  # a bound method reads its object
+            return ("method", self.value(value.__func__, depth), self.value(value.__self__, depth))
+        if isinstance(value, type) and self._home is not None and value.__module__ == self._home.get("__name__"):
+            # A class defined in the notebook: by content, so a re-run cell defining it again hits.
+            attrs = {k: v for k, v in vars(value).items() if k not in ("__dict__", "__weakref__")}
+            if len(attrs) <= _MAX_ITEMS:
+                return ("class", value.__qualname__, self.value(value.__bases__, depth), self.value(attrs, depth))
+        if isinstance(value, type | types.BuiltinFunctionType):
             return self.ident(type(value).__name__, value)
         if isinstance(value, tuple | list) and len(value) <= _MAX_ITEMS:
             return (type(value).__name__, tuple(self.value(v, depth) for v in value))
@@ -105,23 +129,55 @@ class _Keyer:
         is_pytree = len(leaves) != 1 or leaves[0] is not value
         if is_pytree and len(leaves) <= _MAX_ITEMS:  # a registered pytree: key its leaves
             return ("pytree", treedef, tuple(self.value(v, depth) for v in leaves))
+        attrs = getattr(value, "__dict__", None)
+        if isinstance(attrs, dict) and len(attrs) <= _MAX_ITEMS:
+            # By its attributes, not identity: `cfg.scale = 3.0` must give a new key.
+            return ("object", self.value(type(value), depth), self.value(attrs, depth))
         return self.ident("object", value)
 
-    def function(self, fn: types.FunctionType, depth: int = 0) -> Hashable:
+    def function(self, fn: types.FunctionType) -> Hashable:
+        """A function's key: its code, defaults, closure and the globals it reads, helpers included.
+
+        Functions of the notebook (sharing the first function's globals) are walked however
+        deeply they call each other, so a global read by any helper is in the key. Functions
+        from other modules are keyed by code and identity.
+        """
+        known = self._functions.get(id(fn))
+        if known is not None:
+            return known
+        if id(fn) in self._active:
+            return ("cycle",)  # recursion: already being keyed further up
+        glb = fn.__globals__
+        if self._home is None:
+            self._home = glb
+        if glb is not self._home or self._nesting >= _MAX_NESTING:
+            key: Hashable = ("library-function", fn.__qualname__, fn.__code__, self.ident("function", fn))
+        else:
+            self._active.add(id(fn))
+            self._nesting += 1
+            try:
+                key = self._walk(fn)
+            finally:
+                self._nesting -= 1
+                self._active.discard(id(fn))
+        self._functions[id(fn)] = key
+        return key
+
+    def _walk(self, fn: types.FunctionType) -> Hashable:
         code = fn.__code__
         glb = fn.__globals__
         globals_key = []
         for name in _global_names(code):
             if name in glb:
-                globals_key.append((name, self.value(glb[name], depth)))
+                globals_key.append((name, self.value(glb[name])))
             elif not hasattr(builtins, name):
                 globals_key.append((name, "<unbound>"))
-        closure = tuple(self.value(c.cell_contents, depth) if _filled(c) else "<empty>" for c in (fn.__closure__ or ()))
+        closure = tuple(self.value(c.cell_contents) if _filled(c) else "<empty>" for c in (fn.__closure__ or ()))
         return (
             "function",
             code,
-            self.value(fn.__defaults__, depth),
-            self.value(fn.__kwdefaults__, depth),
+            self.value(fn.__defaults__),
+            self.value(fn.__kwdefaults__),
             closure,
             tuple(globals_key),
             id(glb),
