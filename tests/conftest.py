@@ -1,0 +1,166 @@
+"""Shared fixtures: one real IPython shell with the extension loaded, and a compile counter.
+
+The shell is created once per session (IPython's shell is a process-wide singleton, and two
+different shell classes cannot live in one process). Each test gets :class:`Shell`, whose
+``run_cell`` re-raises whatever the cell raised, so a failing cell fails the test, and whose
+namespace is put back as it was after the test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+class _CompileCounter:
+    """Counts XLA compilations reported through ``jax.monitoring`` (registered once per process)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, duration: float, **kwargs: Any) -> None:
+        if event == COMPILE_EVENT:
+            with self._lock:
+                self.count += 1
+
+
+_COUNTER = _CompileCounter()
+jax.monitoring.register_event_duration_secs_listener(_COUNTER)
+
+
+class Compiles:
+    """Compilations since the fixture started (or since :meth:`reset`)."""
+
+    def __init__(self) -> None:
+        self._start = _COUNTER.count
+
+    def reset(self) -> None:
+        """Start counting from zero again."""
+        self._start = _COUNTER.count
+
+    @property
+    def count(self) -> int:
+        """How many XLA compilations happened since the last reset."""
+        return _COUNTER.count - self._start
+
+
+class Shell:
+    """A thin testing view of the real shell: cells that fail make the test fail."""
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        self.shell = shell
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        """The user namespace (the notebook's globals)."""
+        return self.shell.user_ns
+
+    def run_cell(self, source: str) -> Any:
+        """Run ``source`` like a notebook cell; re-raise its error; return its displayed value."""
+        result = self.shell.run_cell(source, store_history=False)
+        result.raise_error()
+        return result.result
+
+    def line(self, magic: str, line: str) -> Any:
+        """Call a line magic directly and return what it returns."""
+        return self.shell.run_line_magic(magic, line)
+
+    def cell(self, magic: str, line: str, cell: str) -> Any:
+        """Call a cell magic directly and return what it returns."""
+        return self.shell.run_cell_magic(magic, line, cell)
+
+    def usage_error(self, source: str, capsys: pytest.CaptureFixture[str]) -> str:
+        """Run ``source``, expect a one-line ``UsageError`` with no traceback; return its message."""
+        capsys.readouterr()
+        result = self.shell.run_cell(source, store_history=False)
+        out = capsys.readouterr()
+        printed = out.out + out.err
+        assert isinstance(result.error_in_exec, UsageError), (
+            f"expected a UsageError from {source!r}, got {result.error_in_exec!r}\n{printed}"
+        )
+        assert "Traceback" not in printed, printed
+        assert "UsageError" in printed, printed
+        return str(result.error_in_exec)
+
+    def user_error(self, source: str) -> BaseException:
+        """Run ``source``, expect an error that is not a ``UsageError``; return it."""
+        result = self.shell.run_cell(source, store_history=False)
+        error = result.error_in_exec or result.error_before_exec
+        assert error is not None, f"{source!r} raised nothing"
+        assert not isinstance(error, UsageError), f"{source!r} raised a UsageError: {error}"
+        return error
+
+
+_BASE_NAMES = {"jax": jax, "jnp": jnp, "np": np}
+
+
+@pytest.fixture(scope="session")
+def shell() -> InteractiveShell:
+    """The process's one real IPython shell, history off, with the extension loaded once."""
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("colors", "nocolor")
+    shell.run_line_magic("load_ext", "jaxgrad_magic")
+    shell.user_ns.update(_BASE_NAMES)
+    return shell
+
+
+def clean_namespace(shell: InteractiveShell, baseline: dict[str, Any]) -> None:
+    """Put the user namespace back to ``baseline`` (same keys, same objects)."""
+    ns = shell.user_ns
+    for key in [k for k in ns if k not in baseline]:
+        del ns[key]
+    ns.update(baseline)
+
+
+@pytest.fixture
+def ip(shell: InteractiveShell) -> Iterator[Shell]:
+    """The shell for one test; its namespace is put back afterwards (the shell is kept)."""
+    baseline = dict(shell.user_ns)
+    try:
+        yield Shell(shell)
+    finally:
+        clean_namespace(shell, baseline)
+
+
+@pytest.fixture
+def compiles() -> Compiles:
+    """Counts XLA compilations from the start of the test."""
+    return Compiles()
+
+
+def central_difference(fn: Callable[..., Any], args: tuple[Any, ...], argnum: int = 0, eps: float = 1e-3) -> np.ndarray:
+    """Numerical Jacobian of ``fn`` w.r.t. argument ``argnum`` by central differences, in float64.
+
+    Independent of JAX's autodiff: it only calls ``fn`` at shifted points.
+    """
+    base = [np.asarray(a, dtype=np.float64) for a in args]
+    x = base[argnum]
+    out = np.zeros(np.shape(fn(*base)) + x.shape, dtype=np.float64)  # JAX's layout: output axes first
+    for idx in np.ndindex(x.shape):
+        plus, minus = [a.copy() for a in base], [a.copy() for a in base]
+        plus[argnum][idx] += eps
+        minus[argnum][idx] -= eps
+        diff = np.asarray(fn(*plus), dtype=np.float64) - np.asarray(fn(*minus), dtype=np.float64)
+        out[(Ellipsis, *idx)] = diff / (2 * eps)
+    return out
+
+
+@pytest.fixture
+def fd() -> Callable[..., np.ndarray]:
+    """:func:`central_difference`, for tests that check derivatives numerically."""
+    return central_difference
