@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import keyword
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +99,7 @@ def _split_words(line: str) -> tuple[str, list[tuple[str, str]]]:
     return head.strip(), words
 
 
+@functools.lru_cache(maxsize=512)  # pure, and a re-run line is parsed once (the Spec is frozen)
 def parse_line(kind: str, line: str) -> Spec:
     """Parse a magic line of ``kind`` into a :class:`Spec` (syntax only, no evaluation).
 
@@ -168,6 +171,9 @@ class Options:
     cotangent: Any = MISSING
 
 
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Options))
+
+
 def _word(key: str, src: str) -> str:
     """A bare word option; quotes are allowed and stripped."""
     text = src.strip()
@@ -176,9 +182,15 @@ def _word(key: str, src: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(src: str) -> types.CodeType:
+    """``src`` compiled once: evaluating a re-run line's values then skips the compiler."""
+    return compile(src.lstrip(" \t"), "<string>", "eval")  # eval() of a string strips these too
+
+
 def _evaluate(key: str, src: str, namespace: Mapping[str, Any]) -> Any:
     try:
-        return eval(src, namespace if isinstance(namespace, dict) else dict(namespace))
+        return eval(_compiled(src), namespace if isinstance(namespace, dict) else dict(namespace))
     except SyntaxError:
         raise JaxGradUsageError(
             f"The value of {key}={src} is not a valid Python expression. Values are Python "
@@ -192,6 +204,7 @@ def _evaluate(key: str, src: str, namespace: Mapping[str, Any]) -> Any:
         ) from None
 
 
+@functools.lru_cache(maxsize=512)
 def _names_of(src: str) -> tuple[str | None, ...] | None:
     """The notebook variable names in ``at=`` source: ``x`` -> (x,), ``(x, y)`` -> (x, y)."""
     try:
@@ -233,8 +246,7 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
       JaxGradUsageError: a value that does not evaluate or has the wrong type.
     """
     magic = MAGIC[spec.kind]
-    fields = {f.name for f in dataclasses.fields(Options)}
-    values: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if k in fields}
+    values: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if k in _FIELDS}
     for key, src in spec.options:
         if key in _WORD_OPTIONS:
             word = _word(key, src)
