@@ -13,9 +13,11 @@ by code and identity: like ``jax.jit``, rebinding a module global they read is n
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import hashlib
 import types
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -45,6 +47,22 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
     return names
 
 
+# id -> (weakref, key) of JAX arrays already hashed. JAX arrays are immutable, so a data array a
+# function reads (a global A, X, y) is copied to the host and hashed once, not on every call.
+_array_keys: dict[int, tuple[weakref.ref[Any], Hashable]] = {}
+
+
+def _remember(value: Any, key: Hashable) -> None:
+    ident = id(value)
+
+    def forget(ref: weakref.ref[Any]) -> None:
+        if _array_keys.get(ident, (None,))[0] is ref:  # not a newer array that reused the id
+            del _array_keys[ident]
+
+    with contextlib.suppress(TypeError):  # an array type without weak references: hashed every time
+        _array_keys[ident] = (weakref.ref(value, forget), key)
+
+
 class _Keyer:
     """Builds one key; holds strong references to everything keyed by identity."""
 
@@ -64,6 +82,10 @@ class _Keyer:
         if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
             # Typed PRNG keys do not convert to NumPy; their raw key data does.
             return ("prng-key", str(value.dtype), self.array(jax.random.key_data(value)))
+        if isinstance(value, jax.Array):
+            known = _array_keys.get(id(value))
+            if known is not None and known[0]() is value:
+                return known[1]
         shape, dtype = tuple(np.shape(value)), str(value.dtype)
         if isinstance(value, jax.Array) and (value.size > _HASH_LIMIT or not value.is_fully_addressable):
             return ("jax.Array", shape, dtype, self.ident("array", value))
@@ -72,7 +94,10 @@ class _Keyer:
         data = np.ascontiguousarray(np.asarray(value))
         digest = hashlib.blake2b(data.view(np.uint8).reshape(-1) if data.size else b"", digest_size=16).digest()
         weak = bool(getattr(value, "weak_type", False))
-        return ("array", shape, dtype, weak, digest)
+        key = ("array", shape, dtype, weak, digest)
+        if isinstance(value, jax.Array):
+            _remember(value, key)
+        return key
 
     def value(self, value: Any, depth: int = 0) -> Hashable:
         if value is None or isinstance(value, bool | int | str | bytes):
