@@ -37,6 +37,9 @@ class ArgCheck(NamedTuple):
       passed: every entry within ``atol + rtol * |FD|``.
       directions: how many directions were probed.
       exhaustive: True when every element of the argument was probed.
+      noise: the largest allowance for rounding in the finite differences themselves,
+        ``eps * (|g(x + h v)| + |g(x - h v)|) / h``; it matters when the function's value is
+        large next to its change (a big constant offset, a long sum).
     """
 
     name: str
@@ -47,6 +50,7 @@ class ArgCheck(NamedTuple):
     passed: bool
     directions: int
     exhaustive: bool
+    noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,11 @@ class GradCheck:
         lines = [f"{'PASS' if self.passed else 'FAIL'}: central differences, {self.dtype}, step {self.step:.2g}"]
         for a in self.args:
             probe = "every element" if a.exhaustive else f"{a.directions} random directions"
+            # Only worth a word when rounding, not atol, sets the bar.
+            noisy = f", rounding noise up to {a.noise:.0e}" if a.noise > a.atol else ""
             lines.append(
                 f"  {a.name}: {'ok' if a.passed else 'MISMATCH'}  max abs err {a.max_abs_error:.2e}, "
-                f"max rel err {a.max_rel_error:.2e} (atol {a.atol:.0e}, rtol {a.rtol:.0e}; {probe})"
+                f"max rel err {a.max_rel_error:.2e} (atol {a.atol:.0e}, rtol {a.rtol:.0e}{noisy}; {probe})"
             )
         if self.note:
             lines.append(f"  note: {self.note}")
@@ -103,27 +109,64 @@ def _directions(n: int, dtype: np.dtype, seed: int) -> tuple[np.ndarray, bool]:
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(dtype), False
 
 
-def _checker(g: Callable[..., Any], i: int, k: int, multi: bool, out_struct: Any) -> Callable[..., Any]:
-    """One jitted call: finite differences and the derivative along every probe direction."""
+def _differences(at: Callable[[float], jax.Array], h: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Central difference ``(g(+) - g(-)) / 2h`` and the rounding noise it may carry."""
+    plus, minus = at(1.0), at(-1.0)
+    eps = jnp.finfo(plus.dtype).eps if jnp.issubdtype(plus.dtype, jnp.inexact) else 0.0
+    # g(x +- h v) are each rounded to about eps of their size, and the subtraction keeps that
+    # absolute error: large values (a constant offset, a long sum) make the quotient noisy.
+    noise = _ROUNDING * eps * (jnp.abs(plus) + jnp.abs(minus)) / (2 * h)
+    return (plus - minus) / (2 * h), noise
 
-    def run(args: tuple[Any, ...], derivative: Any, v: jax.Array, rel_step: jax.Array) -> tuple[jax.Array, jax.Array]:
+
+_ROUNDING = 2.0  # measured rounding errors in float32 sums stay below ~0.4 of eps * |g| / h
+
+
+def _checker(g: Callable[..., Any], i: int, k: int, multi: bool, out_struct: Any) -> Callable[..., Any]:
+    """One jitted call: finite differences, their noise and the derivative along every probe direction."""
+
+    def run(
+        args: tuple[Any, ...], derivative: Any, v: jax.Array, rel_step: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         flat, unravel = ravel_pytree(args[i])
         h = rel_step * jnp.maximum(1.0, jnp.max(jnp.abs(flat)))
         blocks = [b[k] if multi else b for b in out_struct.flatten_up_to(derivative)]
 
-        def fd_one(d: jax.Array) -> jax.Array:
+        def fd_one(d: jax.Array) -> tuple[jax.Array, jax.Array]:
             def at(sign: float) -> jax.Array:
                 return ravel_pytree(g(*args[:i], unravel(flat + sign * h * d), *args[i + 1 :]))[0]
 
-            return (at(1.0) - at(-1.0)) / (2 * h)
+            return _differences(at, h)
 
         def ad_one(d: jax.Array) -> jax.Array:
             v_tree = unravel(d)
             return jnp.concatenate([jnp.ravel(_contract(b, v_tree)) for b in blocks])
 
-        return jax.vmap(fd_one)(v), jax.vmap(ad_one)(v)
+        fd, noise = jax.vmap(fd_one)(v)
+        return fd, noise, jax.vmap(ad_one)(v)
 
     return jax.jit(run)
+
+
+def _compare(
+    name: str, fd: np.ndarray, noise: np.ndarray, ad: np.ndarray, atol: float, rtol: float, count: int, exhaustive: bool
+) -> ArgCheck:
+    """Errors and the verdict for one argument: every entry within ``atol + rtol |FD| + noise``."""
+    err = np.abs(ad - fd)
+    scale = np.maximum(np.abs(fd), np.abs(ad))
+    rel = np.where(scale > atol, err / np.where(scale > 0, scale, 1), 0.0)
+    passed = bool(np.all(err <= atol + rtol * np.abs(fd) + noise)) and bool(np.all(np.isfinite(ad)))
+    return ArgCheck(
+        name,
+        float(err.max(initial=0.0)),
+        float(rel.max(initial=0.0)),
+        atol,
+        rtol,
+        passed,
+        count,
+        exhaustive,
+        float(noise.max(initial=0.0)),
+    )
 
 
 def check_derivative(
@@ -136,6 +179,7 @@ def check_derivative(
     *,
     names: Sequence[str] = (),
     aux: bool = False,
+    order: int = 1,
     seed: int = 0,
 ) -> GradCheck:
     """Compare ``derivative`` (as JAX returned it) with central finite differences.
@@ -149,6 +193,8 @@ def check_derivative(
       value: ``fn``'s main output at the point (its structure indexes Jacobian blocks).
       names: parameter names for the report.
       aux: ``fn`` returns ``(output, aux)``.
+      order: for ``grad``, the derivative order: the ``order``-th derivative is checked
+        against differences of the ``order - 1``-th (JAX's, like a Hessian against the gradient).
       seed: for the random probe directions of large arguments.
 
     Returns:
@@ -161,6 +207,8 @@ def check_derivative(
         out_struct = jax.tree_util.tree_structure(tuple(args[i] for i in idx) if len(idx) > 1 else args[idx[0]])
     else:
         g = primal
+        for _ in range(order - 1 if kind == "grad" else 0):
+            g = jax.grad(g, argnums=argnums)
         out_struct = jax.tree_util.tree_structure(value)
 
     key, refs = function_key(fn)
@@ -173,21 +221,15 @@ def check_derivative(
         n = sum(_size(leaf) for leaf in jax.tree_util.tree_leaves(args[i]))
         v, exhaustive = _directions(n, np.dtype(dtype), seed + k)
         run = CACHE.get_or_build(
-            ("gradcheck", key, kind, argnums, aux, i, out_struct),
+            ("gradcheck", key, kind, order, argnums, aux, i, out_struct),
             refs,
             lambda i=i, k=k: _checker(g, i, k, len(idx) > 1, out_struct),
         )
-        fd, ad = (np.asarray(a) for a in run(tuple(args), derivative, jnp.asarray(v), jnp.asarray(rel_step, dtype)))
-        err = np.abs(ad - fd)
-        scale = np.maximum(np.abs(fd), np.abs(ad))
-        rel = np.where(scale > atol, err / np.where(scale > 0, scale, 1), 0.0)
-        passed = bool(np.all(err <= atol + rtol * np.abs(fd))) and bool(np.all(np.isfinite(ad)))
-        name = names[i] if i < len(names) else f"arg{i}"
-        checks.append(
-            ArgCheck(
-                name, float(err.max(initial=0.0)), float(rel.max(initial=0.0)), atol, rtol, passed, len(v), exhaustive
-            )
+        fd, noise, ad = (
+            np.asarray(a) for a in run(tuple(args), derivative, jnp.asarray(v), jnp.asarray(rel_step, dtype))
         )
+        name = names[i] if i < len(names) else f"arg{i}"
+        checks.append(_compare(name, fd, noise, ad, atol, rtol, len(v), exhaustive))
     passed = all(c.passed for c in checks)
     return GradCheck(tuple(checks), np.dtype(dtype).name, float(rel_step), passed, _note(dtype, rel_step))
 
@@ -195,18 +237,18 @@ def check_derivative(
 def _directional_checker(g: Callable[..., Any], idx: tuple[int, ...]) -> Callable[..., Any]:
     """jit(vmap(d -> (g(x + h d) - g(x - h d)) / 2h)) with ``d`` over all differentiated args."""
 
-    def run(args: tuple[Any, ...], v: jax.Array, rel_step: jax.Array) -> jax.Array:
+    def run(args: tuple[Any, ...], v: jax.Array, rel_step: jax.Array) -> tuple[jax.Array, jax.Array]:
         flat, unravel = ravel_pytree(tuple(args[i] for i in idx))
         h = rel_step * jnp.maximum(1.0, jnp.max(jnp.abs(flat)))
 
-        def fd_one(d: jax.Array) -> jax.Array:
+        def fd_one(d: jax.Array) -> tuple[jax.Array, jax.Array]:
             def at(sign: float) -> jax.Array:
                 full = list(args)
                 for k, moved in zip(idx, unravel(flat + sign * h * d), strict=True):
                     full[k] = moved
                 return ravel_pytree(g(*full))[0]
 
-            return (at(1.0) - at(-1.0)) / (2 * h)
+            return _differences(at, h)
 
         return jax.vmap(fd_one)(v)
 
@@ -238,27 +280,21 @@ def check_directional(
     run = CACHE.get_or_build(("gradcheck-dir", key, idx, aux), refs, lambda: _directional_checker(g, idx))
     if kind == "jvp":
         tangent = ravel_pytree((vector,) if isinstance(argnums, int) else tuple(vector))[0]
-        directions = tangent[None, :]
-        fd = np.asarray(run(tuple(args), directions, jnp.asarray(rel_step, dtype)))[0]
+        directions = tangent.astype(dtype)[None, :]
+        fd, noise = (np.asarray(a)[0] for a in run(tuple(args), directions, jnp.asarray(rel_step, dtype)))
         ad = np.asarray(ravel_pytree(derivative)[0])
         label, exhaustive = "J·v", True
     else:
         n = int(ravel_pytree(diff)[0].size)
         directions, exhaustive = _directions(n, dtype, seed)
-        jd = np.asarray(run(tuple(args), jnp.asarray(directions), jnp.asarray(rel_step, dtype)))
+        jd, jd_noise = (np.asarray(a) for a in run(tuple(args), jnp.asarray(directions), jnp.asarray(rel_step, dtype)))
         u = np.asarray(ravel_pytree(vector)[0])
         w = np.asarray(ravel_pytree((derivative,) if isinstance(argnums, int) else tuple(derivative))[0])
-        fd, ad = jd @ u, directions @ w
+        fd, noise, ad = jd @ u, jd_noise @ np.abs(u), directions @ w
         label = "uᵀJ"
-    err = np.abs(ad - fd)
-    scale = np.maximum(np.abs(fd), np.abs(ad))
-    rel = np.where(scale > atol, err / np.where(scale > 0, scale, 1), 0.0)
-    passed = bool(np.all(err <= atol + rtol * np.abs(fd))) and bool(np.all(np.isfinite(ad)))
     count = 1 if kind == "jvp" else len(directions)
-    check = ArgCheck(
-        label, float(err.max(initial=0.0)), float(rel.max(initial=0.0)), atol, rtol, passed, count, exhaustive
-    )
-    return GradCheck((check,), dtype.name, float(rel_step), passed, _note(dtype, rel_step))
+    check = _compare(label, fd, noise, ad, atol, rtol, count, exhaustive)
+    return GradCheck((check,), dtype.name, float(rel_step), check.passed, _note(dtype, rel_step))
 
 
 def _note(dtype: np.dtype, rel_step: float) -> str:
