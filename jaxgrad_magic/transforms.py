@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from .point import parameters
+
 Argnums = int | tuple[int, ...]
 
 
@@ -44,7 +46,8 @@ def composition(t: Transform, fn_name: str = "f") -> str:
     elif t.kind == "jac":
         text = f"jax.jac{t.mode}({fn_name}{opts})"
     elif t.kind == "hess":
-        text = f"jax.hessian({fn_name}{opts})"  # = jax.jacfwd(jax.jacrev(f)), forward-over-reverse
+        # What jax.hessian builds: forward over reverse, both over the same argnums.
+        text = f"jax.jacfwd(jax.jacrev({fn_name}{opts}){opts})"
     elif t.kind == "jvp":
         text = f"jax.jvp({fn_name}, primals, (tangent,)){_wrt_text(t.argnums)}"
     else:
@@ -56,9 +59,48 @@ def _wrt_text(argnums: Argnums) -> str:
     return f" w.r.t. argnums={argnums}" if argnums != 0 else ""
 
 
+def _describe(tree: Any) -> str:
+    """``f32[2]``, ``(f32[2], f32[])`` or ``{'w': f32[3]}``: the shapes JAX sees in ``tree``."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    short = [_Shown(jax.typeof(leaf).str_short(short_dtypes=True)) for leaf in leaves]
+    return repr(jax.tree_util.tree_unflatten(treedef, short))
+
+
+class _Shown(str):
+    """A string whose repr is itself, so a container of them prints without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _matched(vector: Any, like: Any, word: str, what: str, example: str) -> Any:
+    """``vector`` in the structure, shapes and dtypes of ``like``, or a teaching error.
+
+    A direction only needs the right shape: its dtype is cast to the one JAX expects, so
+    ``tangent=(1, 0)`` works for float arguments and float32 directions for float64 points.
+    """
+    from .errors import JaxGradUsageError
+
+    want_leaves, want_def = jax.tree_util.tree_flatten(like)
+    got_leaves, got_def = jax.tree_util.tree_flatten(vector)
+    same = got_def == want_def and all(
+        jax.numpy.shape(g) == jax.numpy.shape(w) for g, w in zip(got_leaves, want_leaves, strict=True)
+    )
+    if not same:
+        raise JaxGradUsageError(
+            f"{word}= must be shaped like {what}: {_describe(like)}, but it is {_describe(vector)}. "
+            f"Give one value per element in the same structure, e.g. `{word}={example}`."
+        )
+    cast = [jax.numpy.asarray(g, dtype=jax.numpy.result_type(w)) for g, w in zip(got_leaves, want_leaves, strict=True)]
+    return jax.tree_util.tree_unflatten(want_def, cast)
+
+
 def _directional(fn: Callable[..., Any], t: Transform) -> Callable[..., tuple[Any, Any, Any]]:
     """``(*args, vector) -> (output, J v or uᵀ J, aux)`` for ``jvp`` / ``vjp`` on the argnums."""
     idx = (t.argnums,) if isinstance(t.argnums, int) else t.argnums
+    single = isinstance(t.argnums, int)
+    fn_name = getattr(fn, "__name__", "f")
+    names = [p.name for p in parameters(fn)]
 
     def evaluate(*call: Any) -> tuple[Any, Any, Any]:
         *args, vector = call
@@ -71,7 +113,12 @@ def _directional(fn: Callable[..., Any], t: Transform) -> Callable[..., tuple[An
 
         primals = tuple(args[i] for i in idx)
         if t.kind == "jvp":
-            tangents = (vector,) if isinstance(t.argnums, int) else tuple(vector)
+            what = "the differentiated argument" + ("" if single else f"s (argnums={t.argnums}), one tangent each")
+            ones = [f"jnp.ones_like({names[i] if i < len(names) else f'arg{i}'})" for i in idx]
+            example = ones[0] if single else f"({', '.join(ones)})"
+            like = primals[0] if single else primals
+            tangent = _matched(vector if single else _as_tuple(vector), like, "tangent", what, example)
+            tangents = (tangent,) if single else tuple(tangent)
             if t.aux:
                 return jax.jvp(partial, primals, tangents, has_aux=True)
             out, tangent_out = jax.jvp(partial, primals, tangents)
@@ -80,10 +127,22 @@ def _directional(fn: Callable[..., Any], t: Transform) -> Callable[..., tuple[An
             out, pull, aux = jax.vjp(partial, *primals, has_aux=True)
         else:
             (out, pull), aux = jax.vjp(partial, *primals), None
-        cotangents = pull(vector)
-        return out, cotangents[0] if isinstance(t.argnums, int) else cotangents, aux
+        cotangent = _matched(
+            vector,
+            out,
+            "cotangent",
+            f"the output of {fn_name}",
+            f"jax.tree.map(jnp.ones_like, {fn_name}({', '.join(names)}))",
+        )
+        cotangents = pull(cotangent)
+        return out, cotangents[0] if single else cotangents, aux
 
     return evaluate
+
+
+def _as_tuple(vector: Any) -> Any:
+    """Several tangents may be given as a list too; anything else is left for the shape check."""
+    return tuple(vector) if isinstance(vector, list) else vector
 
 
 def _derivative(fn: Callable[..., Any], t: Transform) -> Callable[..., Any]:
