@@ -8,6 +8,7 @@ wrapped: they reach the user as their own.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 import jax
@@ -54,6 +55,18 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
         )
     if not isinstance(exc, TypeError):
         return None
+    if "can't apply forward-mode autodiff (jvp) to a custom_vjp function" in msg:
+        how = {
+            "hess": "%hess builds jax.jacfwd(jax.jacrev(f)), whose outer jacfwd is forward mode. "
+            "Build reverse over reverse yourself, `jax.jacrev(jax.jacrev(f))(x)`",
+            "jac": "this Jacobian is built with jax.jacfwd (forward mode). Use `mode=rev` (jax.jacrev)",
+            "jvp": "%jvp is forward mode. Use %vjp (reverse mode) for its derivatives",
+        }.get(kind, "this derivative uses forward mode. Use a reverse-mode magic (%jgrad, %vjp)")
+        return JaxGradUsageError(
+            f"{fn_name} (or a function it calls) is a jax.custom_vjp, which defines only a reverse-mode "
+            f"rule, and {how}, or define the rule with jax.custom_jvp instead: JAX derives reverse mode "
+            "from it, so both modes work."
+        )
     if "expected function with aux output to return a two-element tuple" in msg:
         return JaxGradUsageError(
             f"aux=True expects {fn_name} to return a pair `(output, aux)`, but it returned "
@@ -81,9 +94,18 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
             "derivatives need floating-point inputs. Write `1.0` instead of `1`, or convert "
             "with `jnp.asarray(x, dtype=jnp.float32)` (or `x.astype(float)`)."
         )
+    if "Error interpreting argument to" in msg and "as an abstract array" in msg:
+        found = re.search(r"of type <class '([\w.]+)'>", msg)
+        what = found.group(1) if found else ""
+        return JaxGradUsageError(
+            f"{fn_name} was given a non-array argument{f' (of type {what})' if what else ''}, and jax.jit "
+            "traces every argument as an array. Make it a default value of the parameter (defaults stay "
+            "plain Python), close over it, or pass `jit=False`."
+        )
     if "is not a valid JAX type" in msg:
         return JaxGradUsageError(
-            f"An argument of {fn_name} is not something JAX can differentiate ({msg}). "
-            "Pass numbers, arrays, or pytrees (dicts/lists/tuples) of arrays in `at=`."
+            f"{fn_name} was given or returned something JAX cannot trace ({msg.splitlines()[0]}). "
+            "Arguments and outputs must be numbers, arrays, or pytrees (dicts/lists/tuples) of arrays: "
+            "fix the value in `at=`, or pass `jit=False` to keep a non-array argument as plain Python."
         )
     return None
