@@ -205,8 +205,10 @@ def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -
     """Readable plain text for terminal IPython and ``print``."""
     limits = limits or result.display_limits
 
-    def arr(x: Any) -> str:
-        return f"{type_tag(x)} {format_array(x, limits.max_items)}"
+    def entry(label: str, x: Any) -> str:
+        # A matrix prints on several lines: keep its rows under the first one, not at the margin.
+        head = f"    {label} = {type_tag(x)} "
+        return head + format_array(x, limits.max_items).replace("\n", "\n" + " " * len(head))
 
     lines = [f"{_title(result)} of {result.fn_name}: {result.composition}"]
     if result.mode_reason:
@@ -215,21 +217,21 @@ def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -
         lines.append("  " + _not_evaluated_text(result))
     else:
         lines.append(f"  point   ({_source_text(result)})")
-        lines += [f"    {name}{path} = {arr(leaf)}" for name, a in point_rows(result) for path, leaf in _leaves(a)]
+        lines += [entry(f"{name}{path}", leaf) for name, a in point_rows(result) for path, leaf in _leaves(a)]
         if result.direction is not None:
             lines.append(f"  {_direction_label(result)}")
-            lines += [f"    {path or '·'} = {arr(leaf)}" for path, leaf in _leaves(result.direction)]
+            lines += [entry(path or "·", leaf) for path, leaf in _leaves(result.direction)]
         lines.append("  value")
-        lines += [f"    {result.fn_name}{path} = {arr(leaf)}" for path, leaf in _leaves(result.value)]
+        lines += [entry(f"{result.fn_name}{path}", leaf) for path, leaf in _leaves(result.value)]
         if result.has_aux:
             lines.append("  aux")
-            lines += [f"    aux{path} = {arr(leaf)}" for path, leaf in _leaves(result.aux)]
+            lines += [entry(f"aux{path}", leaf) for path, leaf in _leaves(result.aux)]
         lines.append("  derivative")
         picture = derivative_heatmap(result, limits)
         if picture is not None:
             lines.append(f"    {_summary_text(picture)} (a heatmap in notebooks)")
         else:
-            lines += [f"    {label} = {arr(leaf)}" for label, leaf in derivative_rows(result)]
+            lines += [entry(label, leaf) for label, leaf in derivative_rows(result)]
     if result.check is not None:
         lines.append("  check   " + result.check.summary().replace("\n", "\n          "))
     if result.bound_name:
