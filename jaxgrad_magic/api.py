@@ -5,8 +5,9 @@ The magics call :func:`derive` too; nothing here imports IPython or widgets.
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import jax
@@ -43,10 +44,15 @@ def _argnums_for(
                     f"Its parameters are ({', '.join(param_names)}); name one of them or use argnums=."
                 )
             idx.append(param_names.index(name))
-        return idx[0] if len(idx) == 1 else tuple(idx)
+        argnums = idx[0] if len(idx) == 1 else tuple(idx)
+    n = len(param_names)
+    if n == 0 and not has_varargs:
+        raise JaxGradUsageError(
+            f"{fn_name}() takes no positional parameters, so there is nothing to differentiate. Give it "
+            f"the input as a parameter (`def {fn_name.rsplit('.', 1)[-1]}(x): ...`)."
+        )
     if argnums is None:
         return 0
-    n = len(param_names)
     for a in (argnums,) if isinstance(argnums, int) else argnums:
         if a < 0 or (a >= n and not has_varargs):
             numbered = f"numbered 0 to {n - 1}" if n > 1 else "number 0"
@@ -57,8 +63,35 @@ def _argnums_for(
                 f"(%{magic}? shows examples.)"
             )
     if isinstance(argnums, tuple) and len(set(argnums)) != len(argnums):
-        raise JaxGradUsageError(f"argnums={argnums} repeats a position; list each argument once.")
+        given = f"wrt={','.join(wrt)}" if wrt is not None else f"argnums={argnums}"
+        raise JaxGradUsageError(f"{given} repeats an argument; list each argument once.")
     return argnums
+
+
+def _is_number(leaf: Any) -> bool:
+    return isinstance(leaf, int | float | complex | np.ndarray | np.generic | jax.Array) or hasattr(
+        leaf, "__jax_array__"
+    )
+
+
+def _check_numbers(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
+    """Every differentiated argument exists and holds numbers: what JAX can differentiate."""
+    for i in (argnums,) if isinstance(argnums, int) else argnums:
+        if i >= len(args):
+            raise JaxGradUsageError(
+                f"argnums={argnums} asks for argument {i} of {fn_name}, but the point has only "
+                f"{len(args)} argument{'s' * (len(args) != 1)}. Give every argument in `at=(...)`."
+            )
+        name = names[i] if i < len(names) else f"argument {i}"
+        leaves = jax.tree_util.tree_leaves(args[i])
+        bad = next((leaf for leaf in leaves if not _is_number(leaf)), None)
+        if not leaves or bad is not None:
+            what = f"{args[i]!r}"[:60] if bad is None else f"a {type(bad).__name__} ({bad!r:.40})"
+            raise JaxGradUsageError(
+                f"Cannot differentiate {fn_name} with respect to {name}: it is {what}, and derivatives "
+                "need numbers. Pass a float, an array, or a pytree (dict/list/tuple) of arrays, e.g. "
+                f"`at=1.0` or `at=jnp.array([1.0, 2.0])`."
+            )
 
 
 def _check_float_inputs(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
@@ -70,7 +103,8 @@ def _check_float_inputs(fn_name: str, args: tuple[Any, ...], argnums: Argnums, n
             if not np.issubdtype(dtype, np.inexact):
                 shown = repr(leaf) if np.ndim(leaf) == 0 else f"an array of dtype {dtype}"
                 name = names[i] if i < len(names) else f"argument {i}"
-                example = f" (`{leaf}.0` instead of `{leaf}`)" if isinstance(leaf, int) else ""
+                plain_int = isinstance(leaf, int) and not isinstance(leaf, bool)
+                example = f" (`{leaf}.0` instead of `{leaf}`)" if plain_int else ""
                 raise JaxGradUsageError(
                     f"Cannot differentiate {fn_name} with respect to {name} = {shown}: it is an "
                     f"integer or boolean ({dtype}), and derivatives need floating-point inputs. "
@@ -159,9 +193,15 @@ def derive(
         )
     if order > 1 and aux:
         raise JaxGradUsageError(f"order={order} cannot be combined with aux=True; drop one of them.")
+    if kind == "jac" and mode not in ("auto", "rev", "fwd"):
+        raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
     point = resolve_point(fn, fn_name, at, at_names, namespace)
     if point.args is not None:
+        _check_numbers(fn_name, point.args, argnums, param_names)
         _check_float_inputs(fn_name, point.args, argnums, param_names)
+        if order > 1:
+            _check_scalar_input(fn_name, point.args[argnums], param_names, argnums, order)
+    call_args = () if point.args is None else _call_args(point.args, params, argnums)
     vector = {"jvp": tangent, "vjp": cotangent}.get(kind, MISSING)
     if kind in _VECTOR and vector is MISSING:
         word = _VECTOR[kind]
@@ -179,11 +219,11 @@ def derive(
         elif point.args is None:
             chosen, reason = "rev", "auto: jacrev (no point to measure the shapes)"
         else:
-            sig = _signature(point.args)
+            sig = _signature(call_args)
             chosen, reason = CACHE.get_or_build(
                 ("mode", key, argnums, aux, sig),
                 refs,
-                lambda: _guarded(lambda: choose_mode(fn, point.args, argnums, aux), kind, fn_name, aux),
+                lambda: _guarded(lambda: choose_mode(fn, call_args, argnums, aux), kind, fn_name, aux, fn, call_args),
             )
     t = Transform(kind, argnums, order, chosen, aux, jit)
     built = CACHE.get_or_build(("transform", key, t), refs, lambda: build(fn, t))
@@ -191,7 +231,9 @@ def derive(
     value = derivative = aux_value = None
     if point.args is not None:
         extra = () if vector is MISSING else (vector,)
-        value, derivative, aux_value = _guarded(lambda: built.evaluate(*point.args, *extra), kind, fn_name, aux)
+        value, derivative, aux_value = _guarded(
+            lambda: built.evaluate(*call_args, *extra), kind, fn_name, aux, fn, call_args
+        )
     elif check or show:
         raise JaxGradUsageError(
             f"{'check=True' if check else 'show=' + str(show)} needs a point to evaluate {fn_name} at: "
@@ -200,13 +242,13 @@ def derive(
     grad_check = None
     if check:
         if kind in _VECTOR:
-            grad_check = check_directional(kind, fn, point.args, argnums, vector, derivative, aux=aux)
+            grad_check = check_directional(kind, fn, call_args, argnums, vector, derivative, aux=aux)
         else:
-            grad_check = check_derivative(kind, fn, point.args, argnums, derivative, value, names=param_names, aux=aux)
+            grad_check = check_derivative(kind, fn, call_args, argnums, derivative, value, names=param_names, aux=aux)
     jaxpr = None
     if show == "jaxpr":
         plain = build(fn, t._replace(jit=False)).transformed  # unwrapped: no pjit shell around the program
-        jaxpr = str(jax.make_jaxpr(plain)(*point.args, *extra))
+        jaxpr = str(jax.make_jaxpr(plain)(*call_args, *extra))
     return DerivativeResult(
         kind=kind,
         fn_name=fn_name,
@@ -247,13 +289,66 @@ def _has_varargs(fn: Callable[..., Any]) -> bool:
         return True
 
 
-def _guarded(call: Callable[[], Any], kind: str, fn_name: str, aux: bool) -> Any:
-    """Run ``call``; JAX misuse becomes a teaching error, the user's own errors pass through."""
+def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], argnums: Argnums) -> tuple[Any, ...]:
+    """The point without its trailing default values, which Python fills in when called.
+
+    A default that is not differentiated (a flag, a step count, a mode string) then stays a
+    plain Python constant under ``jax.jit`` instead of becoming a traced input, which would
+    fail for strings and break ``range(n)``.
+    """
+    diff = {argnums} if isinstance(argnums, int) else set(argnums)
+    n = len(args)
+    while 0 < n <= len(params) and n - 1 not in diff and args[n - 1] is params[n - 1].default:
+        n -= 1
+    return args[:n]
+
+
+def _check_scalar_input(fn_name: str, arg: Any, names: tuple[str, ...], i: int, order: int) -> None:
+    shapes = [np.shape(leaf) for leaf in jax.tree_util.tree_leaves(arg)]
+    if shapes != [()]:
+        name = names[i] if i < len(names) else f"argument {i}"
+        shown = f"shape {shapes[0]}" if len(shapes) == 1 else f"{len(shapes)} leaves"
+        raise JaxGradUsageError(
+            f"order={order} applies jax.grad {order} times, which needs {name} to be a scalar (one number), "
+            f"but it has {shown}. For all second derivatives of an array input use "
+            f"`%hess {fn_name}` (jax.hessian); for one element, write a function of that element."
+        )
+
+
+def _aux_mismatch(fn: Callable[..., Any], args: tuple[Any, ...], fn_name: str) -> JaxGradUsageError | None:
+    """The teaching error when ``aux=True`` but ``fn`` does not return a pair, else None."""
+    try:
+        out = jax.eval_shape(fn, *args)  # shapes only: nothing runs or compiles
+    except Exception:
+        return None
+    if isinstance(out, tuple | list) and len(out) == 2:
+        return None
+    got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, tuple | list) else "a single value"
+    return JaxGradUsageError(
+        f"aux=True expects {fn_name} to return a pair `(output, aux)`, but it returned {got}. Drop "
+        "`aux=True`, or return `(loss, extra)` from the function."
+    )
+
+
+def _guarded(
+    call: Callable[[], Any],
+    kind: str,
+    fn_name: str,
+    aux: bool,
+    fn: Callable[..., Any] | None = None,
+    args: tuple[Any, ...] = (),
+) -> Any:
+    """Run ``call``; JAX misuse becomes a teaching error, the user's own errors pass through.
+
+    With ``aux=True`` a failure is first checked against the output's structure: JAX's own
+    error for a missing aux differs between modes (jacfwd fails unpacking a 0-d array).
+    """
     __tracebackhide__ = True
     try:
         return call()
     except Exception as exc:
-        explained = explain_jax_error(exc, kind=kind, fn_name=fn_name, aux=aux)
+        explained = _aux_mismatch(fn, args, fn_name) if aux and fn is not None else None
+        explained = explained or explain_jax_error(exc, kind=kind, fn_name=fn_name, aux=aux)
         if explained is None:
             raise
         raise explained from None

@@ -45,10 +45,15 @@ def _superscript(n: int) -> str:
 
 
 def type_tag(x: Any) -> str:
-    """JAX-style ``f32[3,2]`` for an array, the type name for a Python number."""
+    """JAX-style ``f32[3,2]`` for an array, the type name for a Python number or other value."""
     if isinstance(x, bool | int | float | complex):
-        return type(x).__name__  # a Python number: JAX treats it as weakly typed
-    dtype = np.result_type(x)
+        # A Python number (JAX treats it as weakly typed); a subclass shows as its builtin.
+        return next(t.__name__ for t in (bool, int, float, complex) if isinstance(x, t))
+    dtype = getattr(x, "dtype", None)
+    if not isinstance(dtype, np.dtype) and not jax.dtypes.issubdtype(dtype, jax.dtypes.extended):
+        return type(x).__name__  # not an array: a string flag, a config object
+    if not isinstance(dtype, np.dtype):  # an extended dtype, e.g. a typed PRNG key
+        return f"{dtype}[{','.join(map(str, np.shape(x)))}]"
     short = {"float": "f", "int": "i", "uint": "u", "complex": "c", "bool": "bool"}
     kind = next((v for k, v in short.items() if dtype.name.startswith(k)), dtype.name)
     bits = "" if kind == "bool" else str(dtype.itemsize * 8)
@@ -73,6 +78,11 @@ def format_array(x: Any, max_items: int = 24) -> str:
             f"[{', '.join(f'{v:.4g}' for v in head)}, ..., {', '.join(f'{v:.4g}' for v in tail)}]"
             f"  ({size} values: min {stats[0]:.4g}, max {stats[1]:.4g}, norm {stats[2]:.4g})"
         )
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.extended):
+        x = jax.random.key_data(x)  # a PRNG key: show its raw key data
+    elif not isinstance(x, bool | int | float | complex | np.ndarray | np.generic | jax.Array):
+        text = repr(x)  # not an array: its repr, cut short
+        return text if len(text) <= 80 else text[:77] + "..."
     arr = np.asarray(x)
     if arr.ndim == 0:
         return f"{arr.item():.6g}" if np.issubdtype(arr.dtype, np.floating) else str(arr.item())
