@@ -1,0 +1,199 @@
+"""Bad input in a real shell: one clear paragraph as a UsageError, no traceback, nothing bound.
+
+The user's own errors (in their function, or in the cell) come out as themselves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import jax
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Shell
+
+BOWL = "def f(x, y):\n    return x**2 + (y - 1) ** 2\n"
+DERIVED = ("f_grad", "f_jac", "f_hess", "g_grad", "g_jac", "g_hess")
+
+
+def expect(ip: Shell, capsys: pytest.CaptureFixture[str], source: str, *fragments: str) -> str:
+    """Run ``source``; it must fail with a one-paragraph UsageError containing ``fragments``,
+    leave the namespace as it was and bind nothing."""
+    before = dict(ip.ns)
+    message = ip.usage_error(source, capsys)
+    assert "\n" not in message.strip(), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert set(ip.ns) - {"_", "__", "___"} == set(before) - {"_", "__", "___"}, "the namespace changed"
+    for key, value in before.items():
+        if key not in ("_", "__", "___"):
+            assert ip.ns[key] is value, f"{key} was rebound"
+    assert not any(name in ip.ns for name in DERIVED if name not in before)
+    return message
+
+
+@pytest.fixture
+def bowl(ip: Shell) -> Shell:
+    ip.run_cell(BOWL)
+    return ip
+
+
+class TestOptions:
+    def test_unknown_option_suggests_the_closest(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(bowl, capsys, "%jgrad f argnum=1 at=(5.0, 2.0)", "no option 'argnum'", "Did you mean 'argnums'?")
+        expect(bowl, capsys, "%jac f mdoe=fwd at=(5.0, 2.0)", "Did you mean 'mode'?")
+        expect(bowl, capsys, "%hess f ordr=2 at=(5.0, 2.0)", "no option 'ordr'")
+
+    def test_unknown_option_in_a_cell_magic_does_not_run_the_cell(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ip.run_cell("calls = []")
+        expect(
+            ip, capsys, "%%jgrad at=1.0 jti=False\ncalls.append(1)\ndef g(x):\n    return x\n", "Did you mean 'jit'?"
+        )
+        assert ip.ns["calls"] == []
+
+    @pytest.mark.parametrize(
+        ("line", "fragment"),
+        [
+            ("f at=(5.0, 2.0", "Unclosed bracket"),
+            ("f at=(5.0, 2.0) +", "not a valid Python expression"),
+            ("f at=(5.0, 2.0) argnums=x", "argnums="),
+            ("f at=(5.0, 2.0) argnums=1.5", "argnums="),
+            ("f at=(5.0, 2.0) jit=maybe", "maybe"),
+            ("f at=(5.0, 2.0) aux=2", "True or False"),
+            ("f at=(5.0, 2.0) order=0", "order="),
+            ("f at=(5.0, 2.0) name=1x", "Python name"),
+            ("f at=missing_variable", "missing_variable"),
+            ("f at =1.0", "no spaces"),
+        ],
+    )
+    def test_malformed_values(self, bowl: Shell, capsys: pytest.CaptureFixture[str], line: str, fragment: str) -> None:
+        bowl.ns["x"] = "not a number"  # so argnums=x evaluates, to something that is not an index
+        expect(bowl, capsys, f"%jgrad {line}", fragment)
+
+    def test_mode_only_for_jac(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(bowl, capsys, "%jgrad f mode=fwd at=(5.0, 2.0)", "no option 'mode'")
+        expect(bowl, capsys, "%jac f mode=sideways at=(5.0, 2.0)", "not a Jacobian mode")
+
+
+class TestTarget:
+    def test_a_line_magic_without_a_function(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(ip, capsys, "%jgrad at=1.0", "needs a function", "%jgrad f at=x")
+
+    def test_a_cell_that_defines_no_function_says_what_it_defined(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        expect(ip, capsys, "%%jgrad\nx = 5.0\nimport math\n", "defines only x, math", "fn=NAME")
+        assert "x" not in ip.ns and "math" not in ip.ns  # the cell's names are taken back
+
+    def test_fn_not_found(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def pipeline(x):\n    return x\n")
+        expect(ip, capsys, "%jgrad pipelin at=1.0", "no function named 'pipelin'", "Did you mean 'pipeline'?")
+        expect(ip, capsys, "%%jac fn=nothere at=1.0\ndef g(x):\n    return x\n", "no function named 'nothere'")
+        assert "g" not in ip.ns
+
+    def test_not_a_function(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("value = 3.0")
+        expect(ip, capsys, "%jgrad value at=1.0", "needs a function", "float")
+
+    def test_a_function_without_parameters(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(ip, capsys, "%%jgrad\ndef g():\n    return 1.0\n", "no positional parameters")
+
+
+class TestArguments:
+    def test_argnums_out_of_range(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(bowl, capsys, "%jgrad f at=(5.0, 2.0) argnums=2", "out of range", "f(x, y)", "numbered 0 to 1")
+        expect(bowl, capsys, "%jac f at=(5.0, 2.0) argnums=0,3", "out of range")
+
+    def test_wrt_unknown(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(bowl, capsys, "%jgrad f at=(5.0, 2.0) wrt=z", "no parameter 'z'", "(x, y)")
+        expect(bowl, capsys, "%jgrad f at=(5.0, 2.0) argnums=0 wrt=x", "both argnums= and wrt=")
+
+    def test_at_with_the_wrong_number_of_arguments(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(bowl, capsys, "%jgrad f at=(5.0, 2.0, 1.0)", "a tuple of 2", "got a tuple of 3", "at=(x, y)")
+        expect(bowl, capsys, "%hess f at=5.0", "a tuple of 2", "one value")
+
+    def test_integer_inputs_suggest_a_float(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(bowl, capsys, "%jgrad f at=(5, 2.0)", "`5.0` instead of `5`")
+        expect(bowl, capsys, "%jac f at=(5.0, jnp.arange(3)) argnums=1", "integer", "float32")
+
+    def test_integer_notebook_variables(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        bowl.run_cell("x = 5; y = 2")
+        expect(bowl, capsys, "%jgrad f", "`5.0` instead of `5`")
+
+    def test_inputs_that_are_not_numbers(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(bowl, capsys, "%jgrad f at=('five', 2.0)", "Cannot differentiate f with respect to x")
+        expect(bowl, capsys, "%jgrad f at=(None, 2.0)", "Cannot differentiate f with respect to x")
+
+
+class TestJaxMisuse:
+    def test_grad_of_a_vector_output(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        message = expect(ip, capsys, "%%jgrad at=jnp.ones(3)\ndef g(x):\n    return 2.0 * x\n", "%jac", ".sum()")
+        assert "(3,)" in message
+        assert "g" not in ip.ns
+
+    def test_aux_on_a_function_that_returns_one_value(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        for magic in ("jgrad", "jac", "hess"):
+            expect(bowl, capsys, f"%{magic} f at=(5.0, 2.0) aux=True", "aux=True", "(output, aux)")
+
+    def test_a_pair_without_aux(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        expect(ip, capsys, "%%jgrad at=1.0\ndef g(x):\n    return x ** 2, {'note': x}\n", "aux=True")
+
+    def test_python_control_flow_on_a_traced_value(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        cell = "%%jgrad at=1.0\ndef g(x):\n    if x > 0:\n        return x ** 2\n    return -x\n"
+        message = expect(ip, capsys, cell, "jnp.where", "jax.lax.cond")
+        assert "g uses a traced value" in message
+        # Without jit the value is concrete: the same cell works.
+        ip.run_cell(cell.replace("at=1.0", "at=1.0 jit=False"))
+        assert "g_grad" in ip.ns
+
+    def test_order_on_an_array_input(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def g(x):\n    return jnp.sum(x ** 3)\n")
+        expect(ip, capsys, "%jgrad g at=jnp.ones(3) order=2", "scalar", "%hess")
+
+
+class TestNamespace:
+    def test_a_failed_cell_magic_leaves_the_namespace_as_it_was(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ip.run_cell("x = 1.0\ndef g(x):\n    return x\n")
+        old_x, old_g = ip.ns["x"], ip.ns["g"]
+        expect(ip, capsys, "%%jgrad at=(1.0, 2.0, 3.0)\nx = 99.0\nnew = 1\ndef g(x, y):\n    return x * y\n", "at=")
+        assert ip.ns["x"] is old_x and ip.ns["g"] is old_g and "new" not in ip.ns
+
+    def test_a_failure_keeps_an_earlier_binding(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        first = bowl.run_cell("%jgrad f at=(5.0, 2.0)")
+        expect(bowl, capsys, "%jgrad f at=(5.0, 2.0) argnums=7", "out of range")
+        assert bowl.ns["f_grad"] is first.transformed
+
+
+class TestUsersOwnErrors:
+    def test_an_exception_in_the_function(self, ip: Shell) -> None:
+        error = ip.user_error("%%jgrad at=1.0\ndef g(x):\n    raise ValueError('mine')\n")
+        assert isinstance(error, ValueError) and str(error) == "mine"
+        assert "g_grad" not in ip.ns
+
+    def test_an_exception_in_the_function_under_the_line_magic(self, ip: Shell) -> None:
+        ip.run_cell("def g(x):\n    return undefined_helper(x)\n")
+        for magic in ("jgrad", "jac", "hess"):
+            error = ip.user_error(f"%{magic} g at=1.0")
+            assert isinstance(error, NameError) and "undefined_helper" in str(error)
+
+    def test_an_exception_in_the_cell(self, ip: Shell) -> None:
+        ip.run_cell("calls = []")
+        error = ip.user_error("%%jgrad at=1.0\ncalls.append(1)\nnot_defined + 1\ndef g(x):\n    return x\n")
+        assert isinstance(error, NameError) and "not_defined" in str(error)
+        assert ip.ns["calls"] == [1]  # ran once, stopped where the user's code failed
+        assert "g" not in ip.ns
+
+    def test_a_shape_error_of_the_users_own(self, ip: Shell) -> None:
+        ip.run_cell("def g(x):\n    return jnp.sum(x @ jnp.ones((4, 4)))\n")
+        error = ip.user_error("%jgrad g at=jnp.ones(3)")
+        assert isinstance(error, TypeError)
+        assert isinstance(error, Exception) and not isinstance(error, jax.errors.TracerBoolConversionError)
+
+    def test_a_syntax_error_in_the_cell(self, ip: Shell) -> None:
+        error: Any = ip.user_error("%%jgrad at=1.0\ndef g(x)\n    return x\n")
+        assert isinstance(error, SyntaxError)
