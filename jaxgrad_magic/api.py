@@ -26,6 +26,11 @@ _SUFFIX = {"grad": "grad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "v
 _VECTOR = {"jvp": "tangent", "vjp": "cotangent"}
 
 
+def default_name(kind: str, fn_name: str, order: int = 1) -> str:
+    """Where the magics bind the transformed function: ``f_grad``, ``f_jac``, ``f_hess`` (``f_grad2``)."""
+    return f"{fn_name.rsplit('.', 1)[-1]}_{_SUFFIX[kind]}{order if order > 1 else ''}"
+
+
 def _argnums_for(
     kind: str,
     fn_name: str,
@@ -157,7 +162,8 @@ def derive(
       fn_name: the name to show (default ``fn.__name__``).
       at_names: the variable names written in ``at=``, remembered for write-back.
       namespace: where to look for variables named like the parameters.
-      name: the name the transformed function is meant to be bound to.
+      name: the notebook name the caller binds the transformed function to (the magics pass
+        :func:`default_name`); None for plain calls, which bind nothing.
       stepper: whether a display shows the descent panel.
       stepper_options: keyword arguments for the stepper (``lr``, ``optimizer``).
       tangent: for ``jvp``, the direction ``v`` in ``J v`` (a tuple for several argnums).
@@ -267,7 +273,7 @@ def derive(
         mode=chosen,
         mode_reason=reason,
         order=order,
-        bound_name=name or f"{fn_name.rsplit('.', 1)[-1]}_{_SUFFIX[kind]}{order if order > 1 else ''}",
+        bound_name=name,
         missing=point.missing,
         seconds=time.perf_counter() - started,
         show_stepper=stepper and kind == "grad" and order == 1 and point.args is not None,

@@ -54,10 +54,12 @@ def type_tag(x: Any) -> str:
         return type(x).__name__  # not an array: a string flag, a config object
     if not isinstance(dtype, np.dtype):  # an extended dtype, e.g. a typed PRNG key
         return f"{dtype}[{','.join(map(str, np.shape(x)))}]"
-    short = {"float": "f", "int": "i", "uint": "u", "complex": "c", "bool": "bool"}
-    kind = next((v for k, v in short.items() if dtype.name.startswith(k)), dtype.name)
-    bits = "" if kind == "bool" else str(dtype.itemsize * 8)
-    return f"{kind}{bits}[{','.join(map(str, np.shape(x)))}]"
+    shape = ",".join(map(str, np.shape(x)))
+    bits = dtype.itemsize * 8
+    short = {"bfloat": "bf", "float": "f", "int": "i", "uint": "u", "complex": "c"}
+    kind = next((v for k, v in short.items() if dtype.name == f"{k}{bits}"), None)
+    # bool, and dtypes without a short JAX name (int4, float8 variants): the full name
+    return f"{kind}{bits}[{shape}]" if kind else f"{dtype.name}[{shape}]"
 
 
 @jax.jit
@@ -129,19 +131,24 @@ def derivative_rows(result: DerivativeResult) -> Iterator[tuple[str, Any]]:
             for path, leaf in _leaves(block):
                 yield f"uᵀ∂{f}/∂{name}{path}", leaf
         return
-    if result.kind == "jac":
+    if result.kind in ("jac", "hess"):  # JAX puts the output's structure outermost
         out_paths = [p for p, _ in _leaves(result.value)] or [""]
         per_out = jax.tree_util.tree_structure(result.value).flatten_up_to(d)
     else:
         out_paths, per_out = [""], [d]
+    args = dict(_diff_args(result))
     for out_path, sub in zip(out_paths, per_out, strict=True):
         blocks = list(zip(wrt, sub, strict=True)) if multi else [(wrt[0], sub)]
         for name, block in blocks:
             if result.kind == "hess":
-                inner = list(zip(wrt, block, strict=True)) if multi else [(name, block)]
-                for name2, b2 in inner:
-                    for path, leaf in _leaves(b2):
-                        yield f"∂²{f}/∂{name}∂{name2}{path}", leaf
+                # block: the structure of argument `name`, each leaf holding one of argument `name2`.
+                outer = jax.tree_util.tree_flatten_with_path(args[name])[0]
+                per_leaf = jax.tree_util.tree_structure(args[name]).flatten_up_to(block)
+                for (p1, _), rows in zip(outer, per_leaf, strict=True):
+                    inner = list(zip(wrt, rows, strict=True)) if multi else [(name, rows)]
+                    for name2, b2 in inner:
+                        for p2, leaf in _leaves(b2):
+                            yield f"∂²{f}{out_path}/∂{name}{_keystr(p1)}∂{name2}{p2}", leaf
                 continue
             sup = _superscript(result.order) if result.order > 1 else ""
             for path, leaf in _leaves(block):
@@ -152,6 +159,8 @@ def derivative_heatmap(result: DerivativeResult, limits: DisplayLimits) -> heatm
     """A heatmap of the flattened Jacobian or Hessian when it is too big to read as numbers."""
     if result.kind not in ("jac", "hess") or result.point is None:
         return None
+    if result.kind == "hess" and sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(result.value)) != 1:
+        return None  # the Hessian of a non-scalar output is a stack of matrices: shown as rows
     row_labels, out_struct = _out_struct(result)
     col_labels = [f"{n}{p}" for n, a in _diff_args(result) for p, _ in _leaves(a)]
     col_shapes = [np.shape(leaf) for _, a in _diff_args(result) for _, leaf in _leaves(a)]

@@ -16,7 +16,7 @@ from IPython.core.magic import (
 )
 from traitlets import Bool, Float, Int, Unicode
 
-from .api import derive
+from .api import default_name, derive
 from .display import DisplayLimits
 from .errors import JaxGradUsageError
 from .results import DerivativeResult
@@ -194,7 +194,7 @@ class JaxGradMagics(Magics):
             fn_name=fn_name,
             at_names=opts.at_names,
             namespace=ns,
-            name=opts.name,
+            name=opts.name or default_name(kind, fn_name, opts.order),
             stepper=opts.stepper,
             stepper_options={"lr": opts.lr, "optimizer": opts.optimizer},
             tangent=opts.tangent,
