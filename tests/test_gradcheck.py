@@ -1,0 +1,315 @@
+"""``check=True``: the finite-difference check passes on correct derivatives and fails on wrong ones.
+
+Every "correct" case also compares the derivative itself with a closed form written here, so the
+check is never the only witness. The wrong derivatives are real JAX programs whose custom rules
+lie (``jax.custom_vjp`` / ``jax.custom_jvp``), not doctored results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import Shell
+from IPython.utils.capture import capture_output
+
+from jaxgrad_magic.gradcheck import MAX_EXHAUSTIVE, RANDOM_DIRECTIONS, GradCheck, check_derivative, tolerances
+
+X3 = np.array([1.0, 2.0, 3.0])
+
+# Functions whose custom differentiation rules are wrong on purpose.
+LIARS = """
+@jax.custom_vjp
+def doubled(x):
+    return jnp.sum(jnp.sin(x))
+
+def doubled_fwd(x):
+    return doubled(x), x
+
+def doubled_bwd(x, g):
+    return (2 * g * jnp.cos(x),)  # twice the true gradient
+
+doubled.defvjp(doubled_fwd, doubled_bwd)
+
+@jax.custom_vjp
+def wrong_sin(x):
+    return jnp.sin(x)
+
+def wrong_sin_fwd(x):
+    return wrong_sin(x), x
+
+def wrong_sin_bwd(x, g):
+    return (2 * g * jnp.cos(x),)
+
+wrong_sin.defvjp(wrong_sin_fwd, wrong_sin_bwd)
+
+# First derivative right, second wrong: the rule of sin uses a cos whose own rule has the wrong sign.
+@jax.custom_jvp
+def bad_cos(x):
+    return jnp.cos(x)
+
+@bad_cos.defjvp
+def bad_cos_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return jnp.cos(x), jnp.sin(x) * t  # the truth is -sin(x) * t
+
+@jax.custom_jvp
+def good_sin(x):
+    return jnp.sin(x)
+
+@good_sin.defjvp
+def good_sin_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return jnp.sin(x), bad_cos(x) * t
+
+def curved(x):
+    return jnp.sum(good_sin(x))
+"""
+
+
+def verdicts(check: GradCheck) -> dict[str, bool]:
+    """Argument name -> passed."""
+    return {a.name: a.passed for a in check.args}
+
+
+@pytest.fixture
+def liars(ip: Shell) -> Shell:
+    """The shell with the lying functions defined in the notebook."""
+    ip.run_cell(LIARS)
+    return ip
+
+
+class TestPasses:
+    def test_sum_of_squared_sines(self, ip: Shell) -> None:
+        ip.run_cell("def wave(x):\n    return jnp.sum(jnp.sin(x) ** 2)\nx = jnp.array([1.0, 2.0, 3.0])")
+        r = ip.run_cell("%jgrad wave at=x check=True")
+        np.testing.assert_allclose(r.derivative, np.sin(2 * X3), rtol=1e-5, atol=1e-6)  # d sin²x = sin 2x
+        assert r.check.passed and verdicts(r.check) == {"x": True}
+        a = r.check.args[0]
+        assert a.exhaustive and a.directions == 3
+        assert a.max_abs_error <= a.atol + a.rtol * 2  # the errors are real numbers, and small
+
+    def test_two_arguments_are_checked_one_by_one(self, ip: Shell) -> None:
+        ip.run_cell("def mix(x, y):\n    return x ** 2 * y + jnp.sin(y)")
+        r = ip.run_cell("%jgrad mix at=(1.5, 0.5) argnums=0,1 check=True")
+        np.testing.assert_allclose(r.derivative, (2 * 1.5 * 0.5, 1.5**2 + np.cos(0.5)), rtol=1e-6)
+        assert verdicts(r.check) == {"x": True, "y": True}
+        assert r.check.passed
+
+    def test_a_pytree_argument(self, ip: Shell) -> None:
+        ip.run_cell(
+            "def loss(params, X, y):\n"
+            "    return jnp.mean((X @ params['w'] + params['b'] - y) ** 2)\n"
+            "X = jnp.array([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]])\n"
+            "y = jnp.array([1.0, 0.0, -1.0])\n"
+            "params = {'w': jnp.array([0.3, -0.2]), 'b': jnp.array(0.1)}"
+        )
+        r = ip.run_cell("%jgrad loss check=True")
+        X, y = np.asarray(ip.ns["X"], np.float64), np.asarray(ip.ns["y"], np.float64)
+        w, b = np.array([0.3, -0.2]), 0.1
+        residual = X @ w + b - y
+        np.testing.assert_allclose(r.derivative["w"], 2 * X.T @ residual / 3, rtol=1e-5)
+        np.testing.assert_allclose(r.derivative["b"], 2 * residual.mean(), rtol=1e-5)
+        assert verdicts(r.check) == {"params": True}
+        assert r.check.args[0].directions == 3  # all three numbers of the pytree, flattened
+
+    def test_jacobian_of_two_outputs(self, ip: Shell) -> None:
+        ip.run_cell("def pair(x):\n    return jnp.sin(x), jnp.cos(x)\nx = jnp.array([1.0, 2.0, 3.0])")
+        for mode in ("fwd", "rev"):
+            r = ip.run_cell(f"%jac pair at=x mode={mode} check=True")
+            np.testing.assert_allclose(r.derivative[0], np.diag(np.cos(X3)), atol=1e-6)
+            np.testing.assert_allclose(r.derivative[1], np.diag(-np.sin(X3)), atol=1e-6)
+            assert r.check.passed, r.check.summary()
+
+    def test_hessian(self, ip: Shell) -> None:
+        ip.run_cell("def cubic(x, y):\n    return x ** 3 * y + jnp.exp(y)")
+        r = ip.run_cell("%hess cubic at=(1.0, 0.5) argnums=0,1 check=True")
+        want = ((6 * 1.0 * 0.5, 3 * 1.0**2), (3 * 1.0**2, np.exp(0.5)))
+        np.testing.assert_allclose(np.asarray(r.derivative), want, rtol=1e-6)
+        assert verdicts(r.check) == {"x": True, "y": True}
+
+    def test_hessian_of_an_array_argument(self, ip: Shell) -> None:
+        ip.run_cell("def wave(x):\n    return jnp.sum(jnp.sin(x) ** 2)")
+        r = ip.run_cell("%hess wave at=jnp.array([1.0, 2.0, 3.0]) check=True")
+        np.testing.assert_allclose(r.derivative, np.diag(2 * np.cos(2 * X3)), atol=1e-5)
+        assert r.check.passed
+
+    def test_second_derivative_with_order(self, ip: Shell) -> None:
+        ip.run_cell("def sq_sin(x):\n    return jnp.sin(x) ** 2")
+        r = ip.run_cell("%jgrad sq_sin at=0.7 order=2 check=True stepper=False")
+        assert float(r.derivative) == pytest.approx(2 * np.cos(1.4), rel=1e-5)
+        assert r.check.passed, r.check.summary()  # against differences of the first derivative, not of f
+        r3 = ip.run_cell("%jgrad sq_sin at=0.7 order=3 check=True stepper=False")
+        assert float(r3.derivative) == pytest.approx(-4 * np.sin(1.4), rel=1e-5)
+        assert r3.check.passed
+
+    def test_aux_output_is_left_out(self, ip: Shell) -> None:
+        ip.run_cell("def with_aux(x):\n    return jnp.sum(x ** 2), {'norm': jnp.linalg.norm(x)}")
+        r = ip.run_cell("%jgrad with_aux at=jnp.array([1.0, -2.0]) aux=True check=True stepper=False")
+        np.testing.assert_allclose(r.derivative, [2.0, -4.0])
+        assert r.check.passed
+
+    def test_large_value_next_to_a_small_change(self, ip: Shell) -> None:
+        # The values are ~1000 while the gradient is ~1: float32 rounding of f(x +- h v) is far
+        # above atol + rtol |FD|, and must not turn a correct gradient into a failure.
+        ip.run_cell("def offset(x):\n    return jnp.sum(jnp.sin(x)) + 1000.0")
+        r = ip.run_cell("%jgrad offset at=jnp.linspace(0.0, 1.0, 100) check=True stepper=False")
+        np.testing.assert_allclose(r.derivative, np.cos(np.linspace(0.0, 1.0, 100)), rtol=1e-5)
+        assert r.check.passed, r.check.summary()
+        assert r.check.args[0].noise > r.check.args[0].atol
+        assert "rounding noise" in r.check.summary()
+
+
+class TestFails:
+    def test_wrong_custom_vjp_fails_for_grad(self, liars: Shell) -> None:
+        r = liars.run_cell("%jgrad doubled at=jnp.array([1.0, 2.0]) check=True stepper=False")
+        np.testing.assert_allclose(r.derivative, 2 * np.cos([1.0, 2.0]), rtol=1e-6)  # the lie, as JAX computed it
+        assert not r.check.passed and verdicts(r.check) == {"x": False}
+        # The error is the size of the lie (cos x): nowhere near the tolerance.
+        assert r.check.args[0].max_abs_error == pytest.approx(np.cos(1.0), rel=1e-2)
+
+    def test_wrong_custom_vjp_fails_for_jac(self, liars: Shell) -> None:
+        r = liars.run_cell("%jac wrong_sin at=jnp.array([0.5, 1.0, 1.5]) mode=rev check=True")
+        np.testing.assert_allclose(r.derivative, np.diag(2 * np.cos([0.5, 1.0, 1.5])), atol=1e-6)
+        assert not r.check.passed
+
+    def test_wrong_second_derivative_fails_for_hess_but_not_for_grad(self, liars: Shell) -> None:
+        g = liars.run_cell("%jgrad curved at=jnp.array([0.5, 1.0]) check=True stepper=False")
+        np.testing.assert_allclose(g.derivative, np.cos([0.5, 1.0]), rtol=1e-6)
+        assert g.check.passed  # the first derivative is right
+        h = liars.run_cell("%hess curved at=jnp.array([0.5, 1.0]) check=True")
+        np.testing.assert_allclose(h.derivative, np.diag(np.sin([0.5, 1.0])), atol=1e-6)  # true: -sin
+        assert not h.check.passed
+
+    def test_wrong_rule_fails_along_random_directions(self, liars: Shell) -> None:
+        n = 4 * MAX_EXHAUSTIVE
+        r = liars.run_cell(f"%jgrad doubled at=jnp.linspace(0.0, 1.0, {n}) check=True stepper=False")
+        a = r.check.args[0]
+        assert not a.exhaustive and a.directions == RANDOM_DIRECTIONS
+        assert not r.check.passed
+        assert f"{RANDOM_DIRECTIONS} random directions" in str(r)
+
+    def test_correct_large_argument_passes_along_random_directions(self, ip: Shell) -> None:
+        n = 4 * MAX_EXHAUSTIVE
+        ip.run_cell("def smooth(x):\n    return jnp.sum(jnp.sin(x))")
+        r = ip.run_cell(f"%jgrad smooth at=jnp.linspace(0.0, 1.0, {n}) check=True stepper=False")
+        np.testing.assert_allclose(r.derivative, np.cos(np.linspace(0.0, 1.0, n)), rtol=1e-5)
+        assert not r.check.args[0].exhaustive and r.check.passed
+
+
+class TestReport:
+    def test_text_and_html_say_pass(self, ip: Shell) -> None:
+        ip.run_cell("def mix(x, y):\n    return x ** 2 * y")
+        r = ip.run_cell("%jgrad mix at=(1.5, 0.5) argnums=0,1 check=True stepper=False")
+        text, page = str(r), r._repr_html_()
+        assert "PASS: central differences, float32" in text
+        assert "x: ok" in text and "y: ok" in text and "MISMATCH" not in text
+        assert "class='jgm-pass'" in page and "matches finite differences" in page and "class='jgm-fail'" not in page
+        assert "<td>x</td>" in page and "<td>y</td>" in page
+
+    def test_text_and_html_say_fail(self, liars: Shell) -> None:
+        r = liars.run_cell("%jgrad doubled at=jnp.array([1.0, 2.0]) check=True stepper=False")
+        text, page = str(r), r._repr_html_()
+        assert "FAIL: central differences" in text and "x: MISMATCH" in text
+        assert "class='jgm-fail'" in page and "does NOT match finite differences" in page
+
+    def test_shown_through_the_display_system(self, liars: Shell) -> None:
+        with capture_output() as shown:
+            liars.run_cell("%jgrad doubled at=jnp.array([1.0, 2.0]) check=True stepper=False")
+        (bundle,) = [o.data for o in shown.outputs]
+        assert "FAIL" in bundle["text/plain"] and "class='jgm-fail'" in bundle["text/html"]
+
+    def test_float32_says_how_to_get_a_sharper_check(self, ip: Shell) -> None:
+        ip.run_cell("def wave(x):\n    return jnp.sum(jnp.sin(x) ** 2)")
+        r = ip.run_cell("%jgrad wave at=jnp.array([1.0, 2.0]) check=True stepper=False")
+        assert r.check.dtype == "float32"
+        assert 'jax.config.update("jax_enable_x64", True)' in r.check.note
+        assert 'jax.config.update("jax_enable_x64", True)' in str(r)
+        assert "jax_enable_x64" in r._repr_html_()
+
+    def test_check_needs_a_point(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def lonely(q):\n    return q ** 2")
+        message = ip.usage_error("%jgrad lonely check=True", capsys)
+        assert "at=" in message and "check=True" in message
+
+    def test_check_is_only_a_boolean(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def wave(x):\n    return jnp.sum(jnp.sin(x) ** 2)")
+        message = ip.usage_error("%jgrad wave at=1.0 check=maybe", capsys)
+        assert "check" in message
+
+
+class TestTolerances:
+    def test_step_and_tolerances_fit_the_dtype(self) -> None:
+        step32, atol32, rtol32 = tolerances(np.dtype(np.float32))
+        step64, atol64, rtol64 = tolerances(np.dtype(np.float64))
+        assert step32 == pytest.approx(np.finfo(np.float32).eps ** (1 / 3))
+        assert step64 == pytest.approx(np.finfo(np.float64).eps ** (1 / 3))
+        assert atol64 < atol32 and rtol64 < rtol32
+
+    def test_pure_function_without_a_shell(self) -> None:
+        def f(x: Any) -> Any:
+            return jnp.sum(x**3)
+
+        x = jnp.array([0.5, -1.0, 2.0])
+        value, g = jax.value_and_grad(f)(x)
+        good = check_derivative("grad", f, (x,), 0, g, value, names=("x",))
+        bad = check_derivative("grad", f, (x,), 0, g + 0.1, value, names=("x",))
+        assert good.passed and not bad.passed
+        # The shift by 0.1 is seen as an error of 0.1 along each unit direction.
+        assert bad.args[0].max_abs_error == pytest.approx(0.1, rel=1e-2)
+
+
+FLOAT64_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "jaxgrad_magic")
+
+    def run(cell):
+        result = shell.run_cell(cell, store_history=False)
+        result.raise_error()
+        return result.result
+
+    run("import jax, jax.numpy as jnp\\n" + LIARS)
+    good = run("%jgrad doubled at=jnp.array([1.0, 2.0]) check=True stepper=False")
+    run("def wave(x):\\n    return jnp.sum(jnp.sin(x) ** 2)")
+    fine = run("%jgrad wave at=jnp.array([1.0, 2.0, 3.0]) check=True stepper=False")
+    out = {
+        "dtype": fine.check.dtype,
+        "passed": fine.check.passed,
+        "note": fine.check.note,
+        "text": str(fine),
+        "atol": fine.check.args[0].atol,
+        "error": fine.check.args[0].max_abs_error,
+        "derivative": [float(v) for v in fine.derivative],
+        "lie_passed": good.check.passed,
+    }
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def test_float64_has_no_note_and_tighter_tolerances() -> None:
+    # Enabling x64 in this process would change every other test's dtypes: use a fresh one.
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
+    script = f"LIARS = {LIARS!r}\n" + FLOAT64_SCRIPT
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
+    out = json.loads(line.removeprefix("RESULT "))
+    assert out["dtype"] == "float64"
+    assert out["passed"] and out["note"] == ""
+    assert "jax_enable_x64" not in out["text"] and "PASS: central differences, float64" in out["text"]
+    assert out["atol"] < 1e-6 and out["error"] < 1e-7
+    np.testing.assert_allclose(out["derivative"], np.sin(2 * X3), rtol=1e-12)
+    assert not out["lie_passed"]
