@@ -1,0 +1,147 @@
+"""Panel speed benchmark: the panel's Run N end to end against the stepper's own ``run(n)``.
+
+For n = 10^5 steps on ``sum(sin(x)**2)`` (x of size 3) and the 2-D Rosenbrock function, each
+round times
+
+* A: ``stepper.run(n)`` on a stepper of its own, and
+* B: the panel's Run N on another stepper: ``run_button.click()`` then ``wait()``, with the
+  progress bar, the redraws during the run and the final redraw of the readout, the loss
+  curve and the contour plot,
+
+both from the same start point (each is reset between rounds, outside the timing). A and B
+alternate in rounds after warming both; medians and their ratio are printed against the
+target: B at most 2x A.
+
+Run with ``.venv/bin/python benchmarks/bench_panel.py`` (``--quick`` for fewer rounds,
+``--strict`` to exit with status 1 when the target is missed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxgrad_magic.panel import REDRAW_INTERVAL, StepperPanel
+from jaxgrad_magic.stepper import Stepper
+
+TARGET = 2.0
+N = 100_000
+
+
+def sin_squares(x: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.sin(x) ** 2)
+
+
+def rosenbrock(x: jax.Array, y: jax.Array) -> jax.Array:
+    return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One function, its start point and the optimizer settings."""
+
+    name: str
+    fn: Callable[..., Any]
+    point: tuple[Any, ...]
+    argnums: int | tuple[int, ...]
+    lr: float
+    optimizer: str = "sgd"
+
+
+PROBLEMS = (
+    Problem("sum(sin(x)**2), x of size 3", sin_squares, (jnp.array([1.0, 2.0, 3.0]),), 0, 0.1),
+    Problem("Rosenbrock 2-D, sgd", rosenbrock, (-1.5, 2.0), (0, 1), 1e-3),
+    Problem("Rosenbrock 2-D, adam", rosenbrock, (-1.5, 2.0), (0, 1), 1e-2, "adam"),
+)
+# A run long enough (a few tenths of a second) to redraw while it goes: the redraw rate bound at work.
+LONG = Problem("sum(sin(x)**2), x of size 1000", sin_squares, (jnp.linspace(0.0, 3.0, 1000),), 0, 0.01)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Medians of both sides for one problem."""
+
+    problem: str
+    run_s: float
+    panel_s: float
+    panel_redraws: float
+
+    @property
+    def ratio(self) -> float:
+        return self.panel_s / self.run_s
+
+
+def time_run(stepper: Stepper, n: int) -> float:
+    stepper.reset()
+    started = time.perf_counter()
+    stepper.run(n)
+    return time.perf_counter() - started
+
+
+def time_panel(panel: StepperPanel, n: int) -> tuple[float, int]:
+    panel.reset_button.click()
+    panel.steps_input.value = n
+    redraws = panel.redraws
+    started = time.perf_counter()
+    panel.run_button.click()
+    panel.wait()
+    elapsed = time.perf_counter() - started
+    if panel.stepper.steps != n:
+        raise RuntimeError(f"the panel ran {panel.stepper.steps} steps instead of {n}: {panel.status.value}")
+    return elapsed, panel.redraws - redraws
+
+
+def measure(problem: Problem, n: int, rounds: int) -> Measured:
+    def make() -> Stepper:
+        return Stepper(problem.fn, problem.point, problem.argnums, lr=problem.lr, optimizer=problem.optimizer)
+
+    direct = make()
+    panel = StepperPanel(make())
+    for _ in range(2):  # warm both: compiles, the grid, the figures
+        time_run(direct, n)
+        time_panel(panel, n)
+    runs, panels, redraws = [], [], []
+    for _ in range(rounds):
+        runs.append(time_run(direct, n))
+        elapsed, count = time_panel(panel, n)
+        panels.append(elapsed)
+        redraws.append(count)
+    return Measured(problem.name, statistics.median(runs), statistics.median(panels), statistics.median(redraws))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 when the target is missed")
+    parser.add_argument("-n", type=int, default=N, help="steps per run (default 10^5)")
+    args = parser.parse_args(argv)
+    rounds = 5 if args.quick else 15
+    print(f"panel Run N vs stepper.run(n), n = {args.n}, {rounds} rounds (medians; target panel <= {TARGET}x)")
+    print(f"{'problem':34} {'run(n)':>10} {'panel':>10} {'extra':>9} {'ratio':>7} {'redraws':>8}  met")
+    missed = False
+    for problem in (*PROBLEMS, LONG):
+        m = measure(problem, args.n, max(3, rounds // 3) if problem is LONG else rounds)
+        met = m.ratio <= TARGET
+        missed |= not met and problem is not LONG
+        print(
+            f"{m.problem:34} {m.run_s * 1e3:8.2f}ms {m.panel_s * 1e3:8.2f}ms {(m.panel_s - m.run_s) * 1e3:7.2f}ms "
+            f"{m.ratio:6.2f}x {m.panel_redraws:8.0f}  {'yes' if met else 'NO'}"
+        )
+    print(
+        "extra = the panel's cost beyond run(n): starting the thread, the controls, and one final frame "
+        "(two PNG images), plus any redraws during the run (at most one per "
+        f"{REDRAW_INTERVAL:g} s). The last row is informational (no target)."
+    )
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,573 @@
+"""The descent panel: core ipywidgets driving a :class:`~jaxgrad_magic.stepper.Stepper`.
+
+Controls on the left (Step, Run N, Stop, Reset, Apply, a log-scale learning-rate slider,
+the optimizer), the state at a glance under them, and the pictures on the right (the loss
+curve, and for one or two parameters ``f`` with the path). Plots are PNG bytes in
+``ipywidgets.Image`` widgets, so the panel works in any frontend that renders core widgets
+and can be checked without one.
+
+A widget callback blocks the kernel's message loop, so Run N does its work on a background
+thread: the kernel keeps answering, a Stop click is seen between two chunks of the run, and
+the thread refreshes the progress bar and the plots at a bounded rate. Every callback
+catches its errors and shows them on the status line, where they are not lost in a log.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+import numpy as np
+
+from . import plots
+from .errors import JaxGradUsageError
+from .point import parameters
+
+if TYPE_CHECKING:
+    from .stepper import Stepper
+
+REDRAW_INTERVAL = 0.25  # seconds between plot redraws during a run: at most four a second
+PROGRESS_INTERVAL = 0.05  # seconds between progress-bar updates during a run
+CONVERGED_GRAD_NORM = 1e-6  # a gradient norm below this counts as converged
+DEFAULT_RUN_STEPS = 1000
+MAX_PARAM_ITEMS = 6  # arrays with more elements are abbreviated in the readout
+_ERROR_STYLE = "color: var(--jp-error-color1, #d32f2f)"  # theme colours, with a fallback
+_SUCCESS_STYLE = "color: var(--jp-success-color1, #388e3c)"
+
+
+def short_array(value: Any) -> str:
+    """A parameter value, short and rounded: ``4``, ``[2.6, -1.4]``, ``[0, 1, ..., 999] (1000,)``.
+
+    Arrays show their first and last two numbers (flattened) once they have more than
+    :data:`MAX_PARAM_ITEMS`, followed by their shape; only those numbers leave the device.
+    """
+    shape = tuple(np.shape(value))
+    if not shape:
+        return plots.short(float(np.asarray(value)))
+    size = math.prod(shape)
+    if size > MAX_PARAM_ITEMS:
+        flat = value.reshape(-1) if hasattr(value, "reshape") else np.reshape(value, -1)
+        head, tail = np.asarray(flat[:2]), np.asarray(flat[-2:])
+        items = [plots.short(float(v)) for v in head] + ["..."] + [plots.short(float(v)) for v in tail]
+    else:
+        items = [plots.short(float(v)) for v in np.asarray(value).reshape(-1)]
+    text = f"[{', '.join(items)}]"
+    return text + (f" {shape}" if size > MAX_PARAM_ITEMS or len(shape) > 1 else "")
+
+
+def _one_paragraph(message: str, limit: int = 600) -> str:
+    """A message short enough for a status line: an embedded traceback shrinks to its first and last lines."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if len(lines) > 2:
+        lines = [lines[0], "…", lines[-1]]
+    text = " ".join(lines)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _wider(box: plots.Box, than: plots.Box, factor: float) -> bool:
+    span = np.subtract(box.hi, box.lo)
+    return bool((span > factor * np.subtract(than.hi, than.lo)).any())
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+class PanelWidget(widgets.VBox):
+    """The panel's top-level box; ``.panel`` is the :class:`StepperPanel` that drives it."""
+
+    def __init__(self, panel: StepperPanel, children: list[widgets.Widget]) -> None:
+        super().__init__(children=children, layout=widgets.Layout(width="100%"))
+        self.panel = panel
+
+
+class StepperPanel:
+    """An ipywidgets panel that steps, runs, stops, resets and applies a Stepper.
+
+    Args:
+      stepper: the descent core to drive; the panel only calls its public API.
+
+    Attributes:
+      widget: the top-level container to display.
+      step_button, run_button, stop_button, reset_button, apply_button: the actions.
+      steps_input: how many steps Run N takes.
+      lr_slider: the learning rate, on a log scale.
+      optimizer_dropdown: the optimizer's name.
+      progress: the progress of the current or last run.
+      steps_label, loss_label, grad_label, params_label: the state at a glance.
+      mark: "converged" or "diverged" when either holds, else empty.
+      status: the last message, or the last error (type and message).
+      loss_image: the loss curve (PNG).
+      landscape_image: ``f`` with the path (PNG); hidden for more than two parameters.
+    """
+
+    def __init__(self, stepper: Stepper) -> None:
+        self.stepper = stepper
+        self._lock = threading.RLock()  # one redraw at a time (the run thread or a click)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._syncing = False  # set while the panel writes into its own controls
+        self._closed = False
+        self._notice = ""  # a problem worth one mention with the next message
+        self._run_target: int | None = None
+        self._landscape: plots.Landscape | None = None
+        self._first_box: plots.Box | None = None
+        self._box: plots.Box | None = None
+        self._checked_steps: int | None = None  # the step up to which the path was checked against the box
+        self._pictures: OrderedDict[plots.Box, plots.ContourPlot | plots.CurvePlot] = OrderedDict()
+        self._loss_plot = plots.LossCurve()
+        self.redraws = 0  # plot redraws so far (runs redraw at a bounded rate)
+
+        names = [p.name for p in parameters(stepper.fn)]
+        self._build_controls(stepper)
+        self._setup_landscape(stepper, names)
+        self.widget = self._layout(stepper, names)
+        self._say(stepper.message)
+        self._guarded(self._refresh, "drawing the panel")
+        self._say(stepper.message)
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_controls(self, stepper: Stepper) -> None:
+        def button(description: str, style: str, icon: str, tooltip: str) -> widgets.Button:
+            return widgets.Button(
+                description=description,
+                button_style=style,
+                icon=icon,
+                tooltip=tooltip,
+                layout=widgets.Layout(width="auto", min_width="68px"),
+            )
+
+        self.step_button = button("Step", "primary", "step-forward", "Take one optimizer step")
+        self.run_button = button("Run N", "success", "play", "Run N steps in the background")
+        self.stop_button = button("Stop", "danger", "stop", "Stop the run after the current chunk")
+        self.stop_button.disabled = True
+        self.reset_button = button("Reset", "warning", "undo", "Back to the start point, history cleared")
+        self.apply_button = button("Apply", "info", "check", "Write the current parameters into the notebook")
+        self.steps_input = widgets.IntText(
+            value=DEFAULT_RUN_STEPS,
+            description="N",
+            style={"description_width": "16px"},
+            layout=widgets.Layout(width="130px"),
+        )
+        lr = float(stepper.lr)
+        exponent = math.log10(lr) if lr > 0 else -2.0
+        self.lr_slider = widgets.FloatLogSlider(
+            value=lr,
+            base=10,
+            min=min(-6.0, math.floor(exponent)),
+            max=max(1.0, math.ceil(exponent)),
+            step=0.05,
+            description="lr",
+            readout_format=".3g",
+            continuous_update=False,  # one change on release, not one per pixel dragged
+            style={"description_width": "70px"},
+            layout=widgets.Layout(width="320px"),
+        )
+        options = list(stepper.optimizer_names)
+        current = stepper.optimizer if isinstance(stepper.optimizer, str) else None
+        if current is None:
+            options.append("custom")  # an optax transformation given as an object
+        self.optimizer_dropdown = widgets.Dropdown(
+            options=options,
+            value=current or "custom",
+            description="optimizer",
+            style={"description_width": "70px"},
+            layout=widgets.Layout(width="240px"),
+        )
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px"))
+        self.progress_label = widgets.Label("")
+        self.steps_label = widgets.Label("")
+        self.loss_label = widgets.Label("")
+        self.grad_label = widgets.Label("")
+        self.params_label = widgets.Label("", layout=widgets.Layout(max_width="260px"))
+        self.mark = widgets.HTML("")
+        self.status = widgets.HTML("")
+        size = {"width": f"{plots.WIDTH}px", "height": f"{plots.HEIGHT}px"}
+        self.loss_image = widgets.Image(format="png", layout=widgets.Layout(**size))
+        self.landscape_image = widgets.Image(format="png", layout=widgets.Layout(**size))
+
+        self.step_button.on_click(lambda _: self._guarded(self._on_step, "Step"))
+        self.run_button.on_click(lambda _: self._guarded(self._on_run, "Run N"))
+        self.stop_button.on_click(lambda _: self._guarded(self._on_stop, "Stop"))
+        self.reset_button.on_click(lambda _: self._guarded(self._on_reset, "Reset"))
+        self.apply_button.on_click(lambda _: self._guarded(self._on_apply, "Apply"))
+        self.lr_slider.observe(lambda change: self._guarded(lambda: self._on_lr(change["new"]), "lr"), names="value")
+        self.optimizer_dropdown.observe(
+            lambda change: self._guarded(lambda: self._on_optimizer(change["new"]), "optimizer"), names="value"
+        )
+
+    def _setup_landscape(self, stepper: Stepper, names: list[str]) -> None:
+        try:
+            landscape = plots.Landscape(
+                stepper.fn,
+                tuple(stepper.point),
+                stepper.argnums,
+                has_aux=stepper.has_aux,
+                param_names=names,
+            )
+        except Exception:  # an argument JAX cannot flatten: no picture, the rest still works
+            landscape = None
+        if landscape is not None and landscape.drawable:
+            self._landscape = landscape
+            self._first_box = plots.start_box(landscape.start)
+        else:
+            self.landscape_image.layout.display = "none"
+
+    def _layout(self, stepper: Stepper, names: list[str]) -> PanelWidget:
+        wrt = self._landscape.labels if self._landscape is not None else self._wrt_names(names)
+        fn_name = html.escape(str(stepper.fn_name or getattr(stepper.fn, "__name__", "f")))
+        title = widgets.HTML(
+            f"<b>Gradient descent</b> on <code>{fn_name}</code> over {html.escape(', '.join(wrt))}",
+        )
+
+        def key(text: str) -> widgets.Label:
+            return widgets.Label(text, layout=widgets.Layout(width="64px"))
+
+        readout = widgets.GridBox(
+            [
+                key("step"),
+                self.steps_label,
+                key("loss"),
+                self.loss_label,
+                key("‖∇f‖"),
+                self.grad_label,
+                key("params"),
+                self.params_label,
+            ],
+            layout=widgets.Layout(grid_template_columns="64px auto", grid_gap="0px 6px"),
+        )
+        controls = widgets.VBox(
+            [
+                widgets.HBox([self.step_button, self.run_button, self.steps_input]),
+                widgets.HBox([self.stop_button, self.reset_button, self.apply_button]),
+                self.lr_slider,
+                self.optimizer_dropdown,
+                widgets.HBox([self.progress, self.progress_label]),
+                readout,
+                self.mark,
+                self.status,
+            ],
+            layout=widgets.Layout(width="340px", min_width="320px"),
+        )
+        # The pictures take the room beside the controls: side by side when it is wide enough,
+        # one above the other when not; below the controls only on a narrow page.
+        pictures = widgets.HBox(
+            [self.loss_image, self.landscape_image],
+            layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start", flex=f"1 1 {plots.WIDTH}px"),
+        )
+        body = widgets.HBox([controls, pictures], layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
+        return PanelWidget(self, [title, body])
+
+    def _wrt_names(self, names: list[str]) -> list[str]:
+        argnums = self.stepper.argnums
+        idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        return [names[i] if i < len(names) else f"arg{i}" for i in idx]
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def running(self) -> bool:
+        """True while a Run N is going on its background thread."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def landscape_kind(self) -> str | None:
+        """``"contour"`` for two parameters, ``"curve"`` for one, None when not drawn."""
+        if self._landscape is None:
+            return None
+        return "curve" if self._landscape.size == 1 else "contour"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the current run (if any) to finish.
+
+        Args:
+          timeout: the most seconds to wait; None waits for the end.
+
+        Returns:
+          True when no run is going any more.
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop a run (waiting up to ``timeout`` seconds for it) and close every widget of the panel."""
+        self._closed = True
+        self._stop.set()
+        self.wait(timeout)
+        _close_tree(self.widget)
+
+    def _guarded(self, action: Callable[[], None], what: str) -> None:
+        try:
+            action()
+        except Exception as exc:
+            self._show_error(exc, what)
+
+    def _show_error(self, exc: BaseException, what: str) -> None:
+        message = _one_paragraph(str(exc))
+        if isinstance(exc, JaxGradUsageError):
+            text = html.escape(message)
+        else:
+            text = f"<b>{html.escape(type(exc).__name__)}</b> in {html.escape(what)}: {html.escape(message)}"
+        self.status.value = f"<span style='{_ERROR_STYLE}'>⚠ {text}</span>"
+
+    def _say(self, message: str) -> None:
+        notice, self._notice = self._notice, ""
+        if notice:  # shown once, with the message that follows it
+            self.status.value = f"{html.escape(message)}<br><span style='{_ERROR_STYLE}'>⚠ {html.escape(notice)}</span>"
+        else:
+            self.status.value = html.escape(message)
+
+    def _check_idle(self, action: str) -> None:
+        if self.running:
+            raise JaxGradUsageError(f"{action} is not possible while a run is going: press Stop, or wait for the run.")
+
+    def _set_running(self, running: bool) -> None:
+        for control in (
+            self.step_button,
+            self.run_button,
+            self.reset_button,
+            self.apply_button,
+            self.steps_input,
+        ):
+            control.disabled = running
+        self.stop_button.disabled = not running
+
+    # ------------------------------------------------------------------ actions
+
+    def _on_step(self) -> None:
+        self._check_idle("Step")
+        self.stepper.step()
+        self._refresh()
+        self._say(self.stepper.message)
+
+    def _on_run(self) -> None:
+        self._check_idle("Run N")
+        n = self.steps_input.value
+        if n < 1:
+            raise JaxGradUsageError(
+                f"Run N needs N of at least 1, but N is {n}. Set N to the number of steps to run (e.g. 1000)."
+            )
+        self._stop.clear()
+        self._run_target = int(self.stepper.steps) + n
+        self.progress.bar_style = "info"
+        self.progress.max = n
+        self.progress.value = 0
+        self.progress_label.value = f"0 / {n}"
+        self._set_running(True)
+        self._say(f"running {n} steps…")
+        self._thread = threading.Thread(target=self._run, args=(n,), name="jaxgrad-descent-run", daemon=True)
+        self._thread.start()
+
+    def _run(self, n: int) -> None:
+        """The body of the run thread: run, report progress at a bounded rate, redraw at the end."""
+        first = int(self.stepper.steps)
+        now = time.perf_counter()
+        next_progress = [now + PROGRESS_INTERVAL]
+        next_redraw = [now + REDRAW_INTERVAL]
+        plot_error: list[BaseException] = []
+
+        def on_progress(done: int) -> None:
+            if self._closed:
+                return
+            now = time.perf_counter()
+            if now >= next_progress[0]:
+                self.progress.value = min(done, n)
+                self.progress_label.value = f"{done} / {n}"
+                next_progress[0] = now + PROGRESS_INTERVAL
+            if now >= next_redraw[0] and not plot_error:
+                try:
+                    self._refresh(xmax=self._run_target)
+                except Exception as exc:  # a broken plot must not end the run
+                    plot_error.append(exc)
+                # Timed from the end of the redraw, so redraws take a bounded share of the run.
+                next_redraw[0] = time.perf_counter() + REDRAW_INTERVAL
+
+        error: BaseException | None = None
+        try:
+            self.stepper.run(n, should_stop=self._stop.is_set, on_progress=on_progress)
+        except Exception as exc:
+            error = exc
+        if self._closed:
+            return  # the widgets are gone: nothing to show
+        done = int(self.stepper.steps) - first
+        try:
+            self.progress.value = min(done, n)
+            self.progress_label.value = f"{done} / {n}"
+            self._refresh()
+        except Exception as exc:
+            plot_error.append(exc)
+        if error is not None:
+            self.progress.bar_style = "danger"
+            self._show_error(error, "Run N")
+        elif plot_error:
+            self._show_error(plot_error[0], "drawing the plots")
+        elif self.stepper.diverged:
+            self.progress.bar_style = "danger"
+            self._say(self.stepper.message)
+        elif done < n:
+            self.progress.bar_style = "warning"
+            self._say(f"stopped after {done} of {n} steps. {self.stepper.message}".strip())
+        else:
+            self.progress.bar_style = "success"
+            self._say(self.stepper.message)
+        self._run_target = None
+        self._set_running(False)
+
+    def _on_stop(self) -> None:
+        if self.running:
+            self._stop.set()
+            self._say("stopping…")
+
+    def _on_reset(self) -> None:
+        self._check_idle("Reset")
+        self.stepper.reset()
+        self._checked_steps = None
+        if self._box is not None and self._first_box is not None and _wider(self._box, self._first_box, 10.0):
+            self._box = None  # a diverged path blew the box up: back to the one around the start
+        self.progress.value = 0
+        self.progress.bar_style = ""
+        self.progress_label.value = ""
+        self._refresh()
+        self._say(self.stepper.message)
+
+    def _on_apply(self) -> None:
+        self._check_idle("Apply")
+        written = self.stepper.apply()
+        if written:
+            values = ", ".join(f"{name} = {short_array(value)}" for name, value in written.items())
+            self._say(f"wrote {values} into the notebook")
+        else:
+            self._say(self.stepper.message)
+
+    def _on_lr(self, value: float) -> None:
+        if self._syncing:
+            return
+        self.stepper.lr = float(value)
+        self._say(self.stepper.message)
+
+    def _on_optimizer(self, name: str) -> None:
+        if self._syncing or name == "custom":
+            return
+        self.stepper.optimizer = name
+        self._refresh()
+        self._say(self.stepper.message)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _params_text(self) -> str:
+        s = self.stepper
+        argnums = s.argnums
+        names = self._wrt_names([p.name for p in parameters(s.fn)])
+        values = (s.params,) if isinstance(argnums, int) else tuple(s.params)
+        parts = []
+        import jax
+
+        for name, value in zip(names, values, strict=False):
+            for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
+                parts.append(f"{name}{jax.tree_util.keystr(path) if path else ''} = {short_array(leaf)}")
+        if len(parts) > MAX_PARAM_ITEMS:
+            parts = [*parts[:MAX_PARAM_ITEMS], f"… ({len(parts) - MAX_PARAM_ITEMS} more)"]
+        return ", ".join(parts)
+
+    def _mark_html(self) -> str:
+        s = self.stepper
+        if s.diverged:
+            at = f" at step {s.diverged_at}" if s.diverged_at is not None else ""
+            return (
+                f"<span style='{_ERROR_STYLE}'><b>✗ diverged{at}</b>: the loss is not finite. "
+                "Lower the learning rate and Reset.</span>"
+            )
+        if math.isfinite(s.grad_norm) and s.grad_norm < CONVERGED_GRAD_NORM:
+            return f"<span style='{_SUCCESS_STYLE}'><b>✓ converged</b>: ‖∇f‖ < {CONVERGED_GRAD_NORM:g}</span>"
+        return ""
+
+    def _refresh(self, xmax: int | None = None) -> None:
+        """Show the stepper's state: the readout, the loss curve, and the landscape."""
+        with self._lock:
+            s = self.stepper
+            self.steps_label.value = str(int(s.steps))
+            self.loss_label.value = plots.short(float(s.loss))
+            self.grad_label.value = plots.short(float(s.grad_norm))
+            self.params_label.value = self._params_text()
+            self.mark.value = self._mark_html()
+            self._sync_controls()
+            self.loss_image.value = self._loss_plot.render(
+                s.history_steps, s.history, xmax=xmax, diverged_at=s.diverged_at
+            )
+            if self._landscape is not None:
+                try:
+                    self._draw_landscape()
+                except Exception as exc:
+                    # f cannot be drawn on a grid (e.g. it cannot be vmapped): drop the picture, keep stepping.
+                    self._landscape = None
+                    self.landscape_image.layout.display = "none"
+                    self._notice = f"no landscape plot: {type(exc).__name__}: {_one_paragraph(str(exc), 300)}"
+                    self.status.value = f"<span style='{_ERROR_STYLE}'>⚠ {html.escape(self._notice)}</span>"
+            self.redraws += 1
+
+    def _sync_controls(self) -> None:
+        """Show the stepper's learning rate and optimizer, also when set from code."""
+        s = self.stepper
+        lr = float(s.lr)
+        name = s.optimizer if isinstance(s.optimizer, str) else "custom"
+        slider, dropdown = self.lr_slider, self.optimizer_dropdown
+        self._syncing = True
+        try:
+            if lr > 0 and not math.isclose(slider.value, lr, rel_tol=1e-6):
+                exponent = math.log10(lr)
+                slider.min, slider.max = min(slider.min, math.floor(exponent)), max(slider.max, math.ceil(exponent))
+                slider.value = lr
+            if dropdown.value != name:
+                if name not in dropdown.options:
+                    dropdown.options = [*dropdown.options, name]
+                dropdown.value = name
+        finally:
+            self._syncing = False
+
+    def _draw_landscape(self) -> None:
+        landscape, s = self._landscape, self.stepper
+        assert landscape is not None and self._first_box is not None
+        trajectory = s.trajectory  # its last row is the current point
+        if trajectory is not None and len(trajectory):
+            path = np.asarray(trajectory, dtype=np.float64).reshape(-1, landscape.size)
+        else:
+            from jax.flatten_util import ravel_pytree
+
+            path = np.asarray(ravel_pytree(s.params)[0], dtype=np.float64).reshape(1, -1)
+        current = path[-1]
+        # Only the rows added since the last check can have left the box.
+        checked = self._checked_steps
+        fresh = path if checked is None or checked > s.steps else path[-max(1, min(len(path), s.steps - checked)) :]
+        if self._box is None or not self._box.contains(fresh):
+            # The path left the box (or there is none yet): grow it, and f is evaluated anew.
+            self._box = plots.box_around(self._first_box, path)
+        self._checked_steps = s.steps
+        picture = self._pictures.get(self._box)
+        if picture is None:
+            xs, ys, zs = landscape.grid(self._box)
+            if ys is None:
+                picture = plots.CurvePlot(xs, zs, label=landscape.labels[0])
+            else:
+                picture = plots.ContourPlot(xs, ys, zs, labels=(landscape.labels[0], landscape.labels[1]))
+            self._pictures[self._box] = picture
+            if len(self._pictures) > 3:  # a few boxes stay drawn: Reset and run again costs no contouring
+                self._pictures.popitem(last=False)
+        else:
+            self._pictures.move_to_end(self._box)
+        if isinstance(picture, plots.CurvePlot):
+            png = picture.render((current[0], float(s.loss)), path[:, 0])
+        else:
+            png = picture.render(path, current)
+        self.landscape_image.value = png

@@ -1,0 +1,323 @@
+"""The descent panel with real widgets and a real Stepper, driven by clicks and ``.value =``.
+
+Expected parameters come from the update rules in closed form (SGD on a quadratic bowl,
+Adam's first step), not from the stepper's own code path.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgrad_magic import panel as panel_module
+from jaxgrad_magic.panel import PanelWidget, StepperPanel
+from jaxgrad_magic.plots import HEIGHT, PNG_SIGNATURE, WIDTH
+from jaxgrad_magic.stepper import Stepper
+
+RUN_TIMEOUT = 120.0
+
+
+def bowl(x: jax.Array, y: jax.Array) -> jax.Array:
+    return x**2 + (y - 1.0) ** 2
+
+
+def make_panel(
+    fn: Callable[..., Any] = bowl, point: tuple[Any, ...] = (5.0, 2.0), argnums: Any = (0, 1), **options: Any
+) -> StepperPanel:
+    stepper = Stepper(fn, point, argnums, **options)
+    box = stepper.widget
+    assert isinstance(box, PanelWidget) and isinstance(box, widgets.Widget)
+    return box.panel
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert bytes(data[:8]) == PNG_SIGNATURE
+    return struct.unpack(">II", bytes(data[16:24]))
+
+
+def assert_image(image: widgets.Image) -> None:
+    assert image.format == "png"
+    assert png_size(image.value) == (WIDTH, HEIGHT)
+
+
+def finish(panel: StepperPanel) -> None:
+    assert panel.wait(timeout=RUN_TIMEOUT), "the run did not finish"
+
+
+@pytest.fixture
+def bowl_panel() -> StepperPanel:
+    return make_panel(lr=0.1)
+
+
+def test_panel_shows_the_start(bowl_panel: StepperPanel) -> None:
+    p = bowl_panel
+    assert p.steps_label.value == "0"
+    assert p.params_label.value == "x = 5, y = 2"
+    assert p.loss_label.value == "26"  # 25 + 1
+    assert float(p.grad_label.value) == pytest.approx(math.hypot(10.0, 2.0), rel=1e-3)
+    assert_image(p.loss_image)
+    assert_image(p.landscape_image)
+    assert p.landscape_kind == "contour" and p.landscape_image.layout.display != "none"
+    assert not p.step_button.disabled and p.stop_button.disabled
+    assert p.lr_slider.value == pytest.approx(0.1) and p.lr_slider.readout
+    assert isinstance(p.lr_slider, widgets.FloatLogSlider)
+    assert p.optimizer_dropdown.value == "sgd" and "adam" in p.optimizer_dropdown.options
+
+
+def test_step_moves_the_point_at_once(bowl_panel: StepperPanel) -> None:
+    p = bowl_panel
+    loss_png, landscape_png = p.loss_image.value, p.landscape_image.value
+    p.step_button.click()
+    # SGD on the bowl: x <- x - lr * 2x, y <- y - lr * 2(y - 1).
+    assert p.steps_label.value == "1"
+    assert p.params_label.value == "x = 4, y = 1.8"
+    assert float(p.loss_label.value) == pytest.approx(16.0 + 0.8**2, rel=1e-3)
+    assert float(p.grad_label.value) == pytest.approx(math.hypot(8.0, 1.6), rel=1e-3)
+    assert p.loss_image.value != loss_png
+    assert p.landscape_image.value != landscape_png
+    assert_image(p.loss_image)
+    assert "⚠" not in p.status.value
+
+
+def test_run_n_runs_in_the_background_and_fills_the_progress_bar(bowl_panel: StepperPanel) -> None:
+    p = bowl_panel
+    p.step_button.click()
+    p.steps_input.value = 500
+    p.run_button.click()
+    finish(p)
+    assert p.progress.max == 500 and p.progress.value == 500
+    assert p.progress.bar_style == "success"
+    assert p.steps_label.value == "501"
+    assert p.stepper.steps == 501
+    x, y = (float(v) for v in p.stepper.params)
+    assert x == pytest.approx(5.0 * 0.8**501, abs=1e-6) and y == pytest.approx(1.0, abs=1e-6)
+    assert "✓ converged" in p.mark.value
+    assert not p.step_button.disabled and not p.run_button.disabled and p.stop_button.disabled
+    assert_image(p.loss_image)
+
+
+def test_stop_ends_a_long_run_and_the_panel_stays_usable() -> None:
+    # Big enough that a million steps take far longer than the test waits before Stop.
+    p = make_panel(lambda x: jnp.sum(jnp.sin(x) ** 2), (jnp.linspace(0.0, 3.0, 20_000),), 0, lr=0.01)
+    p.steps_input.value = 10**6
+    p.run_button.click()
+    assert p.running
+    assert p.step_button.disabled and p.run_button.disabled and p.reset_button.disabled and p.apply_button.disabled
+    assert not p.stop_button.disabled
+    # Clicks during a run are turned away with a message, not run concurrently.
+    p.step_button.click()
+    assert "while a run is going" in p.status.value
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while p.stepper.steps == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # let the run get going
+    p.stop_button.click()
+    finish(p)
+    done = p.stepper.steps
+    assert 0 < done < 10**6
+    assert p.progress.bar_style == "warning" and p.progress.value == done
+    assert f"stopped after {done} of 1000000 steps" in p.status.value
+    assert not p.step_button.disabled and p.stop_button.disabled
+    p.step_button.click()
+    assert p.stepper.steps == done + 1 and p.steps_label.value == str(done + 1)
+    assert p.landscape_kind is None and p.landscape_image.layout.display == "none"
+
+
+def test_a_long_run_redraws_at_a_bounded_rate() -> None:
+    p = make_panel(lambda x: jnp.sum(jnp.sin(x) ** 2), (jnp.linspace(0.0, 3.0, 2_000),), 0, lr=0.01)
+    before = p.redraws
+    p.steps_input.value = 20_000
+    started = time.perf_counter()
+    p.run_button.click()
+    finish(p)
+    elapsed = time.perf_counter() - started
+    redraws = p.redraws - before
+    assert redraws >= 1  # the final picture
+    assert redraws <= 1 + elapsed / panel_module.REDRAW_INTERVAL + 1
+
+
+def test_learning_rate_change_continues_without_recompiling(bowl_panel: StepperPanel, compiles: Any) -> None:
+    p = bowl_panel
+    p.step_button.click()  # compiles the step once
+    compiles.reset()
+    p.lr_slider.value = 0.02
+    assert p.stepper.lr == pytest.approx(0.02)
+    assert "continu" in p.status.value.lower()
+    p.step_button.click()
+    assert compiles.count == 0
+    x, y = (float(v) for v in p.stepper.params)
+    assert x == pytest.approx(4.0 - 0.02 * 8.0, rel=1e-5)  # continued from (4, 1.8), not from the start
+    assert y == pytest.approx(1.8 - 0.02 * 1.6, rel=1e-5)
+    assert p.steps_label.value == "2"
+
+
+def test_optimizer_dropdown_switches_to_adam(bowl_panel: StepperPanel) -> None:
+    p = bowl_panel
+    p.optimizer_dropdown.value = "adam"
+    assert p.stepper.optimizer == "adam"
+    assert p.status.value
+    p.step_button.click()
+    # Adam's first step is lr * g / (|g| + eps): lr against the sign of each gradient.
+    x, y = (float(v) for v in p.stepper.params)
+    assert x == pytest.approx(5.0 - 0.1, abs=1e-5) and y == pytest.approx(2.0 - 0.1, abs=1e-5)
+
+
+def test_reset_goes_back_to_the_start(bowl_panel: StepperPanel) -> None:
+    p = bowl_panel
+    start_png = p.loss_image.value
+    p.steps_input.value = 30
+    p.run_button.click()
+    finish(p)
+    p.reset_button.click()
+    assert p.steps_label.value == "0"
+    assert p.params_label.value == "x = 5, y = 2"
+    assert p.progress.value == 0
+    assert p.loss_image.value == start_png  # the same picture as before any step
+
+
+def test_apply_writes_the_parameters_into_the_namespace() -> None:
+    ns: dict[str, Any] = {"x": 5.0, "y": 2.0}
+    p = make_panel(lr=0.1, names=("x", "y"), namespace=ns)
+    p.step_button.click()
+    p.apply_button.click()
+    assert float(ns["x"]) == pytest.approx(4.0) and float(ns["y"]) == pytest.approx(1.8)
+    assert "x = 4" in p.status.value and "y = 1.8" in p.status.value
+
+
+def _check_at_least_one(x: np.ndarray) -> np.ndarray:
+    if x < 1.0:
+        raise ValueError("x went below 1")
+    return np.asarray(x, dtype=x.dtype)
+
+
+@jax.custom_jvp
+def at_least_one(x: jax.Array) -> jax.Array:
+    """The identity, checked on the host: raises inside compiled code once x drops below 1."""
+    shape = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    return jax.pure_callback(_check_at_least_one, shape, x, vmap_method="sequential")
+
+
+@at_least_one.defjvp
+def _at_least_one_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    return at_least_one(primals[0]), tangents[0]
+
+
+def guarded_squares(x: jax.Array) -> jax.Array:
+    # Three parameters: no landscape is evaluated, only the descent itself meets the check.
+    return at_least_one(jnp.min(x)) ** 2 + jnp.sum(x**2)
+
+
+def test_errors_in_callbacks_show_in_the_status_line() -> None:
+    # min(x) = x[0] shrinks by 0.96 per step (gradient 4 x[0]): 1.1, 1.056, 1.014, 0.973.
+    p = make_panel(guarded_squares, (jnp.array([1.1, 2.0, 3.0]),), 0, lr=0.01)
+    p.steps_input.value = 0
+    p.run_button.click()
+    assert "⚠" in p.status.value and "at least 1" in p.status.value
+    assert not p.running
+    p.step_button.click()
+    assert p.steps_label.value == "1" and "⚠" not in p.status.value
+    p.step_button.click()
+    assert p.steps_label.value == "2" and "⚠" not in p.status.value
+    p.step_button.click()
+    assert "⚠" in p.status.value and "x went below 1" in p.status.value
+    assert p.stepper.steps == 2 and p.steps_label.value == "2"
+    p.reset_button.click()  # still usable
+    assert p.steps_label.value == "0" and "⚠" not in p.status.value
+
+
+def test_an_error_inside_the_run_shows_in_the_status_line() -> None:
+    p = make_panel(guarded_squares, (jnp.array([5.0, 6.0, 7.0]),), 0, lr=0.1)
+    p.steps_input.value = 50
+    p.run_button.click()
+    finish(p)
+    assert "⚠" in p.status.value and "x went below 1" in p.status.value
+    assert p.progress.bar_style == "danger"
+    assert not p.run_button.disabled and p.stop_button.disabled
+
+
+def _identity_on_host(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x)
+
+
+def no_vmap(x: jax.Array) -> jax.Array:
+    """A function jax.grad can step but jax.vmap cannot batch (a host callback without a vmap rule)."""
+
+    @jax.custom_jvp
+    def host(v: jax.Array) -> jax.Array:
+        return jax.pure_callback(_identity_on_host, jax.ShapeDtypeStruct(v.shape, v.dtype), v)
+
+    host.defjvp(lambda p, t: (host(p[0]), t[0]))
+    return host(x) ** 2
+
+
+def test_a_function_that_cannot_be_gridded_still_steps_without_a_landscape() -> None:
+    p = make_panel(no_vmap, (3.0,), 0, lr=0.1)
+    assert p.landscape_kind is None and p.landscape_image.layout.display == "none"
+    assert "no landscape plot" in p.status.value
+    p.step_button.click()
+    assert p.params_label.value == "x = 2.4" and "⚠" not in p.status.value
+    assert_image(p.loss_image)
+
+
+def test_one_parameter_shows_the_curve() -> None:
+    p = make_panel(lambda w: (w - 2.0) ** 2 + jnp.sin(w), (0.5,), 0, lr=0.1)
+    assert p.landscape_kind == "curve"
+    before = p.landscape_image.value
+    p.step_button.click()
+    assert_image(p.landscape_image)
+    assert p.landscape_image.value != before
+
+
+def test_one_2_vector_shows_the_contour() -> None:
+    p = make_panel(lambda v: jnp.sum((v - 1.0) ** 2), (jnp.array([3.0, -2.0]),), 0, lr=0.1)
+    assert p.landscape_kind == "contour" and p.landscape_image.layout.display != "none"
+    assert_image(p.landscape_image)
+    p.step_button.click()
+    assert p.params_label.value == "v = [2.6, -1.4]"  # v - 0.1 * 2 (v - 1)
+
+
+def test_more_than_two_parameters_hide_the_landscape() -> None:
+    p = make_panel(lambda x, y, z: x**2 + y**2 + z**2, (1.0, 2.0, 3.0), (0, 1, 2), lr=0.1)
+    assert p.landscape_kind is None and p.landscape_image.layout.display == "none"
+    p.step_button.click()
+    assert p.params_label.value == "x = 0.8, y = 1.6, z = 2.4"
+    assert_image(p.loss_image)
+
+
+def test_a_diverging_learning_rate_is_marked() -> None:
+    p = make_panel(lambda x: x**2, (3.0,), 0, lr=1.5)  # x <- -2x: |x| doubles every step
+    p.steps_input.value = 500
+    p.run_button.click()
+    finish(p)
+    assert p.stepper.diverged
+    assert "✗ diverged" in p.mark.value
+    assert p.progress.bar_style == "danger"
+    assert_image(p.loss_image)
+    assert_image(p.landscape_image)
+
+
+def test_big_arrays_are_abbreviated() -> None:
+    p = make_panel(lambda x: jnp.sum(x**2), (jnp.arange(1000.0),), 0, lr=0.1)
+    text = p.params_label.value
+    assert text.startswith("x = [0, 1, ..., 998, 999]") and "(1000,)" in text
+    assert len(text) < 60
+
+
+def test_panel_from_a_real_shell(ip: Any) -> None:
+    ip.run_cell("x = 5.0\ny = 2.0")
+    result = ip.cell("jgrad", "argnums=0,1", "def f(x, y):\n    return x**2 + (y - 1.0) ** 2\n")
+    p = result.stepper.widget.panel
+    assert p.params_label.value == "x = 5, y = 2"
+    p.step_button.click()
+    assert p.steps_label.value == "1"
+    assert p.params_label.value == "x = 4, y = 1.8"
+    p.apply_button.click()
+    assert float(ip.ns["x"]) == pytest.approx(4.0) and float(ip.ns["y"]) == pytest.approx(1.8)
