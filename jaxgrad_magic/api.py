@@ -81,6 +81,13 @@ def _is_number(leaf: Any) -> bool:
 
 def _check_numbers(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
     """Every differentiated argument exists and holds numbers: what JAX can differentiate."""
+    try:
+        jax.tree_util.tree_flatten(args)
+    except (TypeError, ValueError) as exc:  # e.g. a dict whose keys do not sort: {'w': 1.0, 1: 2.0}
+        raise JaxGradUsageError(
+            f"The point for {fn_name} is not a pytree JAX can flatten ({exc}). Use numbers, arrays, "
+            "and lists, tuples or dicts of them, with dict keys of one type (all strings, say)."
+        ) from None
     for i in (argnums,) if isinstance(argnums, int) else argnums:
         if i >= len(args):
             raise JaxGradUsageError(

@@ -44,7 +44,10 @@ def parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
 
 def is_numeric_tree(value: Any) -> bool:
     """True when every leaf of ``value`` is a number or an array (a valid point)."""
-    leaves = jax.tree_util.tree_leaves(value)
+    try:
+        leaves = jax.tree_util.tree_leaves(value)
+    except (TypeError, ValueError):  # not a pytree, e.g. a dict with keys of mixed types
+        return False
     return bool(leaves) and all(
         isinstance(v, int | float | complex | np.ndarray | np.generic | jax.Array) and not isinstance(v, bool)
         for v in leaves

@@ -292,6 +292,10 @@ class TestBadInput:
         assert "integer" in self._message(lambda: grad(pipeline, at=jnp.arange(3)))
         assert "True.0" not in self._message(lambda: grad(pipeline, at=True))
 
+    def test_a_point_that_is_not_a_pytree(self) -> None:
+        message = self._message(lambda: grad(lambda d: d["w"], at={"w": 1.0, 1: 2.0}))
+        assert "pytree" in message and "keys of one type" in message
+
     @pytest.mark.parametrize("at", ["abc", None, (), {}])
     def test_inputs_that_are_not_numbers(self, at: Any) -> None:
         message = self._message(lambda: grad(pipeline, at=at))

@@ -126,3 +126,4 @@ def test_numeric_trees() -> None:
     assert not is_numeric_tree(True)
     assert not is_numeric_tree(["a"])
     assert not is_numeric_tree(MISSING)
+    assert not is_numeric_tree({"w": 1.0, 1: 2.0})  # keys that do not sort: not a pytree
