@@ -203,8 +203,10 @@ def check_derivative(
     idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     primal = (lambda *a: fn(*a)[0]) if aux else fn
     if kind == "hess":
-        g = jax.grad(primal, argnums=argnums)
-        out_struct = jax.tree_util.tree_structure(tuple(args[i] for i in idx) if len(idx) > 1 else args[idx[0]])
+        # The Hessian is the Jacobian of the first derivative; jacrev rather than grad, so a
+        # function with a non-scalar output (whose Hessian JAX computes too) is checked as well.
+        g = jax.jacrev(primal, argnums=argnums)
+        out_struct = jax.tree_util.tree_structure(jax.eval_shape(g, *args))
     else:
         g = primal
         for _ in range(order - 1 if kind == "grad" else 0):

@@ -142,6 +142,16 @@ class TestPasses:
         np.testing.assert_allclose(r.derivative, np.diag(2 * np.cos(2 * X3)), atol=1e-5)
         assert r.check.passed
 
+    def test_hessian_of_a_vector_output(self, ip: Shell) -> None:
+        # jax.hessian of a non-scalar output is the Jacobian of its Jacobian: a 3-index array.
+        ip.run_cell("def waves(x):\n    return 2.0 * jnp.sin(x)")
+        r = ip.run_cell("%hess waves at=jnp.array([0.5, 1.0, 1.5]) check=True")
+        x = np.array([0.5, 1.0, 1.5])
+        want = np.zeros((3, 3, 3))
+        want[np.arange(3), np.arange(3), np.arange(3)] = -2 * np.sin(x)
+        np.testing.assert_allclose(r.derivative, want, atol=1e-6)
+        assert r.check.passed, r.check.summary()
+
     def test_second_derivative_with_order(self, ip: Shell) -> None:
         ip.run_cell("def sq_sin(x):\n    return jnp.sin(x) ** 2")
         r = ip.run_cell("%jgrad sq_sin at=0.7 order=2 check=True stepper=False")
@@ -188,6 +198,12 @@ class TestFails:
         h = liars.run_cell("%hess curved at=jnp.array([0.5, 1.0]) check=True")
         np.testing.assert_allclose(h.derivative, np.diag(np.sin([0.5, 1.0])), atol=1e-6)  # true: -sin
         assert not h.check.passed
+
+    def test_wrong_second_derivative_of_a_vector_output_fails(self, liars: Shell) -> None:
+        liars.run_cell("def curved_vec(x):\n    return good_sin(x) * 2.0")
+        r = liars.run_cell("%hess curved_vec at=jnp.array([0.5, 1.0]) check=True")
+        assert r.derivative.shape == (2, 2, 2)
+        assert not r.check.passed
 
     def test_wrong_rule_fails_along_random_directions(self, liars: Shell) -> None:
         n = 4 * MAX_EXHAUSTIVE
