@@ -1,0 +1,476 @@
+"""demo.ipynb in a real JupyterLab, driven in headless Chromium the way a person would use it.
+
+The test starts its own JupyterLab server on a free loopback port (no token, a temporary
+root, settings and runtime folder), opens a copy of ``demo.ipynb``, runs all cells from the
+Run menu and then reads and clicks what is on the page: the rendered results, and the
+descent panel's buttons, readout, progress bar and plots. Screenshots land in
+``test-artifacts/``.
+
+Needs Chromium (``/usr/bin/chromium``, or ``JGM_CHROMIUM``), ``playwright`` and
+``jupyterlab`` (the ``browser`` extra). Without them the tests skip, except under
+``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DEMO,
+    STDERR_MIME,
+    VIEWPORT,
+    LabServer,
+    NotebookPage,
+    lab_server,
+    missing_reason,
+    notebook_cells,
+    numbers,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator
+
+pytestmark = pytest.mark.browser
+
+WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
+# A display-producing magic: the first line is the magic itself, not `name = %magic ...`.
+MAGIC_CELL = re.compile(r"^\s*%%?(jgrad|jac|hess|jvp|vjp)\b")
+LONG_RUN = 1_000_000_000  # far more steps than any timeout here allows: only Stop can end it
+BUSY_RUN = 1_000_000
+# 10^6 entries: one step costs milliseconds, so a run of BUSY_RUN steps keeps the kernel busy for hours.
+HEAVY_CELLS = (
+    "w = jnp.linspace(-3.0, 3.0, 1_000_000)",
+    "%%jgrad\ndef heavy(w):\n    return jnp.sum(jnp.sin(w) ** 2 + 0.1 * w ** 2)",
+)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    reason = missing_reason()
+    if reason is not None:
+        if _in_ci():
+            pytest.fail(f"browser tests cannot run under CI=true: {reason}")
+        pytest.skip(reason)
+    with lab_server(tmp_path_factory.mktemp("jupyterlab")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser(lab: LabServer) -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def notebook(lab: LabServer, browser: Browser) -> Iterator[NotebookPage]:
+    """demo.ipynb opened in JupyterLab, all cells run from the Run menu."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(30_000)
+    nb = NotebookPage(page, lab)
+    try:
+        nb.open(DEMO.name)
+        nb.run_all()
+        nb.wait_executed()
+        yield nb
+    finally:
+        page.close()
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_after(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test, a picture of the page as it was left (the first thing to look at on a failure)."""
+    yield
+    if "notebook" in request.fixturenames:
+        nb: NotebookPage = request.getfixturevalue("notebook")
+        nb.screenshot(None, f"browser-end-of-{request.node.name}")
+
+
+# --------------------------------------------------------------------------- reading the page
+
+
+def panels(nb: NotebookPage) -> Locator:
+    """Every descent panel on the page (its title starts with "Gradient descent")."""
+    title = nb.page.locator(":scope > .widget-html", has_text=re.compile(r"^\s*Gradient descent"))
+    return nb.page.locator(".jp-OutputArea-output > .widget-vbox").filter(has=title)
+
+
+def readout(panel: Locator, key: str) -> Locator:
+    """The value shown next to ``key`` (``step``, ``loss``, ``‖∇f‖``, ``params``) in a panel."""
+    label = panel.locator(".widget-gridbox > .widget-label", has_text=re.compile(f"^{re.escape(key)}$"))
+    return label.locator("xpath=following-sibling::*[1]")
+
+
+def button(panel: Locator, name: str) -> Locator:
+    """A panel button by its text (its icon is a font glyph, part of the accessible name)."""
+    return panel.locator("button.widget-button", has_text=re.compile(rf"^\s*{re.escape(name)}\s*$"))
+
+
+def status(panel: Locator) -> Locator:
+    """The panel's status line (the last HTML line of its controls)."""
+    return panel.locator(".widget-html-content").last
+
+
+def progress_text(panel: Locator) -> Locator:
+    """The ``done / n`` label beside the progress bar."""
+    return panel.locator(".widget-hprogress + .widget-label")
+
+
+def progress_percent(panel: Locator) -> float:
+    """How full the progress bar is drawn, in percent."""
+    style = panel.locator(".widget-hprogress .progress-bar").get_attribute("style") or ""
+    found = re.search(r"width:\s*([\d.]+)%", style)
+    return float(found.group(1)) if found else 0.0
+
+
+def params(panel: Locator) -> dict[str, list[float]]:
+    """The parameters in the readout, e.g. ``{"x": [4.0], "y": [1.8]}`` for ``x = 4, y = 1.8``."""
+    text = readout(panel, "params").inner_text()
+    return {name: numbers(value) for name, value in re.findall(r"(\w+) = (\[[^\]]*\]|\S+?)(?:,\s|$)", text)}
+
+
+def loss_image(panel: Locator) -> Locator:
+    return panel.locator("img.widget-image").first
+
+
+def image_digest(image: Locator) -> str:
+    """SHA-256 of the PNG the page shows in ``image`` (a new picture, not just a new URL)."""
+    return image.evaluate(
+        """async img => {
+            const bytes = await (await fetch(img.src)).arrayBuffer();
+            const digest = await crypto.subtle.digest('SHA-256', bytes);
+            return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+        }"""
+    )
+
+
+def image_shown(image: Locator) -> bool:
+    """True when the browser decoded the image and draws it at a non-zero size."""
+    return image.evaluate("img => img.complete && img.naturalWidth > 0 && img.getBoundingClientRect().width > 0")
+
+
+def set_steps(panel: Locator, n: int) -> None:
+    """Type ``n`` into the panel's N box and commit it (Enter), as a person would."""
+    box = panel.locator(".widget-text input")
+    box.fill(str(n))
+    box.press("Enter")
+    box.blur()
+
+
+def reset(panel: Locator) -> None:
+    from playwright.sync_api import expect
+
+    button(panel, "Reset").click()
+    expect(readout(panel, "step")).to_have_text("0")
+
+
+def wait_idle(panel: Locator, timeout: float = 60) -> None:
+    """Wait until no run is going: Stop disabled, Step enabled."""
+    from playwright.sync_api import expect
+
+    expect(button(panel, "Stop")).to_be_disabled(timeout=timeout * 1000)
+    expect(button(panel, "Step")).to_be_enabled(timeout=timeout * 1000)
+
+
+def cell_index(nb: NotebookPage, starts: str) -> int:
+    """The index of the first cell of demo.ipynb whose source starts with ``starts``."""
+    for i, cell in enumerate(notebook_cells(DEMO)):
+        if cell["source"].startswith(starts):
+            return i
+    raise AssertionError(f"demo.ipynb has no cell starting with {starts!r}")
+
+
+def descent_panel(nb: NotebookPage) -> Locator:
+    """The panel the demo's descent story drives: the last panel in the notebook."""
+    from playwright.sync_api import expect
+
+    found = panels(nb)
+    expect(found.first).to_be_visible(timeout=60_000)
+    return found.last
+
+
+# --------------------------------------------------------------------------- the results
+
+
+def test_every_cell_runs_and_every_result_renders(notebook: NotebookPage) -> None:
+    nb = notebook
+    cells = notebook_cells(DEMO)
+    prompts = nb.page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+    assert len(prompts) == sum(c["cell_type"] == "code" for c in cells)
+    assert all(re.search(r"\[\d+\]", p) for p in prompts), f"cells that did not run: {prompts}"
+
+    errors = []
+    for i, cell in enumerate(cells):
+        if nb.cell(i).locator(f".jp-OutputArea-output[data-mime-type='{STDERR_MIME}']").count():
+            errors.append(f"cell {i}:\n{cell['source']}\n-> {nb.cell(i).locator('.jp-OutputArea').inner_text()}")
+    assert not errors, "error output on the page:\n\n" + "\n\n".join(errors)
+
+    magic_cells = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and MAGIC_CELL.match(c["source"])]
+    assert len(magic_cells) >= 5
+    for i in magic_cells:
+        if cells[i]["source"].splitlines()[0].rstrip().endswith(";"):
+            continue  # silenced on purpose
+        result = nb.cell(i).locator(".jgm-result")
+        assert result.count() >= 1, f"no rendered result under cell {i}:\n{cells[i]['source']}"
+        assert result.first.is_visible()
+
+    # What a reader checks: the gradient of sum(sin(x)^2) at x = (1, 2, 3) is sin(2x).
+    grad_cell = cell_index(nb, "%%jgrad\ndef pipeline(")
+    row = nb.cell(grad_cell).locator(".jgm-result tr", has_text="∂pipeline/∂x")
+    np.testing.assert_allclose(numbers(row.inner_text())[-3:], np.sin(2 * np.array([1.0, 2.0, 3.0])), rtol=1e-4)
+    printed = nb.cell(cell_index(nb, "x_new =")).locator(".jp-OutputArea").inner_text()
+    assert "Updated x: 4.0" in printed and "Updated y: 1.8" in printed
+
+    assert not nb.page_errors, f"uncaught errors in the page: {nb.page_errors}"
+    nb.screenshot(nb.cell(grad_cell), "browser-result-light")
+
+
+def test_no_news_pop_up(notebook: NotebookPage) -> None:
+    # The settings written for the server stop the news and update check before they ask.
+    toasts = notebook.page.locator(".jp-toast-container .Toastify__toast, .jp-Notification-Toast")
+    assert toasts.count() == 0, toasts.all_inner_texts()
+
+
+# --------------------------------------------------------------------------- the panel
+
+
+def test_the_widgets_extension_renders_the_panel(notebook: NotebookPage) -> None:
+    nb = notebook
+    extensions = nb.page.evaluate(
+        "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).federated_extensions"
+    )
+    assert any(e.get("name") == WIDGETS_EXTENSION for e in extensions), "JupyterLab did not load the widgets extension"
+    text = nb.page.locator(".jp-Notebook").inner_text()
+    for fallback in ("Error displaying widget", "Loading widget", "PanelWidget(", "VBox(children"):
+        assert fallback not in text, f"a widget did not render: {fallback!r} on the page"
+
+    panel = descent_panel(nb)
+    for name in ("Step", "Run N", "Stop", "Reset", "Apply"):
+        from playwright.sync_api import expect
+
+        expect(button(panel, name)).to_be_visible()
+    wait_idle(panel)
+    for key in ("step", "loss", "‖∇f‖", "params"):
+        assert readout(panel, key).inner_text().strip(), f"the readout shows no {key}"
+    assert re.fullmatch(r"\d+", readout(panel, "step").inner_text().strip())
+    assert image_shown(loss_image(panel)), "the loss plot is not drawn"
+    for image in panel.locator("img.widget-image").all():
+        if image.is_visible():
+            assert image_shown(image)
+    nb.screenshot(panel, "browser-panel-light")
+
+
+def test_step_changes_the_step_count_loss_and_parameters(notebook: NotebookPage) -> None:
+    from playwright.sync_api import expect
+
+    panel = descent_panel(notebook)
+    wait_idle(panel)
+    reset(panel)
+    loss0, params0 = readout(panel, "loss").inner_text(), params(panel)
+    picture0 = image_digest(loss_image(panel))
+
+    button(panel, "Step").click()
+    expect(readout(panel, "step")).to_have_text("1")
+    expect(readout(panel, "loss")).not_to_have_text(loss0)
+    params1 = params(panel)
+    assert params1.keys() == params0.keys()
+    assert params1 != params0, f"Step left the parameters at {params0}"
+    assert float(readout(panel, "loss").inner_text()) < float(loss0), "one small step should lower the loss"
+    assert image_digest(loss_image(panel)) != picture0, "the loss plot was not redrawn after Step"
+    expect(status(panel)).to_contain_text("step 1")
+
+
+def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: NotebookPage) -> None:
+    from playwright.sync_api import expect
+
+    panel = descent_panel(notebook)
+    wait_idle(panel)
+    reset(panel)
+    picture0 = image_digest(loss_image(panel))
+    loss0 = float(readout(panel, "loss").inner_text())
+
+    n = 300
+    set_steps(panel, n)
+    button(panel, "Run N").click()
+    expect(progress_text(panel)).to_have_text(f"{n} / {n}", timeout=60_000)
+    wait_idle(panel)
+    expect(readout(panel, "step")).to_have_text(str(n))
+    assert progress_percent(panel) == pytest.approx(100.0)
+    assert float(readout(panel, "loss").inner_text()) < loss0
+    assert image_digest(loss_image(panel)) != picture0, "the loss plot was not redrawn after Run N"
+    notebook.screenshot(panel, "browser-panel-after-run")
+
+
+def test_stop_during_a_long_run_stops_it(notebook: NotebookPage) -> None:
+    from playwright.sync_api import expect
+
+    panel = descent_panel(notebook)
+    wait_idle(panel)
+    set_steps(panel, LONG_RUN)
+    button(panel, "Run N").click()
+    expect(button(panel, "Stop")).to_be_enabled()
+    expect(progress_text(panel)).to_have_text(re.compile(rf"^[1-9]\d* / {LONG_RUN}$"), timeout=60_000)
+    seen = watch_progress(panel, LONG_RUN, readings=3)
+    assert len(set(seen)) >= 2 and seen == sorted(seen), f"the progress did not advance: {seen}"
+
+    button(panel, "Stop").click()
+    wait_idle(panel)
+    done = int(progress_text(panel).inner_text().split("/")[0])
+    assert 0 < done < LONG_RUN
+    expect(status(panel)).to_contain_text(f"stopped after {done} of {LONG_RUN} steps")
+    assert progress_percent(panel) < 100.0
+
+
+def watch_progress(panel: Locator, n: int, readings: int, timeout: float = 60) -> list[int]:
+    """Read the progress label until it showed ``readings`` different values; return them in order."""
+    from browser_support import wait_until
+
+    seen: list[int] = []
+
+    def more() -> bool:
+        text = progress_text(panel).inner_text()
+        found = re.fullmatch(rf"(\d+) / {n}", text.strip())
+        if found and (not seen or int(found.group(1)) != seen[-1]):
+            seen.append(int(found.group(1)))
+        return len(seen) >= readings
+
+    wait_until(more, timeout, f"{readings} progress readings", interval=0.05)
+    return seen
+
+
+def test_a_busy_kernel_leaves_the_page_responsive(notebook: NotebookPage) -> None:
+    """A 10^6-step run on a 10^6-entry function: progress and redraws arrive, Stop is answered at once."""
+    from playwright.sync_api import expect
+
+    from jaxgrad_magic.stepper import CHUNK
+
+    nb = notebook
+    for source in HEAVY_CELLS:
+        nb.add_cell_and_run(source)
+    panel = panels(nb).last
+    expect(panel).to_contain_text("heavy")
+    wait_idle(panel)
+
+    set_steps(panel, BUSY_RUN)
+    picture0 = image_digest(loss_image(panel))
+    button(panel, "Run N").click()
+    expect(button(panel, "Stop")).to_be_enabled()
+    seen = watch_progress(panel, BUSY_RUN, readings=3)
+    assert seen == sorted(seen) and seen[-1] < BUSY_RUN
+    expect(loss_image(panel)).not_to_have_attribute("src", "")
+
+    # The page answers while the kernel computes: the loss plot is redrawn during the run.
+    from browser_support import wait_until
+
+    wait_until(lambda: image_digest(loss_image(panel)) != picture0, 30, "a redraw of the loss plot during the run")
+
+    # Steps per progress update is at most one chunk: Stop must land within a few of them.
+    chunk = max(b - a for a, b in itertools.pairwise(seen)) if len(seen) > 1 else seen[0]
+    at_click = int(progress_text(panel).inner_text().split("/")[0])
+    clicked = time.perf_counter()
+    button(panel, "Stop").click()
+    wait_idle(panel, timeout=60)
+    answered = time.perf_counter() - clicked
+    done = int(progress_text(panel).inner_text().split("/")[0])
+    print(f"Stop answered after {answered:.2f} s, {done - at_click} steps after the click (one update ≤ {chunk})")
+    assert done < BUSY_RUN, "the run went on to the end: Stop was not answered"
+    assert done - at_click <= 4 * max(chunk, 1) and done - at_click <= 4 * CHUNK
+    expect(status(panel)).to_contain_text(f"stopped after {done} of {BUSY_RUN} steps")
+
+
+def test_apply_then_print_shows_the_applied_values(notebook: NotebookPage) -> None:
+    from playwright.sync_api import expect
+
+    nb = notebook
+    panel = descent_panel_of_demo(nb)
+    wait_idle(panel)
+    reset(panel)
+    set_steps(panel, 5)
+    button(panel, "Run N").click()
+    wait_idle(panel)
+    expect(readout(panel, "step")).to_have_text("5")
+    shown = params(panel)
+
+    button(panel, "Apply").click()
+    expect(status(panel)).to_contain_text("into the notebook")
+    names = list(shown)
+    index = nb.add_cell_and_run(f"print({', '.join(names)})")
+    printed = numbers(nb.cell(index).locator(".jp-OutputArea").inner_text())
+    expected = [v for name in names for v in shown[name]]
+    assert len(printed) == len(expected), f"printed {printed}, the panel shows {shown}"
+    # The readout rounds to 4 significant digits; the notebook holds the full values.
+    for got, want in zip(printed, expected, strict=True):
+        assert math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-6), f"printed {printed}, the panel shows {shown}"
+    nb.screenshot(nb.cell(index), "browser-apply-print")
+
+
+def descent_panel_of_demo(nb: NotebookPage) -> Locator:
+    """The demo's own descent panel (the heavy panel added by a test above is not the demo's)."""
+    found = panels(nb).filter(has_not_text="heavy")
+    return found.last
+
+
+# --------------------------------------------------------------------------- the dark theme
+
+
+def luminance(css_colour: str) -> float:
+    """WCAG relative luminance of an ``rgb(...)`` / ``rgba(...)`` colour."""
+    r, g, b = (v / 255 for v in numbers(css_colour)[:3])
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(element: Locator) -> float:
+    """Contrast ratio of an element's text against the first opaque background behind it."""
+    colours: dict[str, Any] = element.evaluate(
+        """el => {
+            let bg = null;
+            for (let e = el; e && !bg; e = e.parentElement) {
+                const c = getComputedStyle(e).backgroundColor;
+                if (c && c !== 'transparent' && !/rgba\\(.*,\\s*0\\)$/.test(c)) bg = c;
+            }
+            return {fg: getComputedStyle(el).color, bg: bg || 'rgb(255, 255, 255)'};
+        }"""
+    )
+    a, b = luminance(colours["fg"]), luminance(colours["bg"])
+    return (max(a, b) + 0.05) / (min(a, b) + 0.05)
+
+
+@pytest.mark.parametrize("theme", ["JupyterLab Dark", "JupyterLab Light"])
+def test_result_and_panel_are_readable_in_both_themes(notebook: NotebookPage, theme: str) -> None:
+    nb = notebook
+    nb.set_theme(theme)
+    tag = "dark" if "Dark" in theme else "light"
+    panel = descent_panel_of_demo(nb)
+    grad_cell = nb.cell(cell_index(nb, "%%jgrad\ndef pipeline("))
+    texts = {
+        "result label": grad_cell.locator(".jgm-result td.jgm-k").first,
+        "result value": grad_cell.locator(".jgm-result pre").first,
+        "panel title": panel.locator(".widget-html-content").first,
+        "readout key": panel.locator(".widget-gridbox > .widget-label").first,
+        "readout value": readout(panel, "loss"),
+        "status line": status(panel),
+    }
+    low = {name: round(contrast(el), 2) for name, el in texts.items() if contrast(el) < 4.5}
+    nb.screenshot(grad_cell, f"browser-result-{tag}")
+    nb.screenshot(panel, f"browser-panel-{tag}")
+    assert not low, f"text below WCAG AA contrast (4.5) in {theme}: {low}"
