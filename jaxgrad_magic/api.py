@@ -261,7 +261,7 @@ def derive(
     jaxpr = None
     if show == "jaxpr":
         plain = build(fn, t._replace(jit=False)).transformed  # unwrapped: no pjit shell around the program
-        jaxpr = str(jax.make_jaxpr(plain)(*call_args, *extra))
+        jaxpr = jax.make_jaxpr(plain)(*call_args, *extra).pretty_print(use_color=False)  # no terminal colours
     return DerivativeResult(
         kind=kind,
         fn_name=fn_name,
