@@ -246,7 +246,7 @@ def test_every_cell_runs_and_every_result_renders(notebook: NotebookPage) -> Non
 
 def test_no_news_pop_up(notebook: NotebookPage) -> None:
     # The settings written for the server stop the news and update check before they ask.
-    toasts = notebook.page.locator(".jp-toast-container .Toastify__toast, .jp-Notification-Toast")
+    toasts = notebook.page.locator(".Toastify__toast")
     assert toasts.count() == 0, toasts.all_inner_texts()
 
 
