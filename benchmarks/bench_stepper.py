@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -130,21 +131,51 @@ def fused_step(f: Callable[..., Any], opt: optax.GradientTransformation) -> Call
     return step
 
 
-def alternate(sides: dict[str, Callable[[], None]], rounds: int, prepare: Callable[[], None] | None = None) -> dict:
-    """Median seconds per call of each side, timed in alternating rounds after warming each."""
-    for fn in sides.values():
+class Timing(NamedTuple):
+    """Seconds per call of each side, one entry per round."""
+
+    times: dict[str, list[float]]
+
+    def seconds(self, side: str) -> float:
+        """The median seconds per call of ``side``."""
+        return statistics.median(self.times[side])
+
+    def ratio(self, side: str, base: str) -> float:
+        """The median over rounds of ``side / base``, both timed under the same load."""
+        return statistics.median(t / b for t, b in zip(self.times[side], self.times[base], strict=True))
+
+
+def alternate(
+    sides: dict[str, Callable[[], None]],
+    rounds: int,
+    prepare: Callable[[], None] | None = None,
+    min_seconds: float = 0.02,
+) -> Timing:
+    """Time the sides in alternating rounds after warming each.
+
+    ``prepare`` runs untimed before every timed call (e.g. a reset to the start point). A
+    round times each side enough times in a row to last ``min_seconds``, so short calls are
+    not lost in timer noise; the order flips every round. Ratios are taken within a round
+    (both sides under the same machine load) and their median is reported.
+    """
+
+    def timed(fn: Callable[[], None]) -> float:
+        if prepare is not None:
+            prepare()
+        t0 = time.perf_counter()
         fn()
-        fn()
+        return time.perf_counter() - t0
+
+    reps: dict[str, int] = {}
+    for key, fn in sides.items():
+        timed(fn)  # warm
+        reps[key] = max(1, math.ceil(min_seconds / max(min(timed(fn) for _ in range(3)), 1e-9)))
     times: dict[str, list[float]] = {k: [] for k in sides}
     order = list(sides)
     for r in range(rounds):
         for key in order if r % 2 == 0 else reversed(order):
-            if prepare is not None:
-                prepare()
-            t0 = time.perf_counter()
-            sides[key]()
-            times[key].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[key].append(sum(timed(sides[key]) for _ in range(reps[key])) / reps[key])
+    return Timing(times)
 
 
 def bench_run(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, n: int, rounds: int) -> Check:
@@ -160,9 +191,9 @@ def bench_run(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, n
     def ours() -> None:
         stepper.run(n)
 
-    med = alternate({"scan": hand, "stepper": ours}, rounds, prepare=stepper.reset)
-    ratio = med["stepper"] / med["scan"]
-    per = {k: v / n * 1e9 for k, v in med.items()}
+    timing = alternate({"scan": hand, "stepper": ours}, rounds, prepare=stepper.reset)
+    ratio = timing.ratio("stepper", "scan")
+    per = {k: timing.seconds(k) / n * 1e9 for k in timing.times}
     return Check(
         f"run(n={n:.0e}) {label}, {opt_name}",
         f"{per['stepper']:9.1f} ns/step vs scan {per['scan']:9.1f} ns/step: {ratio:.2f}x",
@@ -193,10 +224,10 @@ def bench_step(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, 
         for _ in range(calls):
             stepper.step()
 
-    med = alternate({"fused": hand, "fused+read": hand_reading_loss, "step": ours}, rounds, prepare=stepper.reset)
-    per = {k: v / calls * 1e6 for k, v in med.items()}
-    ratio = med["step"] / med["fused"]
-    like = med["step"] / med["fused+read"]
+    timing = alternate({"fused": hand, "fused+read": hand_reading_loss, "step": ours}, rounds, prepare=stepper.reset)
+    per = {k: timing.seconds(k) / calls * 1e6 for k in timing.times}
+    ratio = timing.ratio("step", "fused")
+    like = timing.ratio("step", "fused+read")
     return [
         Check(
             f"step() {label}, {opt_name}",
@@ -254,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     args = parser.parse_args(argv)
-    rounds = 3 if args.quick else 7
+    rounds = 3 if args.quick else 11
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, rounds {rounds}")
 
     checks: list[Check] = []

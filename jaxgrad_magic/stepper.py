@@ -295,29 +295,40 @@ class _Layout:
                 offset += size
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
+    def unpack_on_host(self, carrier: Any) -> StepperState:
+        """:meth:`unpack` outside jit: NumPy slices put back as arrays, so it compiles nothing."""
+        if not self.packed:
+            return carrier
+        leaves: list[Any] = [None] * len(self.leaves)
+        for group, flat in zip(self.groups, carrier, strict=True):
+            host = np.asarray(flat)
+            offset = 0
+            for i in group:
+                shape = self.leaves[i][0]
+                size = math.prod(shape)
+                leaves[i] = jax.device_put(host[offset : offset + size].reshape(shape))
+                offset += size
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
 
 def _strong(tree: Any) -> Any:
     # Same dtype, strong type: a weakly typed loss or aux must not change the loop carry's type.
     return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), tree)
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
-    return functools.reduce(jnp.logical_and, checks, jnp.asarray(True))
+def _norm_and_check(grad: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """The gradient's global norm, and whether every gradient and parameter entry is finite.
 
-
-def _max_and_norm(tree: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
-    """The largest magnitude and the global norm, scaled so a finite gradient has a finite norm
-    unless the norm itself exceeds the dtype's range (the plain sum of squares overflows at the
-    square root of it)."""
-    leaves = [jnp.abs(x).astype(dtype) for x in jax.tree_util.tree_leaves(tree)]
-    if not leaves:
-        zero = jnp.zeros((), dtype)
-        return zero, zero
-    largest = functools.reduce(jnp.maximum, [jnp.max(x, initial=0) for x in leaves])
-    scale = jnp.where((largest > 0) & jnp.isfinite(largest), largest, 1)
-    total = sum(jnp.sum(jnp.square(x / scale)) for x in leaves)
-    return largest, scale * jnp.sqrt(total)
+    One reduction does both: ``x * 0`` is 0 for a finite ``x`` and NaN for inf or NaN, so the
+    sum of ``g**2 + g*0 + p*0`` is NaN exactly when an entry is not finite (and only +inf when
+    the norm of a finite gradient overflows). Each extra reduction would be another kernel,
+    which on a CPU costs about as much as the arithmetic of a small step.
+    """
+    total = jnp.zeros((), dtype)
+    for g, p in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(params), strict=True):
+        g, p = g.astype(dtype), p.astype(dtype)
+        total = total + jnp.sum(jnp.square(g) + g * 0 + p * 0)
+    return jnp.sqrt(total), ~jnp.isnan(total)
 
 
 class _Programs:
@@ -367,9 +378,9 @@ class _Programs:
 
         def stats(state: StepperState) -> jax.Array:
             # loss, gradient norm, all finite; then the flat parameters when the path is kept.
-            largest, grad_norm = _max_and_norm(state.grad, stats_dtype)
+            grad_norm, finite = _norm_and_check(state.grad, state.params, stats_dtype)
             loss = state.loss.astype(stats_dtype)
-            ok = jnp.isfinite(loss) & jnp.isfinite(largest) & _all_finite(state.params)
+            ok = jnp.isfinite(loss) & finite
             head = jnp.stack([loss, grad_norm, ok.astype(stats_dtype)])
             return jnp.concatenate([head, flat_params(state)]) if track else head
 
@@ -426,7 +437,7 @@ class _Programs:
         self.step = jax.jit(step)
         self.run = jax.jit(run)
         self._guarded = guarded
-        self.unpack = jax.jit(layout.unpack) if layout.packed else layout.unpack
+        self.unpack = layout.unpack_on_host  # small states only are packed, so this is cheap
         self.seconds_per_step: float | None = None  # measured by runs; sizes the next chunk
 
     @functools.cached_property

@@ -165,6 +165,27 @@ def test_a_large_learning_rate_diverges_and_keeps_the_last_finite_state() -> Non
     assert float(s.params) == pytest.approx(float(xs[last]) * 0.8, rel=1e-6)
 
 
+def test_a_nan_gradient_with_a_finite_loss_stops_the_run() -> None:
+    # For x < 1 the sqrt term is flat (0), but its derivative is 0.5 / sqrt(0) * 0 = nan.
+    def f(x: Any) -> Any:
+        return x**2 + jnp.sqrt(jnp.maximum(x - 1.0, 0.0))
+
+    def grad_by_hand(x: float) -> float:
+        return 2 * x + (0.5 / np.sqrt(x - 1.0) if x > 1.0 else np.nan)
+
+    xs = [3.0]
+    while np.isfinite(grad_by_hand(xs[-1])):
+        xs.append(xs[-1] - 0.3 * grad_by_hand(xs[-1]))
+    bad = len(xs) - 1  # the first step whose gradient is nan; its loss is finite
+    assert bad >= 2 and np.isfinite(xs[bad] ** 2)
+
+    s = Stepper(f, (3.0,), lr=0.3)
+    info = s.run(100)
+    assert info.diverged and s.diverged_at == bad and s.steps == bad - 1
+    assert float(s.params) == pytest.approx(xs[bad - 1], rel=1e-5)
+    assert "the gradient became nan" in s.message
+
+
 def test_a_start_where_f_is_not_finite_is_reported() -> None:
     s = Stepper(lambda x: jnp.log(x), (-1.0,), fn_name="logf")
     assert s.diverged and s.diverged_at == 0 and "not finite at the starting point" in s.message
