@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+import types
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -32,14 +34,40 @@ class Point(NamedTuple):
     missing: tuple[str, ...] = ()
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_Facts = tuple[tuple[inspect.Parameter, ...], bool]
+# fn -> (code, defaults, kwdefaults, facts): inspect.signature costs ~5 us, paid on every magic
+# call otherwise. A plain function's parameters follow from exactly those three attributes.
+_known: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, Any, Any, _Facts]] = weakref.WeakKeyDictionary()
+
+
+def signature_facts(fn: Callable[..., Any]) -> tuple[tuple[inspect.Parameter, ...], bool]:
+    """``(positional parameters, takes *args)`` of ``fn``; no signature counts as taking anything.
+
+    Plain functions are answered from a cache checked against their code and defaults;
+    other callables (``jax.jit`` wrappers, partials) are inspected on every call.
+    """
+    plain = type(fn) is types.FunctionType and "__wrapped__" not in fn.__dict__ and "__signature__" not in fn.__dict__
+    if plain:
+        known = _known.get(fn)
+        if known and known[0] is fn.__code__ and known[1] is fn.__defaults__ and known[2] is fn.__kwdefaults__:
+            return known[3]
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return (), True
+    facts = (
+        tuple(p for p in params if p.kind in _POSITIONAL),
+        any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params),
+    )
+    if plain:
+        _known[fn] = (fn.__code__, fn.__defaults__, fn.__kwdefaults__, facts)
+    return facts
+
+
 def parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
     """The positional parameters of ``fn`` (what ``argnums`` indexes)."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p for p in sig.parameters.values() if p.kind in kinds]
+    return list(signature_facts(fn)[0])
 
 
 def is_numeric_tree(value: Any) -> bool:
@@ -60,6 +88,7 @@ def resolve_point(
     at: Any = MISSING,
     at_names: tuple[str | None, ...] | None = None,
     namespace: Mapping[str, Any] | None = None,
+    params: Sequence[inspect.Parameter] | None = None,
 ) -> Point:
     """Resolve the point to evaluate ``fn`` at.
 
@@ -69,6 +98,7 @@ def resolve_point(
       at: the ``at=`` value (one argument, or a tuple of all arguments), or MISSING.
       at_names: the variable names written in ``at=`` (``at=(x, y)`` -> ``("x", "y")``).
       namespace: the notebook's namespace, searched for variables named like parameters.
+      params: ``fn``'s positional parameters when the caller has them already.
 
     Returns:
       The point; ``args`` is None when nothing could be resolved.
@@ -76,7 +106,8 @@ def resolve_point(
     Raises:
       JaxGradUsageError: ``at=`` has the wrong number of arguments.
     """
-    params = parameters(fn)
+    if params is None:
+        params = parameters(fn)
     total = len(params)
     required = sum(p.default is inspect.Parameter.empty for p in params)
     if at is not MISSING:
