@@ -17,7 +17,7 @@ from .cache import CACHE, function_key
 from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error
 from .gradcheck import check_derivative, check_directional
-from .point import parameters, resolve_point
+from .point import resolve_point, signature_facts
 from .results import DerivativeResult
 from .spec import MAGIC, MISSING
 from .transforms import Argnums, Transform, build, choose_mode, composition
@@ -111,8 +111,8 @@ def _check_float_inputs(fn_name: str, args: tuple[Any, ...], argnums: Argnums, n
         if i >= len(args):
             continue
         for leaf in jax.tree_util.tree_leaves(args[i]):
-            dtype = np.result_type(leaf) if not isinstance(leaf, bool) else np.dtype(bool)
-            if not np.issubdtype(dtype, np.inexact):
+            dtype = _dtype(leaf)
+            if not jax.dtypes.issubdtype(dtype, np.inexact):
                 shown = repr(leaf) if np.ndim(leaf) == 0 else f"an array of dtype {dtype}"
                 name = names[i] if i < len(names) else f"argument {i}"
                 plain_int = isinstance(leaf, int) and not isinstance(leaf, bool)
@@ -124,9 +124,17 @@ def _check_float_inputs(fn_name: str, args: tuple[Any, ...], argnums: Argnums, n
                 )
 
 
+def _dtype(leaf: Any) -> Any:
+    # The leaf's own dtype: np.result_type(array) is deprecated for JAX arrays, and slower.
+    if isinstance(leaf, bool):
+        return np.dtype(bool)
+    dtype = getattr(leaf, "dtype", None)
+    return np.result_type(leaf) if dtype is None else dtype
+
+
 def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    return (treedef, tuple((np.shape(x), str(np.result_type(x)), type(x).__name__) for x in leaves))
+    return (treedef, tuple((np.shape(x), str(_dtype(x)), type(x).__name__) for x in leaves))
 
 
 def derive(
@@ -193,9 +201,8 @@ def derive(
             "Name a function defined with `def` or `lambda`."
         )
     fn_name = fn_name or getattr(fn, "__name__", "f")
-    params = parameters(fn)
+    params, has_varargs = signature_facts(fn)  # once: inspect.signature of a jitted function costs ~10 us
     param_names = tuple(p.name for p in params)
-    has_varargs = _has_varargs(fn)
     argnums = _argnums_for(kind, fn_name, param_names, has_varargs, argnums, wrt)
     if order > 1 and kind != "grad":
         raise JaxGradUsageError(f"order= is for %jgrad; %{magic} has no order option.")
@@ -208,7 +215,7 @@ def derive(
         raise JaxGradUsageError(f"order={order} cannot be combined with aux=True; drop one of them.")
     if kind == "jac" and mode not in ("auto", "rev", "fwd"):
         raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
-    point = resolve_point(fn, fn_name, at, at_names, namespace)
+    point = resolve_point(fn, fn_name, at, at_names, namespace, params=params)
     if point.args is not None:
         _check_numbers(fn_name, point.args, argnums, param_names)
         _check_float_inputs(fn_name, point.args, argnums, param_names)
@@ -291,15 +298,6 @@ def derive(
         jaxpr=jaxpr,
         display_limits=display_limits or DisplayLimits(),
     )
-
-
-def _has_varargs(fn: Callable[..., Any]) -> bool:
-    import inspect
-
-    try:
-        return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return True
 
 
 def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], argnums: Argnums) -> tuple[Any, ...]:
