@@ -130,9 +130,12 @@ class StepperPanel:
         self._build_controls(stepper)
         self._setup_landscape(stepper, names)
         self.widget = self._layout(stepper, names)
-        self._say(stepper.message)
-        self._guarded(self._refresh, "drawing the panel")
-        self._say(stepper.message)
+        try:
+            self._refresh()
+        except Exception as exc:
+            self._show_error(exc, "drawing the panel")
+        else:
+            self._say(stepper.message)
 
     # ------------------------------------------------------------------ construction
 
@@ -173,12 +176,15 @@ class StepperPanel:
             layout=widgets.Layout(width="320px"),
         )
         options = list(stepper.optimizer_names)
-        current = stepper.optimizer if isinstance(stepper.optimizer, str) else None
-        if current is None:
-            options.append("custom")  # an optax transformation given as an object
+        # An optimizer given as an object (an optax transformation, or a function of the
+        # learning rate) is listed under its label, so it can be picked again after a switch.
+        self._given_optimizers: dict[str, Any] = {}
+        current = self._optimizer_label(stepper)
+        if current not in options:
+            options.append(current)
         self.optimizer_dropdown = widgets.Dropdown(
             options=options,
-            value=current or "custom",
+            value=current,
             description="optimizer",
             style={"description_width": "70px"},
             layout=widgets.Layout(width="240px"),
@@ -401,7 +407,14 @@ class StepperPanel:
             error = exc
         if self._closed:
             return  # the widgets are gone: nothing to show
-        done = int(self.stepper.steps) - first
+        try:
+            self._finish_run(n, int(self.stepper.steps) - first, error, plot_error)
+        finally:
+            self._run_target = None
+            self._set_running(False)  # whatever happened, the panel stays usable
+
+    def _finish_run(self, n: int, done: int, error: BaseException | None, plot_error: list[BaseException]) -> None:
+        """The last frame of a run and its verdict on the progress bar and the status line."""
         try:
             self.progress.value = min(done, n)
             self.progress_label.value = f"{done} / {n}"
@@ -422,8 +435,6 @@ class StepperPanel:
         else:
             self.progress.bar_style = "success"
             self._say(self.stepper.message)
-        self._run_target = None
-        self._set_running(False)
 
     def _on_stop(self) -> None:
         if self.running:
@@ -458,9 +469,9 @@ class StepperPanel:
         self._say(self.stepper.message)
 
     def _on_optimizer(self, name: str) -> None:
-        if self._syncing or name == "custom":
+        if self._syncing:
             return
-        self.stepper.optimizer = name
+        self.stepper.optimizer = self._given_optimizers.get(name, name)
         self._refresh()
         self._say(self.stepper.message)
 
@@ -517,11 +528,20 @@ class StepperPanel:
                     self.status.value = f"<span style='{_ERROR_STYLE}'>⚠ {html.escape(self._notice)}</span>"
             self.redraws += 1
 
+    def _optimizer_label(self, stepper: Stepper) -> str:
+        given = stepper.optimizer
+        if isinstance(given, str):
+            return given
+        label = stepper.optimizer_label
+        if label not in stepper.optimizer_names:
+            self._given_optimizers[label] = given
+        return label
+
     def _sync_controls(self) -> None:
         """Show the stepper's learning rate and optimizer, also when set from code."""
         s = self.stepper
         lr = float(s.lr)
-        name = s.optimizer if isinstance(s.optimizer, str) else "custom"
+        name = self._optimizer_label(s)
         slider, dropdown = self.lr_slider, self.optimizer_dropdown
         self._syncing = True
         try:
@@ -529,6 +549,8 @@ class StepperPanel:
                 exponent = math.log10(lr)
                 slider.min, slider.max = min(slider.min, math.floor(exponent)), max(slider.max, math.ceil(exponent))
                 slider.value = lr
+            slider.disabled = not s.lr_adjustable  # a fixed optax transformation carries its own rate
+            slider.tooltip = None if s.lr_adjustable else "fixed by the optax transformation"
             if dropdown.value != name:
                 if name not in dropdown.options:
                     dropdown.options = [*dropdown.options, name]

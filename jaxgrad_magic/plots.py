@@ -584,6 +584,12 @@ GRID_2D = 48  # points per side of the contour grid
 GRID_1D = 241
 
 
+def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Column by column: a reduction over axis 0 of a (n, 2) array is tens of times slower.
+    cols = range(points.shape[1])
+    return np.array([points[:, i].min() for i in cols]), np.array([points[:, i].max() for i in cols])
+
+
 class Box(NamedTuple):
     """An axis-aligned box in parameter space: ``lo[i] <= p[i] <= hi[i]``."""
 
@@ -595,7 +601,8 @@ class Box(NamedTuple):
         pts = _finite_rows(points, len(self.lo))
         if not len(pts):
             return True
-        return bool((pts.min(axis=0) >= np.array(self.lo)).all() and (pts.max(axis=0) <= np.array(self.hi)).all())
+        lo, hi = _bounds(pts)
+        return bool((lo >= np.array(self.lo)).all() and (hi <= np.array(self.hi)).all())
 
 
 def start_box(start: np.ndarray) -> Box:
@@ -623,8 +630,8 @@ def box_around(first: Box, path: np.ndarray, max_growth: float = 1e3) -> Box:
     lo, hi = np.array(first.lo), np.array(first.hi)
     pts = _finite_rows(path, len(lo))
     if len(pts):
-        lo = np.minimum(lo, pts.min(axis=0))
-        hi = np.maximum(hi, pts.max(axis=0))
+        pts_lo, pts_hi = _bounds(pts)
+        lo, hi = np.minimum(lo, pts_lo), np.maximum(hi, pts_hi)
     span = hi - lo
     lo, hi = lo - 0.1 * span, hi + 0.1 * span
     center, first_span = (lo + hi) / 2, np.array(first.hi) - np.array(first.lo)

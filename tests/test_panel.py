@@ -16,6 +16,7 @@ import ipywidgets as widgets
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxgrad_magic import panel as panel_module
@@ -321,3 +322,28 @@ def test_panel_from_a_real_shell(ip: Any) -> None:
     assert p.params_label.value == "x = 4, y = 1.8"
     p.apply_button.click()
     assert float(ip.ns["x"]) == pytest.approx(4.0) and float(ip.ns["y"]) == pytest.approx(1.8)
+
+
+def test_an_optax_transformation_is_listed_and_can_be_picked_again() -> None:
+    fixed = optax.sgd(0.05)
+    p = make_panel(lr=0.1, optimizer=fixed)
+    label = p.optimizer_dropdown.value
+    assert label not in Stepper.optimizer_names and label in p.optimizer_dropdown.options
+    assert p.lr_slider.disabled  # the transformation carries its own learning rate
+    p.step_button.click()
+    x, _ = (float(v) for v in p.stepper.params)
+    assert x == pytest.approx(5.0 - 0.05 * 10.0, rel=1e-5)
+    p.optimizer_dropdown.value = "adam"
+    assert p.stepper.optimizer == "adam" and not p.lr_slider.disabled
+    p.optimizer_dropdown.value = label
+    assert p.stepper.optimizer is fixed and p.lr_slider.disabled
+
+
+def test_close_stops_the_run_and_closes_the_widgets() -> None:
+    p = make_panel(lambda x: jnp.sum(jnp.sin(x) ** 2), (jnp.linspace(0.0, 3.0, 20_000),), 0, lr=0.01)
+    p.steps_input.value = 10**6
+    p.run_button.click()
+    assert p.running
+    p.close()
+    assert not p.running and p.stepper.steps < 10**6
+    assert p.widget.comm is None and p.step_button.comm is None and p.loss_image.comm is None
