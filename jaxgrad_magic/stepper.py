@@ -193,7 +193,7 @@ def _check_lr(value: Any) -> float:
 def _as_param(leaf: Any, label: str, fn_name: str) -> jax.Array:
     """A strongly typed float array, so the second call does not retrace on a weak type."""
     dtype = _dtype_of(leaf)
-    if not np.issubdtype(dtype, np.floating):
+    if not jnp.issubdtype(dtype, jnp.floating):  # jnp knows bfloat16 is a float
         raise JaxGradUsageError(
             f"Cannot descend on {label} of {fn_name}: it is {dtype} ({leaf!r}), and gradient descent "
             f"needs real floating-point parameters. Pass floats (`5.0`, not `5`), or convert with "
@@ -313,7 +313,11 @@ class _Layout:
 
 def _strong(tree: Any) -> Any:
     # Same dtype, strong type: a weakly typed loss or aux must not change the loop carry's type.
-    return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), tree)
+    def strong(x: Any) -> jax.Array:
+        x = jnp.asarray(x)  # an aux may hold Python numbers
+        return jax.lax.convert_element_type(x, x.dtype)
+
+    return jax.tree_util.tree_map(strong, tree)
 
 
 def _norm_and_check(grad: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
@@ -453,6 +457,13 @@ def _guard(call: Callable[[], Any], fn_name: str, has_aux: bool) -> Any:
         return call()
     except JaxGradUsageError:
         raise
+    except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError) as exc:
+        raise JaxGradUsageError(
+            f"The descent stepper compiles {fn_name} with jax.jit, and {fn_name} uses a traced value where "
+            "Python needs a concrete one (an `if`, `while`, `bool()`, `float()` or `int()` on an "
+            "input-dependent value). Use `jnp.where(cond, a, b)` or `jax.lax.cond` for branches and "
+            "`jax.lax.while_loop` / `fori_loop` for loops. JAX said: " + str(exc).splitlines()[0]
+        ) from None
     except Exception as exc:
         explained = explain_jax_error(exc, kind="grad", fn_name=fn_name, aux=has_aux)
         if explained is None:

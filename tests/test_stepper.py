@@ -263,6 +263,23 @@ def test_pytree_params_and_a_fixed_data_argument() -> None:
     np.testing.assert_allclose(s.trajectory[-1], [float(path[-1]["b"]), float(path[-1]["w"])], rtol=1e-5)
 
 
+def test_a_large_state_travels_unpacked_and_steps_the_same() -> None:
+    from jaxgrad_magic.stepper import PACK_LIMIT
+
+    target = jnp.linspace(-1.0, 1.0, PACK_LIMIT + 1)
+
+    def f(w: Any) -> Any:
+        return jnp.sum((w - target) ** 2)
+
+    s = Stepper(f, (jnp.zeros_like(target),), lr=0.1, optimizer="momentum")
+    s.step()
+    s.run(2)
+    path, losses = descend_by_hand(f, jnp.zeros_like(target), optax.sgd(0.1, momentum=0.9), 3)
+    np.testing.assert_allclose(np.asarray(s.params), np.asarray(path[-1]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.history, losses, rtol=1e-5)
+    assert s.trajectory is None  # the path is kept for at most two parameters
+
+
 def test_an_int_argument_is_baked_in_not_traced() -> None:
     def head_norm(x: Any, n: int) -> Any:
         return jnp.sum(x[:n] ** 2)  # slicing needs n concrete
@@ -397,6 +414,8 @@ def test_a_run_in_a_thread_stops_when_asked() -> None:
         (lambda: Stepper(lambda x: x * 2.0, (jnp.ones(3),), fn_name="g"), "returns shape"),
         (lambda: Stepper(quadratic, (5.0, 2.0), optimizer=42), "is not an optimizer"),
         (lambda: Stepper(quadratic, (5.0, 2.0)).run(-1), "0 or more"),
+        (lambda: Stepper(lambda x: x if x > 0 else -x, (1.0,)), r"jnp.where"),
+        (lambda: Stepper(quadratic, (5.0, 2.0), has_aux=True), r"pair `\(loss, aux\)`"),
     ],
 )
 def test_bad_input_says_what_to_do(make: Any, match: str) -> None:
