@@ -616,27 +616,31 @@ def start_box(start: np.ndarray) -> Box:
     return Box(tuple(start - half), tuple(start + half))
 
 
-def box_around(first: Box, path: np.ndarray, max_growth: float = 1e3) -> Box:
-    """The first box grown to hold the path, with a margin; capped so a diverged path stays usable.
+def box_around(first: Box, path: np.ndarray, max_growth: float = 10.0) -> Box:
+    """The first box grown to hold the path, with a margin.
+
+    The growth is capped around the first box, so a diverging path leaves the picture
+    (showing where it went) while the start and the region around it stay in view.
 
     Args:
       first: the box around the start point.
       path: the visited points, shape ``(k, d)``; non-finite rows are ignored.
-      max_growth: the box never gets wider than this many times the first box.
+      max_growth: the box reaches at most this many first-box widths beyond the first box.
 
     Returns:
       The new box.
     """
-    lo, hi = np.array(first.lo), np.array(first.hi)
+    first_lo, first_hi = np.array(first.lo), np.array(first.hi)
+    first_span = first_hi - first_lo
+    lo, hi = first_lo, first_hi
     pts = _finite_rows(path, len(lo))
     if len(pts):
         pts_lo, pts_hi = _bounds(pts)
-        lo, hi = np.minimum(lo, pts_lo), np.maximum(hi, pts_hi)
+        lo = np.maximum(np.minimum(lo, pts_lo), first_lo - max_growth * first_span)
+        hi = np.minimum(np.maximum(hi, pts_hi), first_hi + max_growth * first_span)
     span = hi - lo
-    lo, hi = lo - 0.1 * span, hi + 0.1 * span
-    center, first_span = (lo + hi) / 2, np.array(first.hi) - np.array(first.lo)
-    half = np.minimum((hi - lo) / 2, max_growth * first_span / 2)
-    return Box(tuple(center - half), tuple(center + half))
+    lo, hi = lo - 0.2 * span, hi + 0.2 * span  # room to move before the box must grow again
+    return Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
 
 
 def _arg_signature(tree: Any) -> Hashable:

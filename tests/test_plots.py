@@ -290,9 +290,12 @@ def test_boxes_hold_the_start_the_origin_and_the_path() -> None:
     assert not first.contains(path)
     grown = plots.box_around(first, path)
     assert grown.contains(path) and grown.contains(np.array([[0.0, 0.0]]))
-    far = plots.box_around(first, np.array([[1e30, 1e30]]))
-    width = np.array(far.hi) - np.array(far.lo)
-    assert np.all(width <= 1e3 * (np.array(first.hi) - np.array(first.lo)) * 1.0001)
+    # A diverging path leaves the picture; the start and its surroundings stay in view.
+    far = plots.box_around(first, np.array([[5.0, -0.2], [-3e30, 1e30]]))
+    first_span = np.subtract(first.hi, first.lo)
+    assert far.contains(np.array([first.lo, first.hi]))
+    assert np.all(np.subtract(far.hi, far.lo) <= 21 * first_span * 1.4 + 1e-9)
+    assert not far.contains(np.array([[-3e30, 1e30]]))
 
 
 def test_coordinate_labels() -> None:
