@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "demo.ipynb"
-ARTIFACTS = REPO / "test-artifacts"
+ARTIFACTS = Path(os.environ.get("JGM_ARTIFACTS", REPO / "test-artifacts"))  # screenshots
 CHROMIUM = Path(os.environ.get("JGM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = (
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start

@@ -199,13 +199,61 @@ def cell_index(nb: NotebookPage, starts: str) -> int:
     raise AssertionError(f"demo.ipynb has no cell starting with {starts!r}")
 
 
+DESCENT_CELL = "descent = %jgrad"  # the demo cell whose panel the story drives
+
+
 def descent_panel(nb: NotebookPage) -> Locator:
-    """The panel the demo's descent story drives: the last panel in the notebook."""
+    """The panel under the demo's descent cell."""
     from playwright.sync_api import expect
 
-    found = panels(nb)
-    expect(found.first).to_be_visible(timeout=60_000)
-    return found.last
+    found = panels(nb).and_(nb.cell(cell_index(nb, DESCENT_CELL)).locator(".widget-vbox"))
+    expect(found).to_have_count(1, timeout=60_000)
+    return found
+
+
+def demo_function(name: str) -> Any:
+    """The demo's function ``name`` run with NumPy in float64: the reference the page is checked against."""
+    for cell in notebook_cells(DEMO):
+        if re.search(rf"^def {name}\(", cell["source"], re.M):
+            source = "\n".join(line for line in cell["source"].splitlines() if not line.lstrip().startswith("%"))
+            namespace: dict[str, Any] = {"jnp": np, "np": np}
+            exec(source, namespace)
+            return namespace[name]
+    raise AssertionError(f"demo.ipynb defines no function {name}")
+
+
+def numeric_gradient(f: Any, point: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of ``f(*point)``."""
+    grad = np.zeros_like(point)
+    for i in range(len(point)):
+        step = np.zeros_like(point)
+        step[i] = h
+        grad[i] = (f(*(point + step)) - f(*(point - step))) / (2 * h)
+    return grad
+
+
+def sgd(f: Any, start: np.ndarray, lr: float, steps: int) -> np.ndarray:
+    """Plain gradient descent, ``p <- p - lr * grad f(p)``, with differences for the gradient."""
+    point = np.array(start, dtype=np.float64)
+    for _ in range(steps):
+        point = point - lr * numeric_gradient(f, point)
+    return point
+
+
+def choose_sgd(panel: Locator) -> float:
+    """Pick plain SGD in the optimizer menu; return the learning rate the slider shows."""
+    panel.locator(".widget-dropdown select").select_option("sgd")
+    return float(panel.locator(".widget-readout").first.inner_text())
+
+
+def flat_params(panel: Locator) -> np.ndarray:
+    return np.array([v for values in params(panel).values() for v in values])
+
+
+def assert_shown(panel: Locator, want: np.ndarray, f: Any) -> None:
+    """The readout shows ``want`` (to its 4 significant digits) and the loss ``f(*want)``."""
+    np.testing.assert_allclose(flat_params(panel), want, rtol=1e-3, atol=1e-6)
+    assert float(readout(panel, "loss").inner_text()) == pytest.approx(f(*want), rel=1e-3, abs=1e-6)
 
 
 # --------------------------------------------------------------------------- the results
@@ -283,18 +331,18 @@ def test_step_changes_the_step_count_loss_and_parameters(notebook: NotebookPage)
     from playwright.sync_api import expect
 
     panel = descent_panel(notebook)
+    f = demo_function("pipeline_multi_input")
     wait_idle(panel)
     reset(panel)
-    loss0, params0 = readout(panel, "loss").inner_text(), params(panel)
+    lr = choose_sgd(panel)
+    start, loss0 = flat_params(panel), readout(panel, "loss").inner_text()
+    assert_shown(panel, start, f)
     picture0 = image_digest(loss_image(panel))
 
     button(panel, "Step").click()
     expect(readout(panel, "step")).to_have_text("1")
     expect(readout(panel, "loss")).not_to_have_text(loss0)
-    params1 = params(panel)
-    assert params1.keys() == params0.keys()
-    assert params1 != params0, f"Step left the parameters at {params0}"
-    assert float(readout(panel, "loss").inner_text()) < float(loss0), "one small step should lower the loss"
+    assert_shown(panel, sgd(f, start, lr, 1), f)
     assert image_digest(loss_image(panel)) != picture0, "the loss plot was not redrawn after Step"
     expect(status(panel)).to_contain_text("step 1")
 
@@ -303,19 +351,21 @@ def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: Notebo
     from playwright.sync_api import expect
 
     panel = descent_panel(notebook)
+    f = demo_function("pipeline_multi_input")
     wait_idle(panel)
     reset(panel)
+    lr = choose_sgd(panel)
+    start = flat_params(panel)
     picture0 = image_digest(loss_image(panel))
-    loss0 = float(readout(panel, "loss").inner_text())
 
-    n = 300
+    n = 20
     set_steps(panel, n)
     button(panel, "Run N").click()
     expect(progress_text(panel)).to_have_text(f"{n} / {n}", timeout=60_000)
     wait_idle(panel)
     expect(readout(panel, "step")).to_have_text(str(n))
     assert progress_percent(panel) == pytest.approx(100.0)
-    assert float(readout(panel, "loss").inner_text()) < loss0
+    assert_shown(panel, sgd(f, start, lr, n), f)
     assert image_digest(loss_image(panel)) != picture0, "the loss plot was not redrawn after Run N"
     notebook.screenshot(panel, "browser-panel-after-run")
 
@@ -401,7 +451,7 @@ def test_apply_then_print_shows_the_applied_values(notebook: NotebookPage) -> No
     from playwright.sync_api import expect
 
     nb = notebook
-    panel = descent_panel_of_demo(nb)
+    panel = descent_panel(nb)
     wait_idle(panel)
     reset(panel)
     set_steps(panel, 5)
@@ -421,12 +471,6 @@ def test_apply_then_print_shows_the_applied_values(notebook: NotebookPage) -> No
     for got, want in zip(printed, expected, strict=True):
         assert math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-6), f"printed {printed}, the panel shows {shown}"
     nb.screenshot(nb.cell(index), "browser-apply-print")
-
-
-def descent_panel_of_demo(nb: NotebookPage) -> Locator:
-    """The demo's own descent panel (the heavy panel added by a test above is not the demo's)."""
-    found = panels(nb).filter(has_not_text="heavy")
-    return found.last
 
 
 # --------------------------------------------------------------------------- the dark theme
@@ -460,7 +504,7 @@ def test_result_and_panel_are_readable_in_both_themes(notebook: NotebookPage, th
     nb = notebook
     nb.set_theme(theme)
     tag = "dark" if "Dark" in theme else "light"
-    panel = descent_panel_of_demo(nb)
+    panel = descent_panel(nb)
     grad_cell = nb.cell(cell_index(nb, "%%jgrad\ndef pipeline("))
     texts = {
         "result label": grad_cell.locator(".jgm-result td.jgm-k").first,
