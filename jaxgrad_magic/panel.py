@@ -127,6 +127,7 @@ class StepperPanel:
         self.redraws = 0  # plot redraws so far (runs redraw at a bounded rate)
 
         names = [p.name for p in parameters(stepper.fn)]
+        self._wrt = self._wrt_names(names)
         self._build_controls(stepper)
         self._setup_landscape(stepper, names)
         self.widget = self._layout(stepper, names)
@@ -478,18 +479,19 @@ class StepperPanel:
     # ------------------------------------------------------------------ drawing
 
     def _params_text(self) -> str:
-        s = self.stepper
-        argnums = s.argnums
-        names = self._wrt_names([p.name for p in parameters(s.fn)])
-        values = (s.params,) if isinstance(argnums, int) else tuple(s.params)
-        parts = []
         import jax
 
-        for name, value in zip(names, values, strict=False):
-            for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
-                parts.append(f"{name}{jax.tree_util.keystr(path) if path else ''} = {short_array(leaf)}")
-        if len(parts) > MAX_PARAM_ITEMS:
-            parts = [*parts[:MAX_PARAM_ITEMS], f"… ({len(parts) - MAX_PARAM_ITEMS} more)"]
+        s = self.stepper
+        values = (s.params,) if isinstance(s.argnums, int) else tuple(s.params)
+        leaves = [
+            (f"{name}{jax.tree_util.keystr(path) if path else ''}", leaf)
+            for name, value in zip(self._wrt, values, strict=False)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]
+        ]
+        # Only the leaves shown are formatted (and copied from the device).
+        parts = [f"{label} = {short_array(leaf)}" for label, leaf in leaves[:MAX_PARAM_ITEMS]]
+        if len(leaves) > MAX_PARAM_ITEMS:
+            parts.append(f"… ({len(leaves) - MAX_PARAM_ITEMS} more)")
         return ", ".join(parts)
 
     def _mark_html(self) -> str:

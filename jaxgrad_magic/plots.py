@@ -167,15 +167,16 @@ def loss_scale(losses: Sequence[float] | np.ndarray) -> str:
     return "symlog" if mags.max() > 1e3 * np.median(mags) else "linear"
 
 
-def _decade_limits(y: np.ndarray) -> tuple[float, float, float]:
-    """Whole-decade limits around the positive values, and the floor that zeros are drawn at."""
-    pos = y[y > 0]
-    lo = math.floor(math.log10(pos.min()))
-    hi = math.ceil(math.log10(pos.max()))
-    if (y == 0).any():
-        lo -= 1  # a decade below the smallest positive value stands for zero
-    if hi <= lo:
-        hi = lo + 1
+def _decade_limits(smallest: float, largest: float, zeros: bool) -> tuple[float, float, float]:
+    """Whole-decade limits around the positive values, and the floor that zeros are drawn at.
+
+    Args:
+      smallest: the smallest positive value.
+      largest: the largest value.
+      zeros: whether there are zeros to draw (a decade below ``smallest`` stands for zero).
+    """
+    lo = math.floor(math.log10(smallest)) - (1 if zeros else 0)
+    hi = math.ceil(math.log10(largest))
     # Keep the limits (and the tick locator's decades around them) representable.
     lo = min(max(lo, -300), 299)
     hi = min(max(hi, lo + 1), 300)
@@ -277,7 +278,9 @@ class LossCurve:
 
     @staticmethod
     def _layout_for(steps: np.ndarray, finite: np.ndarray, xmax: float | None, diverged_at: int | None) -> _LossLayout:
-        scale = loss_scale(finite)
+        smallest = float(finite.min()) if finite.size else math.nan
+        # Positive losses (the common case) need only their min and max; the rest the full rule.
+        scale = "log" if smallest > 0 else loss_scale(finite)
         first = float(steps[0]) if len(steps) else 0.0
         last = float(steps[-1]) if len(steps) else 1.0
         right = _nice_up(max(last, xmax or 0.0, first + 1))
@@ -285,8 +288,11 @@ class LossCurve:
         linthresh, floor = 1.0, 0.0
         if finite.size == 0:
             ylim = (0.0, 1.0)
+        elif smallest > 0:
+            lo, hi, floor = _decade_limits(smallest, float(finite.max()), zeros=False)
+            ylim = (lo, hi)
         elif scale == "log":
-            lo, hi, floor = _decade_limits(finite)
+            lo, hi, floor = _decade_limits(float(finite[finite > 0].min()), float(finite.max()), zeros=True)
             ylim = (lo, hi)
         elif scale == "symlog":
             lo, hi, linthresh = _symlog_limits(finite)

@@ -347,3 +347,10 @@ def test_close_stops_the_run_and_closes_the_widgets() -> None:
     p.close()
     assert not p.running and p.stepper.steps < 10**6
     assert p.widget.comm is None and p.step_button.comm is None and p.loss_image.comm is None
+
+
+def test_many_parameters_are_abbreviated() -> None:
+    params = {f"w{i:02d}": jnp.float32(i) for i in range(20)}
+    p = make_panel(lambda d: sum(v**2 for v in d.values()), (params,), 0, lr=0.1)
+    text = p.params_label.value
+    assert text.startswith("d['w00'] = 0, d['w01'] = 1,") and text.endswith("… (14 more)")
