@@ -32,11 +32,15 @@ def _text(output: dict) -> str:
 
 def test_demo_has_no_error_output(executed: nbformat.NotebookNode) -> None:
     errors = [(src, o) for src, o in _outputs(executed) if o.output_type == "error" or o.get("name") == "stderr"]
-    assert not errors, "\n\n".join(f"{src}\n-> {o.get('ename', '')}: {o.get('evalue', o.get('text'))}" for src, o in errors)
+    assert not errors, "\n\n".join(
+        f"{src}\n-> {o.get('ename', '')}: {o.get('evalue', o.get('text'))}" for src, o in errors
+    )
 
 
 def test_every_magic_cell_shows_a_rich_result(executed: nbformat.NotebookNode) -> None:
-    magic_cells = [c for c in executed.cells if c.cell_type == "code" and re.match(r"\s*(%%?|\w+ = %)(jgrad|jac|hess)", c.source)]
+    magic_cells = [
+        c for c in executed.cells if c.cell_type == "code" and re.match(r"\s*(%%?|\w+ = %)(jgrad|jac|hess)", c.source)
+    ]
     assert len(magic_cells) >= 8
     for cell in magic_cells:
         html = [o for o in cell.outputs if "text/html" in o.get("data", {})]
