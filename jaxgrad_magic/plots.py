@@ -71,8 +71,9 @@ def _png(canvas: FigureCanvasAgg) -> bytes:
     """
     width, height = canvas.get_width_height()
     rgba = np.asarray(canvas.buffer_rgba())
-    rows = np.zeros((height, 1 + 3 * width), dtype=np.uint8)  # a leading 0 per row: filter "none"
-    rows[:, 1:] = rgba[:, :, :3].reshape(height, 3 * width)
+    rows = np.empty((height, 1 + 3 * width), dtype=np.uint8)
+    rows[:, 0] = 0  # each row starts with its filter type: 0, none
+    rows[:, 1:].reshape(height, width, 3)[...] = rgba[:, :, :3]  # one copy, dropping alpha
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     return (
         PNG_SIGNATURE
