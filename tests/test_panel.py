@@ -120,6 +120,9 @@ def test_stop_ends_a_long_run_and_the_panel_stays_usable() -> None:
     deadline = time.monotonic() + RUN_TIMEOUT
     while p.stepper.steps == 0 and time.monotonic() < deadline:
         time.sleep(0.01)  # let the run get going
+    # The learning rate can be changed while the run goes (the next chunk uses it).
+    p.lr_slider.value = 0.005
+    assert p.stepper.lr == pytest.approx(0.005) and "⚠" not in p.status.value
     p.stop_button.click()
     finish(p)
     done = p.stepper.steps
