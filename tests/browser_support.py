@@ -129,6 +129,13 @@ class LabServer:
         """The server's kernels, as ``GET /api/kernels`` reports them."""
         return self.api("/api/kernels")
 
+    def kernels_or_none(self) -> list[dict[str, Any]] | None:
+        """Like :meth:`kernels`, but None for a failed request (polls try again)."""
+        try:
+            return self.kernels()
+        except (OSError, ValueError):  # URLError and HTTPError are OSErrors
+            return None
+
     def wait_kernel_ready(self, timeout: float = 120) -> dict[str, Any]:
         """Wait for a kernel with a connected client and ``execution_state == "idle"``.
 
@@ -137,7 +144,7 @@ class LabServer:
         """
 
         def ready() -> dict[str, Any] | None:
-            for kernel in self.kernels():
+            for kernel in self.kernels_or_none() or ():
                 if kernel.get("connections", 0) > 0 and kernel.get("execution_state") == "idle":
                     return kernel
             return None
@@ -205,6 +212,7 @@ def lab_server(
         "--IdentityProvider.token=",
         "--ServerApp.password=",
         "--ServerApp.terminals_enabled=False",
+        "--ServerApp.disable_check_xsrf=True",  # the teardown stops kernels through the API
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
@@ -215,7 +223,7 @@ def lab_server(
         "--LabApp.extension_manager=readonly",
     ]
     log = workdir / "jupyterlab.log"
-    with log.open("wb") as log_file:
+    with log.open("wb") as log_file:  # kept in the artifacts after the run, for a failure's story
         process = subprocess.Popen(
             command,
             cwd=root,
@@ -239,6 +247,9 @@ def lab_server(
         yield server
     finally:
         _shut_down(server)
+        with contextlib.suppress(OSError):
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, ARTIFACTS / "browser-jupyterlab.log")
 
 
 def _shut_down(server: LabServer) -> None:
@@ -318,18 +329,25 @@ class NotebookPage:
         self.menu("Run", "Run All Cells")
 
     def wait_executed(self, timeout: float = 300) -> None:
-        """Wait until every code cell shows an execution count and the kernel is idle again."""
+        """Wait until every code cell shows an execution count, or a run stopped at an error.
+
+        Run All stops at the first error and puts the queued cells back to ``[ ]``; the
+        caller's checks then say which cell failed, instead of this wait timing out.
+        """
         self.page.wait_for_function(
             """() => {
-                const prompts = [...document.querySelectorAll(
-                    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];
-                return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+                const panel = '.jp-NotebookPanel:not(.lm-mod-hidden) ';
+                const prompts = [...document.querySelectorAll(panel + '.jp-CodeCell .jp-InputPrompt')];
+                if (!prompts.length || prompts.some(p => p.textContent.includes('*'))) return false;
+                const errors = document.querySelectorAll(
+                    panel + '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
+                return errors.length > 0 || prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
             }""",
             polling=250,
             timeout=timeout * 1000,
         )
         wait_until(
-            lambda: all(k.get("execution_state") == "idle" for k in self.server.kernels()),
+            lambda: (kernels := self.server.kernels_or_none()) and all(k["execution_state"] == "idle" for k in kernels),
             timeout,
             "the kernel to finish",
         )

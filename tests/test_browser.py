@@ -35,7 +35,13 @@ from browser_support import (
     missing_reason,
     notebook_cells,
     numbers,
+    wait_until,
 )
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the `lab` fixture says so: a skip, or a failure under CI=true
+    expect: Any = None
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator
@@ -152,15 +158,27 @@ def loss_image(panel: Locator) -> Locator:
     return panel.locator("img.widget-image").first
 
 
-def image_digest(image: Locator) -> str:
-    """SHA-256 of the PNG the page shows in ``image`` (a new picture, not just a new URL)."""
+def image_digest(image: Locator) -> str | None:
+    """SHA-256 of the PNG the page shows in ``image`` (a new picture, not just a new URL).
+
+    None when the picture was replaced while it was read (its old URL is revoked then).
+    """
     return image.evaluate(
         """async img => {
-            const bytes = await (await fetch(img.src)).arrayBuffer();
-            const digest = await crypto.subtle.digest('SHA-256', bytes);
-            return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+            try {
+                const bytes = await (await fetch(img.src)).arrayBuffer();
+                const digest = await crypto.subtle.digest('SHA-256', bytes);
+                return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+            } catch (e) {
+                return null;
+            }
         }"""
     )
+
+
+def loss_picture(panel: Locator) -> str:
+    """The digest of the loss plot the panel shows now."""
+    return wait_until(lambda: image_digest(loss_image(panel)), 10, "the loss plot to read")
 
 
 def image_shown(image: Locator) -> bool:
@@ -177,21 +195,17 @@ def set_steps(panel: Locator, n: int) -> None:
 
 
 def reset(panel: Locator) -> None:
-    from playwright.sync_api import expect
-
     button(panel, "Reset").click()
     expect(readout(panel, "step")).to_have_text("0")
 
 
 def wait_idle(panel: Locator, timeout: float = 60) -> None:
     """Wait until no run is going: Stop disabled, Step enabled."""
-    from playwright.sync_api import expect
-
     expect(button(panel, "Stop")).to_be_disabled(timeout=timeout * 1000)
     expect(button(panel, "Step")).to_be_enabled(timeout=timeout * 1000)
 
 
-def cell_index(nb: NotebookPage, starts: str) -> int:
+def cell_index(starts: str) -> int:
     """The index of the first cell of demo.ipynb whose source starts with ``starts``."""
     for i, cell in enumerate(notebook_cells(DEMO)):
         if cell["source"].startswith(starts):
@@ -204,9 +218,7 @@ DESCENT_CELL = "descent = %jgrad"  # the demo cell whose panel the story drives
 
 def descent_panel(nb: NotebookPage) -> Locator:
     """The panel under the demo's descent cell."""
-    from playwright.sync_api import expect
-
-    found = panels(nb).and_(nb.cell(cell_index(nb, DESCENT_CELL)).locator(".widget-vbox"))
+    found = panels(nb).and_(nb.cell(cell_index(DESCENT_CELL)).locator(".widget-vbox"))
     expect(found).to_have_count(1, timeout=60_000)
     return found
 
@@ -282,10 +294,10 @@ def test_every_cell_runs_and_every_result_renders(notebook: NotebookPage) -> Non
         assert result.first.is_visible()
 
     # What a reader checks: the gradient of sum(sin(x)^2) at x = (1, 2, 3) is sin(2x).
-    grad_cell = cell_index(nb, "%%jgrad\ndef pipeline(")
+    grad_cell = cell_index("%%jgrad\ndef pipeline(")
     row = nb.cell(grad_cell).locator(".jgm-result tr", has_text="∂pipeline/∂x")
     np.testing.assert_allclose(numbers(row.inner_text())[-3:], np.sin(2 * np.array([1.0, 2.0, 3.0])), rtol=1e-4)
-    printed = nb.cell(cell_index(nb, "x_new =")).locator(".jp-OutputArea").inner_text()
+    printed = nb.cell(cell_index("x_new =")).locator(".jp-OutputArea").inner_text()
     assert "Updated x: 4.0" in printed and "Updated y: 1.8" in printed
 
     assert not nb.page_errors, f"uncaught errors in the page: {nb.page_errors}"
@@ -313,8 +325,6 @@ def test_the_widgets_extension_renders_the_panel(notebook: NotebookPage) -> None
 
     panel = descent_panel(nb)
     for name in ("Step", "Run N", "Stop", "Reset", "Apply"):
-        from playwright.sync_api import expect
-
         expect(button(panel, name)).to_be_visible()
     wait_idle(panel)
     for key in ("step", "loss", "‖∇f‖", "params"):
@@ -328,8 +338,6 @@ def test_the_widgets_extension_renders_the_panel(notebook: NotebookPage) -> None
 
 
 def test_step_changes_the_step_count_loss_and_parameters(notebook: NotebookPage) -> None:
-    from playwright.sync_api import expect
-
     panel = descent_panel(notebook)
     f = demo_function("pipeline_multi_input")
     wait_idle(panel)
@@ -337,26 +345,24 @@ def test_step_changes_the_step_count_loss_and_parameters(notebook: NotebookPage)
     lr = choose_sgd(panel)
     start, loss0 = flat_params(panel), readout(panel, "loss").inner_text()
     assert_shown(panel, start, f)
-    picture0 = image_digest(loss_image(panel))
+    picture0 = loss_picture(panel)
 
     button(panel, "Step").click()
     expect(readout(panel, "step")).to_have_text("1")
     expect(readout(panel, "loss")).not_to_have_text(loss0)
     assert_shown(panel, sgd(f, start, lr, 1), f)
-    assert image_digest(loss_image(panel)) != picture0, "the loss plot was not redrawn after Step"
+    assert loss_picture(panel) != picture0, "the loss plot was not redrawn after Step"
     expect(status(panel)).to_contain_text("step 1")
 
 
 def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: NotebookPage) -> None:
-    from playwright.sync_api import expect
-
     panel = descent_panel(notebook)
     f = demo_function("pipeline_multi_input")
     wait_idle(panel)
     reset(panel)
     lr = choose_sgd(panel)
     start = flat_params(panel)
-    picture0 = image_digest(loss_image(panel))
+    picture0 = loss_picture(panel)
 
     n = 20
     set_steps(panel, n)
@@ -366,52 +372,46 @@ def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: Notebo
     expect(readout(panel, "step")).to_have_text(str(n))
     assert progress_percent(panel) == pytest.approx(100.0)
     assert_shown(panel, sgd(f, start, lr, n), f)
-    assert image_digest(loss_image(panel)) != picture0, "the loss plot was not redrawn after Run N"
+    assert loss_picture(panel) != picture0, "the loss plot was not redrawn after Run N"
     notebook.screenshot(panel, "browser-panel-after-run")
 
 
 def test_stop_during_a_long_run_stops_it(notebook: NotebookPage) -> None:
-    from playwright.sync_api import expect
-
     panel = descent_panel(notebook)
     wait_idle(panel)
+    first = int(readout(panel, "step").inner_text())
     set_steps(panel, LONG_RUN)
     button(panel, "Run N").click()
     expect(button(panel, "Stop")).to_be_enabled()
-    expect(progress_text(panel)).to_have_text(re.compile(rf"^[1-9]\d* / {LONG_RUN}$"), timeout=60_000)
     seen = watch_progress(panel, LONG_RUN, readings=3)
-    assert len(set(seen)) >= 2 and seen == sorted(seen), f"the progress did not advance: {seen}"
+    assert seen == sorted(seen) and seen[0] > 0, f"the progress did not advance: {seen}"
+    assert progress_percent(panel) < 100.0
 
     button(panel, "Stop").click()
     wait_idle(panel)
     done = int(progress_text(panel).inner_text().split("/")[0])
-    assert 0 < done < LONG_RUN
-    expect(status(panel)).to_contain_text(f"stopped after {done} of {LONG_RUN} steps")
-    assert progress_percent(panel) < 100.0
+    assert seen[-1] <= done < LONG_RUN, f"stopped at {done} of {LONG_RUN}"
+    expect(readout(panel, "step")).to_have_text(str(first + done))
+    expect(status(panel)).to_contain_text("stopped")
 
 
 def watch_progress(panel: Locator, n: int, readings: int, timeout: float = 60) -> list[int]:
-    """Read the progress label until it showed ``readings`` different values; return them in order."""
-    from browser_support import wait_until
-
+    """Read the ``done / n`` label until it showed ``readings`` different counts; return them in order."""
     seen: list[int] = []
 
     def more() -> bool:
-        text = progress_text(panel).inner_text()
-        found = re.fullmatch(rf"(\d+) / {n}", text.strip())
-        if found and (not seen or int(found.group(1)) != seen[-1]):
+        found = re.fullmatch(rf"(\d+) / {n}", progress_text(panel).inner_text().strip())
+        if found and int(found.group(1)) > 0 and (not seen or int(found.group(1)) != seen[-1]):
             seen.append(int(found.group(1)))
         return len(seen) >= readings
 
-    wait_until(more, timeout, f"{readings} progress readings", interval=0.05)
+    wait_until(more, timeout, f"{readings} different progress counts", interval=0.05)
     return seen
 
 
 def test_a_busy_kernel_leaves_the_page_responsive(notebook: NotebookPage) -> None:
     """A 10^6-step run on a 10^6-entry function: progress and redraws arrive, Stop is answered at once."""
-    from playwright.sync_api import expect
-
-    from jaxgrad_magic.stepper import CHUNK
+    from jaxgrad_magic.stepper import CHUNK, CHUNK_SECONDS
 
     nb = notebook
     for source in HEAVY_CELLS:
@@ -421,35 +421,32 @@ def test_a_busy_kernel_leaves_the_page_responsive(notebook: NotebookPage) -> Non
     wait_idle(panel)
 
     set_steps(panel, BUSY_RUN)
-    picture0 = image_digest(loss_image(panel))
+    picture0 = loss_picture(panel)
     button(panel, "Run N").click()
     expect(button(panel, "Stop")).to_be_enabled()
     seen = watch_progress(panel, BUSY_RUN, readings=3)
     assert seen == sorted(seen) and seen[-1] < BUSY_RUN
-    expect(loss_image(panel)).not_to_have_attribute("src", "")
 
-    # The page answers while the kernel computes: the loss plot is redrawn during the run.
-    from browser_support import wait_until
+    # The page keeps up while the kernel computes: the loss plot is redrawn during the run.
+    wait_until(lambda: image_digest(loss_image(panel)) not in (None, picture0), 30, "a redraw during the run")
 
-    wait_until(lambda: image_digest(loss_image(panel)) != picture0, 30, "a redraw of the loss plot during the run")
-
-    # Steps per progress update is at most one chunk: Stop must land within a few of them.
-    chunk = max(b - a for a, b in itertools.pairwise(seen)) if len(seen) > 1 else seen[0]
+    # A chunk lasts about CHUNK_SECONDS and one progress update covers a chunk or two, so "Stop answered
+    # within a second" is, in steps rather than seconds: at most 1 / CHUNK_SECONDS updates after the click.
+    update = max(b - a for a, b in itertools.pairwise(seen))
     at_click = int(progress_text(panel).inner_text().split("/")[0])
     clicked = time.perf_counter()
     button(panel, "Stop").click()
     wait_idle(panel, timeout=60)
     answered = time.perf_counter() - clicked
     done = int(progress_text(panel).inner_text().split("/")[0])
-    print(f"Stop answered after {answered:.2f} s, {done - at_click} steps after the click (one update ≤ {chunk})")
+    print(f"Stop answered after {answered:.2f} s, {done - at_click} steps after the click (one update: {update})")
     assert done < BUSY_RUN, "the run went on to the end: Stop was not answered"
-    assert done - at_click <= 4 * max(chunk, 1) and done - at_click <= 4 * CHUNK
-    expect(status(panel)).to_contain_text(f"stopped after {done} of {BUSY_RUN} steps")
+    within = math.ceil(1 / CHUNK_SECONDS) * update
+    assert done - at_click <= min(within, 4 * CHUNK), f"{done - at_click} steps after the click, allowed {within}"
+    expect(status(panel)).to_contain_text("stopped")
 
 
 def test_apply_then_print_shows_the_applied_values(notebook: NotebookPage) -> None:
-    from playwright.sync_api import expect
-
     nb = notebook
     panel = descent_panel(nb)
     wait_idle(panel)
@@ -505,7 +502,7 @@ def test_result_and_panel_are_readable_in_both_themes(notebook: NotebookPage, th
     nb.set_theme(theme)
     tag = "dark" if "Dark" in theme else "light"
     panel = descent_panel(nb)
-    grad_cell = nb.cell(cell_index(nb, "%%jgrad\ndef pipeline("))
+    grad_cell = nb.cell(cell_index("%%jgrad\ndef pipeline("))
     texts = {
         "result label": grad_cell.locator(".jgm-result td.jgm-k").first,
         "result value": grad_cell.locator(".jgm-result pre").first,
