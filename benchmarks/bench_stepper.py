@@ -1,9 +1,9 @@
 """Descent stepper benchmark: ``Stepper.run`` and ``Stepper.step`` against hand-written JAX loops.
 
-Each comparison warms both sides, then alternates them in rounds and quotes medians and the
-ratio measured side by side in this one run (the machine is shared and noisy; ratios are what
-carry over). Functions: ``sum(sin(x)**2)`` with ``x`` of size 3 and 1000, and Rosenbrock 2-D;
-optimizers sgd and adam.
+Each comparison warms both sides, then alternates them in rounds and quotes median times and
+the median of the per-round ratios, measured side by side in this one run (the machine is
+shared and noisy; ratios are what carry over). Functions: ``sum(sin(x)**2)`` with ``x`` of
+size 3 and 1000, and Rosenbrock 2-D; optimizers sgd and adam.
 
 Targets checked:
 
@@ -17,7 +17,7 @@ Targets checked:
   and for a new stepper on a re-defined identical function (a re-run cell).
 * The history stays bounded: 100,001 entries after a 10^6-step run.
 
-Run with ``.venv/bin/python benchmarks/bench_stepper.py`` (``--quick`` for fewer rounds,
+Run with ``.venv/bin/python benchmarks/bench_stepper.py`` (``--quick`` for a smaller time budget,
 ``--strict`` to exit with status 1 when a target is missed).
 """
 
@@ -147,16 +147,19 @@ class Timing(NamedTuple):
 
 def alternate(
     sides: dict[str, Callable[[], None]],
-    rounds: int,
+    budget: float,
     prepare: Callable[[], None] | None = None,
     min_seconds: float = 0.02,
+    rounds: tuple[int, int] = (7, 41),
 ) -> Timing:
     """Time the sides in alternating rounds after warming each.
 
     ``prepare`` runs untimed before every timed call (e.g. a reset to the start point). A
     round times each side enough times in a row to last ``min_seconds``, so short calls are
-    not lost in timer noise; the order flips every round. Ratios are taken within a round
-    (both sides under the same machine load) and their median is reported.
+    not lost in timer noise; the order flips every round. As many rounds as fit in
+    ``budget`` seconds are run, within ``rounds`` (at least, at most): cheap comparisons get
+    more rounds, because on a shared machine only many rounds give a steady median. Compare
+    sides with :meth:`Timing.ratio`: ratios within a round see the same machine load.
     """
 
     def timed(fn: Callable[[], None]) -> float:
@@ -167,18 +170,22 @@ def alternate(
         return time.perf_counter() - t0
 
     reps: dict[str, int] = {}
+    round_seconds = 0.0
     for key, fn in sides.items():
         timed(fn)  # warm
-        reps[key] = max(1, math.ceil(min_seconds / max(min(timed(fn) for _ in range(3)), 1e-9)))
+        best = max(min(timed(fn) for _ in range(3)), 1e-9)
+        reps[key] = max(1, math.ceil(min_seconds / best))
+        round_seconds += reps[key] * best
+    count = max(rounds[0], min(rounds[1], int(budget / round_seconds)))
     times: dict[str, list[float]] = {k: [] for k in sides}
     order = list(sides)
-    for r in range(rounds):
+    for r in range(count):
         for key in order if r % 2 == 0 else reversed(order):
             times[key].append(sum(timed(sides[key]) for _ in range(reps[key])) / reps[key])
     return Timing(times)
 
 
-def bench_run(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, n: int, rounds: int) -> Check:
+def bench_run(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, n: int, budget: float) -> Check:
     opt = make_optimizer(opt_name)
     baseline = scan_baseline(f, opt)
     s0 = opt.init(x0)
@@ -191,7 +198,7 @@ def bench_run(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, n
     def ours() -> None:
         stepper.run(n)
 
-    timing = alternate({"scan": hand, "stepper": ours}, rounds, prepare=stepper.reset)
+    timing = alternate({"scan": hand, "stepper": ours}, budget, prepare=stepper.reset)
     ratio = timing.ratio("stepper", "scan")
     per = {k: timing.seconds(k) / n * 1e9 for k in timing.times}
     return Check(
@@ -202,7 +209,9 @@ def bench_run(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, n
     )
 
 
-def bench_step(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, calls: int, rounds: int) -> list[Check]:
+def bench_step(
+    label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, calls: int, budget: float
+) -> list[Check]:
     opt = make_optimizer(opt_name)
     step = fused_step(f, opt)
     s0 = opt.init(x0)
@@ -224,7 +233,7 @@ def bench_step(label: str, f: Callable[..., Any], x0: jax.Array, opt_name: str, 
         for _ in range(calls):
             stepper.step()
 
-    timing = alternate({"fused": hand, "fused+read": hand_reading_loss, "step": ours}, rounds, prepare=stepper.reset)
+    timing = alternate({"fused": hand, "fused+read": hand_reading_loss, "step": ours}, budget, prepare=stepper.reset)
     per = {k: timing.seconds(k) / calls * 1e6 for k in timing.times}
     ratio = timing.ratio("step", "fused")
     like = timing.ratio("step", "fused+read")
@@ -282,11 +291,11 @@ def bench_memory() -> Check:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
+    parser.add_argument("--quick", action="store_true", help="a smaller time budget per comparison (noisier)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     args = parser.parse_args(argv)
-    rounds = 3 if args.quick else 11
-    print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, rounds {rounds}")
+    budget = 0.5 if args.quick else 3.0
+    print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, {budget:g} s per comparison")
 
     checks: list[Check] = []
 
@@ -299,11 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     for label, f, x0 in problems({"jnp": jnp}):
         for opt_name in ("sgd", "adam"):
             for n in (10**4, 10**5):
-                show(bench_run(label, f, x0, opt_name, n, rounds if n == 10**4 else max(3, rounds - 2)))
+                show(bench_run(label, f, x0, opt_name, n, budget))
     print("step() against a jitted fused step in a Python loop:")
     for label, f, x0 in problems({"jnp": jnp}):
         for opt_name in ("sgd", "adam"):
-            for check in bench_step(label, f, x0, opt_name, calls=2000, rounds=rounds):
+            for check in bench_step(label, f, x0, opt_name, calls=2000, budget=budget):
                 show(check)
     print("compilations and memory:")
     for check in bench_compiles():

@@ -15,7 +15,10 @@ How it stays fast and compiles once:
   one compile. Nothing in the loop checks for NaN: finiteness is checked once per chunk, and
   only a chunk that went bad is replayed, step-guarded, to its last finite step.
 * Small states travel between calls packed into one flat array per dtype, so a single
-  ``step()`` pays for two or three arrays crossing the jit boundary, not one per leaf.
+  ``step()`` pays for two or three arrays crossing the jit boundary, not one per leaf; and
+  ``step()`` starts the next step before it waits for the current one's loss, kept only if
+  the learning rate, optimizer and state are still the same when the next ``step()`` comes
+  (never for functions with side effects such as ``jax.debug.print``).
 * The compiled programs are cached by :func:`jaxgrad_magic.cache.function_key`, so a cell
   that re-defines the same function, and a new stepper on it, compile nothing.
 """
@@ -368,9 +371,14 @@ class _Programs:
 
         lr_shape = jax.ShapeDtypeStruct((), jnp.float32)
         _check_loss(loss_fn, params, dynamic, has_aux, fn_name)
-        shapes = _guard(lambda: jax.eval_shape(init, params, dynamic, lr_shape), fn_name, has_aux)
+        jaxpr, shapes = _guard(
+            lambda: jax.make_jaxpr(init, return_shape=True)(params, dynamic, lr_shape), fn_name, has_aux
+        )
         size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
         layout = _Layout(shapes, packed=size <= PACK_LIMIT)
+        # step() may start the next step early when that is cheap and invisible: a small state,
+        # and no side effects (debug prints, ordered callbacks) that would run for a step not taken.
+        self.speculate = layout.packed and not jaxpr.effects
         param_leaves = jax.tree_util.tree_leaves(shapes.params)
         stats_dtype = jnp.promote_types(shapes.loss.dtype, jnp.float32)
         self.width = sum(math.prod(x.shape) for x in param_leaves)
@@ -629,6 +637,7 @@ class Stepper:
         self._history = _Recent(HISTORY_LIMIT)
         self._path = _Recent(HISTORY_LIMIT, self._programs.width) if self._programs.track else None
         self._view: tuple[Any, StepperState] | None = None
+        self._ahead: tuple[Any, ...] | None = None  # (from carrier, lr, programs, its next step)
         self._start(self._params0)
         self.message = f"ready at step 0: loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}"
         if not self._finite:
@@ -676,7 +685,19 @@ class Stepper:
             if not self._finite:
                 self.message = self._bad_start_message()
                 return StepInfo(0, self._steps, self._loss, self._grad_norm, True, self.message)
-            carrier, stats = self._programs.step(self._carrier, self._dynamic, self._lr_array)
+            programs, start, lr = self._programs, self._carrier, self._lr_array
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead[0] is start and ahead[1] is lr and ahead[2] is programs:
+                carrier, stats = ahead[3]  # started by the previous step() and still valid
+            else:
+                carrier, stats = programs.step(start, self._dynamic, lr)
+            if programs.speculate:
+                # Small states: start the next step before waiting for this one, so the device
+                # works while Python reports; used only if nothing changes in between.
+                try:
+                    self._ahead = (carrier, lr, programs, programs.step(carrier, self._dynamic, lr))
+                except Exception:  # the user's own error: raised again when that step is taken
+                    self._ahead = None
             values = np.asarray(stats).tolist()  # waits for the step; Python floats from here on
             if not values[2]:
                 self._diverge(self._steps + 1, values)

@@ -356,6 +356,40 @@ def test_a_re_defined_identical_function_compiles_nothing(compiles: Any) -> None
     np.testing.assert_array_equal(np.asarray(second.params[0]), np.asarray(first.params[0]))
 
 
+def test_each_step_uses_the_learning_rate_and_state_it_is_taken_with() -> None:
+    # step() may start the next step early; a change in between must not let it through.
+    s = Stepper(lambda x: x**2, (5.0,), lr=0.1)
+    assert float(s.params) == 5.0
+    s.step()
+    assert float(s.params) == 4.0  # 5 - 0.1 * 10
+    s.lr = 0.25
+    s.step()
+    assert float(s.params) == 2.0  # 4 - 0.25 * 8
+    s.run(1)
+    assert float(s.params) == 1.0
+    s.step()
+    assert float(s.params) == 0.5
+    s.reset()
+    s.step()
+    assert float(s.params) == 2.5 and s.steps == 1  # 5 - 0.25 * 10, from the start again
+    s.optimizer = "momentum"
+    s.step()  # fresh momentum state: the first step is plain sgd
+    assert float(s.params) == 1.25
+    assert list(s.history_steps) == [0, 1, 2] and list(s.history) == [25.0, 6.25, 1.5625]
+
+
+def test_a_function_with_a_side_effect_runs_once_per_step(capfd: Any) -> None:
+    def f(x: Any) -> Any:
+        jax.debug.print("visited {x}", x=x)
+        return x**2
+
+    s = Stepper(f, (4.0,), lr=0.25)
+    s.step()
+    s.step()
+    jax.effects_barrier()
+    assert capfd.readouterr().out.split() == ["visited", "4.0", "visited", "2.0", "visited", "1.0"]
+
+
 def test_the_magic_builds_the_stepper_lazily_and_a_re_run_compiles_nothing(ip: Any, compiles: Any) -> None:
     ip.run_cell("x = 5.0\ny = 2.0")
     cell = "def f(x, y):\n    return x**2 + (y - 1.0) ** 2\n"
