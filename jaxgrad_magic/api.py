@@ -5,10 +5,11 @@ The magics call :func:`derive` too; nothing here imports IPython or widgets.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
-from collections.abc import Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, MutableMapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -17,7 +18,7 @@ from .cache import CACHE, function_key
 from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error
 from .gradcheck import check_derivative, check_directional
-from .point import resolve_point, signature_facts
+from .point import Point, resolve_point, signature_facts
 from .results import DerivativeResult
 from .spec import MAGIC, MISSING
 from .transforms import Argnums, Transform, build, choose_mode, composition
@@ -194,6 +195,28 @@ def derive(
       JaxGradUsageError: bad options, or a known JAX misuse, explained.
     """
     started = time.perf_counter()
+    plan_key = _plan_key(fn, kind, fn_name, at, argnums, wrt, order, mode, aux, jit, stepper, check, show)
+    plan = None if plan_key is None else CACHE.plan(plan_key)
+    if plan is not None and plan.fn is fn and (replayed := _replay(plan, fn, at, at_names, namespace)) is not None:
+        point, call_args = replayed
+        value, derivative, aux_value = _guarded(
+            lambda: plan.evaluate(*call_args), kind, plan.fields["fn_name"], aux, fn, call_args
+        )
+        return DerivativeResult(
+            **plan.fields,
+            point=point.args,
+            point_source=point.source,
+            point_names=point.names,
+            missing=point.missing,
+            value=value,
+            derivative=derivative,
+            aux=aux_value,
+            bound_name=name,
+            seconds=time.perf_counter() - started,
+            stepper_options=dict(stepper_options or {}),
+            namespace=namespace,
+            display_limits=display_limits or DisplayLimits(),
+        )
     magic = MAGIC[kind]
     if not callable(fn):
         raise JaxGradUsageError(
@@ -269,7 +292,7 @@ def derive(
     if show == "jaxpr":
         plain = build(fn, t._replace(jit=False)).transformed  # unwrapped: no pjit shell around the program
         jaxpr = jax.make_jaxpr(plain)(*call_args, *extra).pretty_print(use_color=False)  # no terminal colours
-    return DerivativeResult(
+    result = DerivativeResult(
         kind=kind,
         fn_name=fn_name,
         fn=fn,
@@ -298,6 +321,99 @@ def derive(
         jaxpr=jaxpr,
         display_limits=display_limits or DisplayLimits(),
     )
+    if plan_key is not None and point.args is not None:
+        fields = {f: getattr(result, f) for f in _PLANNED}
+        plan = _Plan(fn, params, key, refs, _point_signature(call_args), built.evaluate, fields)
+        CACHE.keep_plan(plan_key, plan)
+    return result
+
+
+class _Plan(NamedTuple):
+    """What a :func:`derive` call found that holds for any point of the same structure and dtypes.
+
+    A repeat of the call (a re-run line magic) with the same function object, options and a
+    point of the same structure, types, shapes and dtypes reuses it: the checks would pass as
+    they did, the Jacobian mode would be the same, and so is the compiled evaluator. Only the
+    function's key is rebuilt (or confirmed) to see changed globals, closures and defaults.
+    """
+
+    fn: Callable[..., Any]
+    params: tuple[inspect.Parameter, ...]
+    key: Hashable
+    refs: list[Any]  # keeps what the key holds by identity alive
+    signature: Hashable
+    evaluate: Callable[..., tuple[Any, Any, Any]]
+    fields: dict[str, Any]  # the result's fields that do not depend on the point's values
+
+
+# Result fields that depend on the point or the call; every other field a plan reuses. A new field
+# that depends on the point's values belongs here, or its option in _plan_key's exclusions.
+_PER_CALL = frozenset(
+    {"point", "point_source", "point_names", "missing", "value", "derivative", "aux", "seconds"}
+    | {"bound_name", "stepper_options", "namespace", "display_limits"}
+)
+_PLANNED = tuple(f.name for f in dataclasses.fields(DerivativeResult) if f.init and f.name not in _PER_CALL)
+
+
+def _plan_key(
+    fn: Callable[..., Any],
+    kind: str,
+    fn_name: str | None,
+    at: Any,
+    argnums: Argnums | None,
+    wrt: tuple[str, ...] | None,
+    order: int,
+    mode: str,
+    aux: bool,
+    jit: bool,
+    stepper: bool,
+    check: bool,
+    show: str | None,
+) -> Hashable | None:
+    """The key a plan for this call is kept under, or None when the call cannot reuse one.
+
+    Calls with ``at=`` reuse plans. Directional derivatives, ``check=True`` (finite
+    differences of the point's values) and ``show=`` (a program printed for the point) do not.
+    """
+    if at is MISSING or kind in _VECTOR or check or show is not None:
+        return None
+    key = (id(fn), kind, fn_name, argnums, wrt, order, mode, aux, jit, stepper)
+    try:
+        hash(key)
+    except TypeError:  # options given as lists through the Python API
+        return None
+    return key
+
+
+def _point_signature(args: tuple[Any, ...]) -> Hashable:
+    """What the checks, the Jacobian mode and the compiled program depend on: all but the values."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    leaf_facts = tuple(
+        (type(x), getattr(x, "shape", None), getattr(x, "dtype", None), getattr(x, "weak_type", None)) for x in leaves
+    )
+    return treedef, leaf_facts
+
+
+def _replay(
+    plan: _Plan,
+    fn: Callable[..., Any],
+    at: Any,
+    at_names: tuple[str | None, ...] | None,
+    namespace: MutableMapping[str, Any] | None,
+) -> tuple[Point, tuple[Any, ...]] | None:
+    """The point and call arguments for ``at`` when ``plan`` holds for them, else None."""
+    params = signature_facts(fn)[0]
+    if params != plan.params:
+        return None
+    point = resolve_point(fn, plan.fields["fn_name"], at, at_names, namespace, params=params)
+    call_args = _call_args(point.args, params, plan.fields["argnums"])
+    try:
+        signature = _point_signature(call_args)
+    except (TypeError, ValueError):  # not a pytree: the full path explains it
+        return None
+    if signature != plan.signature or function_key(fn)[0] != plan.key:
+        return None
+    return point, call_args
 
 
 def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], argnums: Argnums) -> tuple[Any, ...]:

@@ -301,6 +301,7 @@ class TransformCache:
     def __init__(self, maxsize: int = 256) -> None:
         self.maxsize = maxsize
         self._entries: OrderedDict[Hashable, tuple[Any, list[Any]]] = OrderedDict()
+        self._plans: OrderedDict[Hashable, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -318,9 +319,21 @@ class TransformCache:
             self._entries.popitem(last=False)
         return value
 
+    def plan(self, key: Hashable) -> Any:
+        """The plan kept under ``key`` by :meth:`keep_plan`, or None."""
+        return self._plans.get(key)
+
+    def keep_plan(self, key: Hashable, plan: Any) -> None:
+        """Keep what a call found that a repeat of it may reuse; bounded, and cleared with the entries."""
+        self._plans[key] = plan
+        self._plans.move_to_end(key)
+        if len(self._plans) > self.maxsize:
+            self._plans.popitem(last=False)
+
     def clear(self) -> None:
-        """Forget every entry."""
+        """Forget every entry and plan."""
         self._entries.clear()
+        self._plans.clear()
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
