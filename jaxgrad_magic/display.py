@@ -262,11 +262,16 @@ def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -
 
 
 _CSS = (
+    # Classes doubled: JupyterLab's rendered-HTML rules (right-aligned cells, block <pre>) are as
+    # specific as a single class and would win.
     "<style>.jgm-result{border-left:3px solid var(--jp-brand-color1,#1976d2);padding:2px 8px;"
-    "font-size:var(--jp-content-font-size1,13px)}.jgm-result td{padding:1px 8px 1px 0;"
-    "vertical-align:top;text-align:left;border:none}.jgm-result .jgm-k{opacity:.7;white-space:nowrap}"
-    ".jgm-result code,.jgm-result pre{font-family:var(--jp-code-font-family,monospace);"
-    "background:transparent;margin:0;white-space:pre-wrap}.jgm-result .jgm-tag{opacity:.6}"
+    "font-size:var(--jp-content-font-size1,13px)}.jgm-result.jgm-result td{padding:1px 10px 1px 0;"
+    "vertical-align:top;text-align:left;border:none;white-space:normal}"
+    ".jgm-result.jgm-result tr{background:transparent}.jgm-result .jgm-k{opacity:.7;white-space:nowrap}"
+    ".jgm-result.jgm-result code,.jgm-result.jgm-result pre{font-family:var(--jp-code-font-family,monospace);"
+    "background:transparent;margin:0;padding:0;border:none;white-space:pre;word-break:normal;"
+    "overflow-wrap:normal}.jgm-result.jgm-result pre{display:inline-block;vertical-align:top}"
+    ".jgm-result .jgm-tag{opacity:.6;margin-right:.5em}"
     ".jgm-pass{color:var(--jp-success-color1,#388e3c);font-weight:600}"
     ".jgm-fail{color:var(--jp-error-color1,#d32f2f);font-weight:600}"
     ".jgm-heat{display:grid;grid-template-columns:auto auto;gap:2px 6px;align-items:start}"
