@@ -287,7 +287,9 @@ def derive(
         if kind in _VECTOR:
             grad_check = check_directional(kind, fn, call_args, argnums, vector, derivative, aux=aux)
         else:
-            grad_check = check_derivative(kind, fn, call_args, argnums, derivative, value, names=param_names, aux=aux)
+            grad_check = check_derivative(
+                kind, fn, call_args, argnums, derivative, value, names=param_names, aux=aux, order=order
+            )
     jaxpr = None
     if show == "jaxpr":
         plain = build(fn, t._replace(jit=False)).transformed  # unwrapped: no pjit shell around the program
