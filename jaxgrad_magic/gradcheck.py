@@ -9,6 +9,7 @@ The probes run as one vmapped, jitted batch, cached like the transforms.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,11 +103,28 @@ def _contract(block: Any, v_tree: Any) -> jax.Array:
     return total
 
 
-def _directions(n: int, dtype: np.dtype, seed: int) -> tuple[np.ndarray, bool]:
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _make_directions(n: int, dtype: str, seed: int) -> jax.Array:
     if n <= MAX_EXHAUSTIVE:
-        return np.eye(n, dtype=dtype), True
-    v = np.random.default_rng(seed).standard_normal((RANDOM_DIRECTIONS, n))
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(dtype), False
+        return jnp.eye(n, dtype=dtype)
+    v = jax.random.normal(jax.random.key(seed), (RANDOM_DIRECTIONS, n), dtype=dtype)
+    return v / jnp.linalg.norm(v, axis=1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_directions(n: int, dtype: str, seed: int) -> jax.Array:
+    return _make_directions(n, dtype, seed)
+
+
+def _directions(n: int, dtype: np.dtype, seed: int) -> jax.Array:
+    """Every unit vector of a small argument, else random unit vectors: made on the device, and
+    kept there for arguments up to ``_CACHED_SIZE`` elements (a re-run check reuses them)."""
+    if n <= _CACHED_SIZE:
+        return _cached_directions(n, np.dtype(dtype).name, seed)
+    return _make_directions(n, np.dtype(dtype).name, seed)
+
+
+_CACHED_SIZE = 1 << 16  # 16 directions of this many float64s: 8 MB
 
 
 def _differences(at: Callable[[float], jax.Array], h: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -122,14 +140,38 @@ def _differences(at: Callable[[float], jax.Array], h: jax.Array) -> tuple[jax.Ar
 _ROUNDING = 2.0  # measured rounding errors in float32 sums stay below ~0.4 of eps * |g| / h
 
 
-def _checker(g: Callable[..., Any], i: int, k: int, multi: bool, out_struct: Any) -> Callable[..., Any]:
-    """One jitted call: finite differences, their noise and the derivative along every probe direction."""
+def _verdict(fd: jax.Array, noise: jax.Array, ad: jax.Array, atol: float, rtol: float) -> jax.Array:
+    """Traced: ``[max abs error, max rel error, passed, max noise]``; passed when every entry is
+    within ``atol + rtol |FD| + noise`` and the derivative is finite. Only these four numbers
+    leave the device."""
+    err = jnp.abs(ad - fd)
+    scale = jnp.maximum(jnp.abs(fd), jnp.abs(ad))
+    rel = jnp.where(scale > atol, err / jnp.where(scale > 0, scale, 1), 0.0)
+    passed = jnp.all(err <= atol + rtol * jnp.abs(fd) + noise) & jnp.all(jnp.isfinite(ad))
+    return jnp.stack(
+        [jnp.max(err, initial=0.0), jnp.max(rel, initial=0.0), passed.astype(err.dtype), jnp.max(noise, initial=0.0)]
+    )
 
-    def run(
-        args: tuple[Any, ...], derivative: Any, v: jax.Array, rel_step: jax.Array
-    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+
+def _step(flat: jax.Array, rel_step: float) -> jax.Array:
+    return rel_step * jnp.maximum(1.0, jnp.max(jnp.abs(flat), initial=0.0))
+
+
+def _checker(
+    g: Callable[..., Any],
+    i: int,
+    k: int,
+    multi: bool,
+    out_struct: Any,
+    dtype: np.dtype,
+) -> Callable[..., jax.Array]:
+    """One jitted call: finite differences, their noise and the derivative along every probe
+    direction, compared on the device."""
+    rel_step, atol, rtol = tolerances(dtype)
+
+    def run(args: tuple[Any, ...], derivative: Any, v: jax.Array) -> jax.Array:
         flat, unravel = ravel_pytree(args[i])
-        h = rel_step * jnp.maximum(1.0, jnp.max(jnp.abs(flat)))
+        h = _step(flat, rel_step)
         blocks = [b[k] if multi else b for b in out_struct.flatten_up_to(derivative)]
 
         def fd_one(d: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -143,30 +185,16 @@ def _checker(g: Callable[..., Any], i: int, k: int, multi: bool, out_struct: Any
             return jnp.concatenate([jnp.ravel(_contract(b, v_tree)) for b in blocks])
 
         fd, noise = jax.vmap(fd_one)(v)
-        return fd, noise, jax.vmap(ad_one)(v)
+        return _verdict(fd, noise, jax.vmap(ad_one)(v), atol, rtol)
 
     return jax.jit(run)
 
 
-def _compare(
-    name: str, fd: np.ndarray, noise: np.ndarray, ad: np.ndarray, atol: float, rtol: float, count: int, exhaustive: bool
-) -> ArgCheck:
-    """Errors and the verdict for one argument: every entry within ``atol + rtol |FD| + noise``."""
-    err = np.abs(ad - fd)
-    scale = np.maximum(np.abs(fd), np.abs(ad))
-    rel = np.where(scale > atol, err / np.where(scale > 0, scale, 1), 0.0)
-    passed = bool(np.all(err <= atol + rtol * np.abs(fd) + noise)) and bool(np.all(np.isfinite(ad)))
-    return ArgCheck(
-        name,
-        float(err.max(initial=0.0)),
-        float(rel.max(initial=0.0)),
-        atol,
-        rtol,
-        passed,
-        count,
-        exhaustive,
-        float(noise.max(initial=0.0)),
-    )
+def _arg_check(name: str, verdict: jax.Array, dtype: np.dtype, n: int) -> ArgCheck:
+    err, rel, passed, noise = (float(x) for x in np.asarray(verdict))
+    _, atol, rtol = tolerances(dtype)
+    exhaustive = n <= MAX_EXHAUSTIVE
+    return ArgCheck(name, err, rel, atol, rtol, passed > 0, n if exhaustive else RANDOM_DIRECTIONS, exhaustive, noise)
 
 
 def check_derivative(
@@ -217,31 +245,31 @@ def check_derivative(
     dtype = np.dtype(
         jnp.result_type(*[leaf for i in idx for leaf in jax.tree_util.tree_leaves(args[i])])
     )  # as JAX computes
-    rel_step, atol, rtol = tolerances(dtype)
     checks = []
     for k, i in enumerate(idx):
         n = sum(_size(leaf) for leaf in jax.tree_util.tree_leaves(args[i]))
-        v, exhaustive = _directions(n, np.dtype(dtype), seed + k)
         run = CACHE.get_or_build(
-            ("gradcheck", key, kind, order, argnums, aux, i, out_struct),
+            ("gradcheck", key, kind, order, argnums, aux, i, out_struct, dtype.name),
             refs,
-            lambda i=i, k=k: _checker(g, i, k, len(idx) > 1, out_struct),
-        )
-        fd, noise, ad = (
-            np.asarray(a) for a in run(tuple(args), derivative, jnp.asarray(v), jnp.asarray(rel_step, dtype))
+            lambda i=i, k=k: _checker(g, i, k, len(idx) > 1, out_struct, dtype),
         )
         name = names[i] if i < len(names) else f"arg{i}"
-        checks.append(_compare(name, fd, noise, ad, atol, rtol, len(v), exhaustive))
+        checks.append(_arg_check(name, run(tuple(args), derivative, _directions(n, dtype, seed + k)), dtype, n))
     passed = all(c.passed for c in checks)
-    return GradCheck(tuple(checks), np.dtype(dtype).name, float(rel_step), passed, _note(dtype, rel_step))
+    rel_step = tolerances(dtype)[0]
+    return GradCheck(tuple(checks), dtype.name, float(rel_step), passed, _note(dtype, rel_step))
 
 
-def _directional_checker(g: Callable[..., Any], idx: tuple[int, ...]) -> Callable[..., Any]:
-    """jit(vmap(d -> (g(x + h d) - g(x - h d)) / 2h)) with ``d`` over all differentiated args."""
+def _directional_checker(
+    kind: str, g: Callable[..., Any], idx: tuple[int, ...], single: bool, dtype: np.dtype
+) -> Callable[..., jax.Array]:
+    """Finite differences of ``g`` along directions ``d`` over all differentiated arguments,
+    compared with ``J v`` (``d`` the tangent) or, through ``<uᵀ J, d> = <u, J d>``, with ``uᵀ J``."""
+    rel_step, atol, rtol = tolerances(dtype)
 
-    def run(args: tuple[Any, ...], v: jax.Array, rel_step: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def run(args: tuple[Any, ...], vector: Any, derivative: Any, d: jax.Array | None) -> jax.Array:
         flat, unravel = ravel_pytree(tuple(args[i] for i in idx))
-        h = rel_step * jnp.maximum(1.0, jnp.max(jnp.abs(flat)))
+        h = _step(flat, rel_step)
 
         def fd_one(d: jax.Array) -> tuple[jax.Array, jax.Array]:
             def at(sign: float) -> jax.Array:
@@ -252,7 +280,14 @@ def _directional_checker(g: Callable[..., Any], idx: tuple[int, ...]) -> Callabl
 
             return _differences(at, h)
 
-        return jax.vmap(fd_one)(v)
+        if kind == "jvp":
+            tangent = ravel_pytree((vector,) if single else tuple(vector))[0].astype(flat.dtype)
+            fd, noise = fd_one(tangent)
+            return _verdict(fd, noise, ravel_pytree(derivative)[0], atol, rtol)
+        jd, jd_noise = jax.vmap(fd_one)(d)
+        u = ravel_pytree(vector)[0]
+        w = ravel_pytree((derivative,) if single else tuple(derivative))[0]
+        return _verdict(jd @ u, jd_noise @ jnp.abs(u), d @ w, atol, rtol)
 
     return jax.jit(run)
 
@@ -274,28 +309,22 @@ def check_directional(
     ``<uᵀ J, d> = <u, J d>`` is checked along random directions ``d``.
     """
     idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    single = isinstance(argnums, int)
     g = (lambda *a: fn(*a)[0]) if aux else fn
     diff = tuple(args[i] for i in idx)
     dtype = np.dtype(jnp.result_type(*jax.tree_util.tree_leaves(diff)))
-    rel_step, atol, rtol = tolerances(dtype)
+    n = sum(_size(leaf) for leaf in jax.tree_util.tree_leaves(diff))
     key, refs = function_key(fn)
-    run = CACHE.get_or_build(("gradcheck-dir", key, idx, aux), refs, lambda: _directional_checker(g, idx))
-    if kind == "jvp":
-        tangent = ravel_pytree((vector,) if isinstance(argnums, int) else tuple(vector))[0]
-        directions = tangent.astype(dtype)[None, :]
-        fd, noise = (np.asarray(a)[0] for a in run(tuple(args), directions, jnp.asarray(rel_step, dtype)))
-        ad = np.asarray(ravel_pytree(derivative)[0])
-        label, exhaustive = "J·v", True
-    else:
-        n = int(ravel_pytree(diff)[0].size)
-        directions, exhaustive = _directions(n, dtype, seed)
-        jd, jd_noise = (np.asarray(a) for a in run(tuple(args), jnp.asarray(directions), jnp.asarray(rel_step, dtype)))
-        u = np.asarray(ravel_pytree(vector)[0])
-        w = np.asarray(ravel_pytree((derivative,) if isinstance(argnums, int) else tuple(derivative))[0])
-        fd, noise, ad = jd @ u, jd_noise @ np.abs(u), directions @ w
-        label = "uᵀJ"
-    count = 1 if kind == "jvp" else len(directions)
-    check = _compare(label, fd, noise, ad, atol, rtol, count, exhaustive)
+    run = CACHE.get_or_build(
+        ("gradcheck-dir", key, kind, idx, single, aux, dtype.name),
+        refs,
+        lambda: _directional_checker(kind, g, idx, single, dtype),
+    )
+    verdict = run(tuple(args), vector, derivative, None if kind == "jvp" else _directions(n, dtype, seed))
+    # jvp probes one direction, the tangent itself; vjp probes like the other checks.
+    label, count = ("J·v", 1) if kind == "jvp" else ("uᵀJ", n)
+    check = _arg_check(label, verdict, dtype, count)
+    rel_step = tolerances(dtype)[0]
     return GradCheck((check,), dtype.name, float(rel_step), check.passed, _note(dtype, rel_step))
 
 
