@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import math
 from collections.abc import Iterator
@@ -155,8 +156,18 @@ def derivative_rows(result: DerivativeResult) -> Iterator[tuple[str, Any]]:
                 yield f"∂{sup}{f}{out_path}/∂{name}{path}{sup}", leaf
 
 
-def derivative_heatmap(result: DerivativeResult, limits: DisplayLimits) -> heatmap.Heatmap | None:
-    """A heatmap of the flattened Jacobian or Hessian when it is too big to read as numbers."""
+class _Matrix(NamedTuple):
+    """A Jacobian-like derivative as flattened-matrix blocks, with labels and leaf shapes."""
+
+    blocks: list[list[Any]]
+    row_labels: list[str]
+    row_shapes: list[tuple[int, ...]]
+    col_labels: list[str]
+    col_shapes: list[tuple[int, ...]]
+
+
+def _as_matrix(result: DerivativeResult, limits: DisplayLimits) -> _Matrix | None:
+    """The blocks to draw when the derivative is a matrix too big to read as numbers, else None."""
     if result.kind not in ("jac", "hess") or result.point is None:
         return None
     if result.kind == "hess" and sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(result.value)) != 1:
@@ -174,8 +185,19 @@ def derivative_heatmap(result: DerivativeResult, limits: DisplayLimits) -> heatm
     for sub in out_struct.flatten_up_to(result.derivative):
         per_arg = list(sub) if multi else [sub]
         blocks.append([leaf for block in per_arg for leaf in jax.tree_util.tree_leaves(block)])
-    matrix, rows, cols = heatmap.flatten_matrix(blocks, row_labels, row_shapes, col_labels, col_shapes)
-    return heatmap.render(matrix, rows, cols)
+    return _Matrix(blocks, row_labels, row_shapes, col_labels, col_shapes)
+
+
+def derivative_heatmap(result: DerivativeResult, limits: DisplayLimits) -> heatmap.Heatmap | None:
+    """A heatmap of the flattened Jacobian or Hessian when it is too big to read as numbers."""
+    m = _as_matrix(result, limits)
+    return None if m is None else heatmap.render_blocks(*m)
+
+
+def derivative_summary(result: DerivativeResult, limits: DisplayLimits) -> heatmap.MatrixSummary | None:
+    """The heatmap's summary alone (shape, min, max, norm, zeros), without drawing the picture."""
+    m = _as_matrix(result, limits)
+    return None if m is None else heatmap.summarize_blocks(m.blocks, m.row_shapes, m.col_shapes)
 
 
 def point_rows(result: DerivativeResult) -> list[tuple[str, Any]]:
@@ -212,8 +234,7 @@ def _direction_label(result: DerivativeResult) -> str:
     return "tangent v" if result.kind == "jvp" else "cotangent u"
 
 
-def _summary_text(h: heatmap.Heatmap) -> str:
-    s = h.summary
+def _summary_text(s: heatmap.MatrixSummary) -> str:
     return (
         f"{s.shape[0]}x{s.shape[1]} matrix: min {s.min:.4g}, max {s.max:.4g}, norm {s.norm:.4g}, "
         f"{100 * s.zero_fraction:.1f}% zeros"
@@ -246,9 +267,9 @@ def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -
             lines.append("  aux")
             lines += [entry(f"aux{path}", leaf) for path, leaf in _leaves(result.aux)]
         lines.append("  derivative")
-        picture = derivative_heatmap(result, limits)
-        if picture is not None:
-            lines.append(f"    {_summary_text(picture)} (a heatmap in notebooks)")
+        summary = derivative_summary(result, limits)  # the numbers only: text has no picture
+        if summary is not None:
+            lines.append(f"    {_summary_text(summary)} (a heatmap in notebooks)")
         else:
             lines += [entry(label, leaf) for label, leaf in derivative_rows(result)]
     if result.check is not None:
@@ -288,6 +309,11 @@ def _png_src(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+@functools.cache
+def _colorbar_src() -> str:
+    return _png_src(heatmap.colorbar_png())  # the same legend under every heatmap
+
+
 def _heatmap_html(h: heatmap.Heatmap) -> str:
     """The picture with its block labels along both axes, a colour bar and the summary."""
     rows, cols = h.summary.shape
@@ -310,8 +336,9 @@ def _heatmap_html(h: heatmap.Heatmap) -> str:
         f"<div class='jgm-axis' style='text-align:right'>{labels(h.rows, rows, h.height, True)}</div>"
         f"<img src='{_png_src(h.png)}' width='{h.width}' height='{h.height}' alt='heatmap'/>"
         "<div></div><div class='jgm-axis'>"
-        f"{-h.vmax:.3g} <img src='{_png_src(heatmap.colorbar_png())}' width='160' height='10' "
-        f"style='vertical-align:middle' alt='colour scale'/> {h.vmax:.3g}<br>{html.escape(_summary_text(h))}{pooled}"
+        f"{-h.vmax:.3g} <img src='{_colorbar_src()}' width='160' height='10' "
+        f"style='vertical-align:middle' alt='colour scale'/> {h.vmax:.3g}<br>"
+        f"{html.escape(_summary_text(h.summary))}{pooled}"
         "</div></div>"
     )
 

@@ -21,7 +21,7 @@ from conftest import Shell
 from PIL import Image
 
 from jaxgrad_magic import heatmap
-from jaxgrad_magic.display import DisplayLimits, derivative_heatmap, render_html, render_text
+from jaxgrad_magic.display import DisplayLimits, derivative_heatmap, derivative_summary, render_html, render_text
 from jaxgrad_magic.heatmap import MAX_SIDE, Block, encode_png, flatten_matrix, palette, render
 
 _PNG = re.compile(r"src='data:image/png;base64,([^']+)'")
@@ -173,6 +173,16 @@ class TestResultHeatmaps:
         assert float(summary.group(3).rstrip(",")) == pytest.approx(np.linalg.norm(want), rel=1e-3)
         assert "∂layer/∂x" not in text  # no 90,000 numbers
         assert "(a heatmap in notebooks)" in text
+
+    def test_text_summary_is_the_pictures_summary(self, ip: Shell) -> None:
+        ip.run_cell(PYTREE_PAIR)
+        r = ip.run_cell("%jac two at=p")
+        summary = derivative_summary(r, DisplayLimits())
+        picture = derivative_heatmap(r, DisplayLimits())
+        assert summary is not None and picture is not None
+        assert summary.shape == picture.summary.shape == (11, 11)
+        np.testing.assert_allclose(summary[1:], picture.summary[1:], rtol=1e-6)
+        assert derivative_summary(r, DisplayLimits(heatmap_above=100)) is None
 
     def test_small_jacobian_shows_numbers(self, ip: Shell) -> None:
         ip.run_cell("def pair(x):\n    return jnp.sin(x) * x[::-1]")
