@@ -7,7 +7,10 @@ live widgets stays flat however often a cell runs.
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
+
+from .errors import JaxGradUsageError
 
 if TYPE_CHECKING:
     from .results import DerivativeResult
@@ -65,7 +68,12 @@ def show_result(result: DerivativeResult) -> None:
 
     display({"text/plain": render_text(result), "text/html": render_html(result)}, raw=True)
     if result.show_stepper and widgets_render():
-        widget = result.stepper.widget
+        try:
+            widget = result.stepper.widget
+        except JaxGradUsageError as exc:  # e.g. a function only jit=False can run: say why, keep the result
+            note = f"No descent panel: {exc}"
+            display({"text/plain": note, "text/html": f"<div class='jgm-note'>{html.escape(note)}</div>"}, raw=True)
+            return
         key = _display_key(result)
         old = _PANELS.get(key)
         if old is not None and old is not widget:
