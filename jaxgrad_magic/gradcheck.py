@@ -127,10 +127,16 @@ def _directions(n: int, dtype: np.dtype, seed: int) -> jax.Array:
 _CACHED_SIZE = 1 << 16  # 16 directions of this many float64s: 8 MB
 
 
-def _differences(at: Callable[[float], jax.Array], h: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Central difference ``(g(+) - g(-)) / 2h`` and the rounding noise it may carry."""
-    plus, minus = at(1.0), at(-1.0)
-    eps = jnp.finfo(plus.dtype).eps if jnp.issubdtype(plus.dtype, jnp.inexact) else 0.0
+def _differences(
+    evaluate: Callable[[jax.Array], jax.Array], flat: jax.Array, h: jax.Array, v: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Central differences ``(g(x + h v) - g(x - h v)) / 2h`` for each row ``v``, and the rounding
+    noise each may carry. ``evaluate`` maps a flat point to the flat output; all ``2k`` points go
+    through it as one batch (one matrix product where ``g`` has one)."""
+    k = v.shape[0]
+    out = jax.vmap(evaluate)(jnp.concatenate([flat + h * v, flat - h * v]))
+    plus, minus = out[:k], out[k:]
+    eps = jnp.finfo(out.dtype).eps if jnp.issubdtype(out.dtype, jnp.inexact) else 0.0
     # g(x +- h v) are each rounded to about eps of their size, and the subtraction keeps that
     # absolute error: large values (a constant offset, a long sum) make the quotient noisy.
     noise = _ROUNDING * eps * (jnp.abs(plus) + jnp.abs(minus)) / (2 * h)
@@ -174,17 +180,14 @@ def _checker(
         h = _step(flat, rel_step)
         blocks = [b[k] if multi else b for b in out_struct.flatten_up_to(derivative)]
 
-        def fd_one(d: jax.Array) -> tuple[jax.Array, jax.Array]:
-            def at(sign: float) -> jax.Array:
-                return ravel_pytree(g(*args[:i], unravel(flat + sign * h * d), *args[i + 1 :]))[0]
-
-            return _differences(at, h)
+        def evaluate(point: jax.Array) -> jax.Array:
+            return ravel_pytree(g(*args[:i], unravel(point), *args[i + 1 :]))[0]
 
         def ad_one(d: jax.Array) -> jax.Array:
             v_tree = unravel(d)
             return jnp.concatenate([jnp.ravel(_contract(b, v_tree)) for b in blocks])
 
-        fd, noise = jax.vmap(fd_one)(v)
+        fd, noise = _differences(evaluate, flat, h, v)
         return _verdict(fd, noise, jax.vmap(ad_one)(v), atol, rtol)
 
     return jax.jit(run)
@@ -271,20 +274,17 @@ def _directional_checker(
         flat, unravel = ravel_pytree(tuple(args[i] for i in idx))
         h = _step(flat, rel_step)
 
-        def fd_one(d: jax.Array) -> tuple[jax.Array, jax.Array]:
-            def at(sign: float) -> jax.Array:
-                full = list(args)
-                for k, moved in zip(idx, unravel(flat + sign * h * d), strict=True):
-                    full[k] = moved
-                return ravel_pytree(g(*full))[0]
-
-            return _differences(at, h)
+        def evaluate(point: jax.Array) -> jax.Array:
+            full = list(args)
+            for k, moved in zip(idx, unravel(point), strict=True):
+                full[k] = moved
+            return ravel_pytree(g(*full))[0]
 
         if kind == "jvp":
             tangent = ravel_pytree((vector,) if single else tuple(vector))[0].astype(flat.dtype)
-            fd, noise = fd_one(tangent)
-            return _verdict(fd, noise, ravel_pytree(derivative)[0], atol, rtol)
-        jd, jd_noise = jax.vmap(fd_one)(d)
+            fd, noise = _differences(evaluate, flat, h, tangent[None, :])
+            return _verdict(fd[0], noise[0], ravel_pytree(derivative)[0], atol, rtol)
+        jd, jd_noise = _differences(evaluate, flat, h, d)
         u = ravel_pytree(vector)[0]
         w = ravel_pytree((derivative,) if single else tuple(derivative))[0]
         return _verdict(jd @ u, jd_noise @ jnp.abs(u), d @ w, atol, rtol)
