@@ -1,8 +1,10 @@
 """Big Jacobians and Hessians as pictures: a flattened matrix view, pooled on the device.
 
-Only the pooled image (at most ``MAX_SIDE`` squared values) and four statistics travel to
-the host, in one compiled call that assembles, summarises, pools and colours the matrix; the
-PNG is written with numpy and zlib (no plotting library in the hot path).
+A matrix larger than ``MAX_SIDE`` per side never leaves the device whole: one compiled call
+assembles, summarises, pools and colours it, and only the pooled image (at most ``MAX_SIDE``
+squared palette indices) and five numbers travel to the host. A matrix that fits the picture
+is its own image, and numpy colours that few values faster than a device round trip. The PNG
+is written with numpy and zlib (no plotting library in the hot path).
 """
 
 from __future__ import annotations
@@ -163,9 +165,15 @@ def _deflate(raw: np.ndarray) -> bytes:
 def colorize(values: np.ndarray, vmax: float) -> np.ndarray:
     """Palette indices for values in ``[-vmax, vmax]`` (NaN and inf get their own grey)."""
     scale = vmax if vmax > 0 else 1.0
+    values = np.asarray(values)
     finite = np.isfinite(values)
-    idx = np.clip((np.where(finite, values, 0.0) / scale + 1) * (_LEVELS / 2), 0, _LEVELS - 1).astype(np.uint8)
-    idx[~finite] = _NAN
+    all_finite = bool(finite.all())
+    level = (values if all_finite else np.where(finite, values, 0)) * np.float32(_LEVELS / 2 / scale)
+    level += _LEVELS / 2  # in place: a picture is up to MAX_SIDE² values, so passes count
+    np.clip(level, 0, _LEVELS - 1, out=level)
+    idx = level.astype(np.uint8)
+    if not all_finite:
+        idx[~finite] = _NAN
     return idx
 
 
@@ -174,7 +182,7 @@ def _colorize(values: jax.Array) -> tuple[jax.Array, jax.Array]:
     finite = jnp.isfinite(values)
     vmax = jnp.max(jnp.where(finite, jnp.abs(values), 0.0), initial=0.0)
     scale = jnp.where(vmax > 0, vmax, 1.0)
-    level = jnp.clip((jnp.where(finite, values, 0.0) / scale + 1) * (_LEVELS / 2), 0, _LEVELS - 1)
+    level = jnp.clip(jnp.where(finite, values, 0.0) * (_LEVELS / 2 / scale) + _LEVELS / 2, 0, _LEVELS - 1)
     return jnp.where(finite, level.astype(jnp.uint8), jnp.uint8(_NAN)), vmax
 
 
@@ -250,6 +258,23 @@ def summarize_blocks(
     return MatrixSummary((sum(rsz), sum(csz)), float(stats[0]), float(stats[1]), float(stats[2]), float(stats[3]))
 
 
+def _host_picture(
+    blocks: Sequence[Sequence[Any]], rsz: tuple[int, ...], csz: tuple[int, ...]
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """``(min, max, norm, zero fraction)``, the colour scale and the palette indices, in numpy."""
+    rows = [np.concatenate([np.reshape(np.asarray(b), (r, c)) for b, c in zip(row, csz, strict=True)], axis=1)
+            for row, r in zip(blocks, rsz, strict=True)]  # fmt: skip
+    m = np.concatenate(rows, axis=0) if len(rows) > 1 else rows[0]
+    if not np.issubdtype(m.dtype, np.floating):
+        m = m.astype(np.float32)
+    # As the device computes them (float32; np.linalg.norm would go through BLAS threads).
+    stats = np.array([m.min(), m.max(), np.sqrt(np.sum(np.square(m))), np.count_nonzero(m == 0) / m.size])
+    magnitude = np.abs(m)
+    finite = np.isfinite(magnitude)
+    vmax = float(magnitude.max() if finite.all() else magnitude[finite].max(initial=0.0))
+    return stats, vmax, colorize(m, vmax)
+
+
 def _render(
     blocks: Sequence[Sequence[Any]],
     rsz: tuple[int, ...],
@@ -258,17 +283,19 @@ def _render(
     cols: tuple[Block, ...],
     max_side: int,
 ) -> Heatmap:
-    numbers, indices = jax.device_get(_picture(blocks, rsz, csz, max_side))
-    stats, vmax = numbers[:4], numbers[4]
     n_rows, n_cols = sum(rsz), sum(csz)
-    img = np.asarray(indices)
+    if n_rows <= max_side and n_cols <= max_side:
+        # The matrix is its own picture (at most max_side² values move either way), and numpy
+        # summarises and colours that few values faster than a round trip through the device.
+        stats, vmax, img = _host_picture(blocks, rsz, csz)
+    else:
+        numbers, indices = jax.device_get(_picture(blocks, rsz, csz, max_side))
+        stats, vmax, img = numbers[:4], float(numbers[4]), np.array(indices)  # a writable copy
     was_pooled = img.shape != (n_rows, n_cols)
-    vmax = float(vmax) if float(vmax) > 0 else 1.0
+    vmax = vmax if vmax > 0 else 1.0
     up = max(1, TARGET_PX // max(img.shape))
     if up > 1:
         img = np.repeat(np.repeat(img, up, axis=0), up, axis=1)
-    elif len(rows) > 1 or len(cols) > 1:
-        img = img.copy()  # the host copy may be a read-only view of the device buffer
     # One-pixel separators between blocks, so pytree and multi-output structure is visible.
     r_scale = img.shape[0] / n_rows
     c_scale = img.shape[1] / n_cols

@@ -68,6 +68,16 @@ class TestPng:
         assert idx[0, up] in (126, 127)  # zero: the middle of the ramp
         assert h.vmax == 2.0 and not h.pooled
 
+    def test_host_and_device_colouring_agree(self) -> None:
+        # Pictures up to MAX_SIDE per side are coloured by numpy, bigger ones on the device.
+        values = np.random.default_rng(1).standard_normal((40, 30)).astype(np.float32)
+        values[3, 4], values[5, 6] = np.nan, np.inf
+        on_device, vmax = heatmap._colorize(jnp.asarray(values))
+        assert float(vmax) == pytest.approx(np.abs(values[np.isfinite(values)]).max())
+        on_host = heatmap.colorize(values, float(vmax))
+        assert np.abs(on_host.astype(int) - np.asarray(on_device).astype(int)).max() <= 1
+        assert on_host[3, 4] == on_device[3, 4] == 255 and on_host[5, 6] == 255
+
     def test_nan_gets_its_own_grey(self) -> None:
         m = jnp.array([[1.0, jnp.nan], [0.0, -1.0]])
         h = render(m, (Block("f", 0, 2),), (Block("x", 0, 2),))
