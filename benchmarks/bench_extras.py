@@ -1,0 +1,194 @@
+"""What the gradient check and the heatmap cost on top of a cached ``%jac`` of a 300x300 Jacobian.
+
+f(x) = tanh(A @ x) with A of shape (300, 300), x of size 300, in a real IPython shell with the
+extension loaded. Four cells are timed side by side, in alternating rounds after warming each:
+
+* ``r = %jac f at=x`` (cached: nothing compiles), waiting for the Jacobian;
+* ``r = %jac f at=x check=True``, the same with the finite-difference check;
+* ``h = r._repr_html_()`` of a result drawn as a heatmap (the default above 8 rows or columns);
+* ``h = rp._repr_html_()`` of the same result with ``heatmap_above`` huge (abbreviated numbers).
+
+Targets, as ratios measured in this one run (within each round, then the median over rounds):
+
+* the check adds at most 1.5x: ``%jac check=True`` / ``%jac`` <= 1.5;
+* the heatmap adds at most 1.5x: (``%jac`` + heatmap HTML) / (``%jac`` + plain HTML) <= 1.5;
+* both together: (``%jac check=True`` + heatmap HTML) / (``%jac`` + plain HTML) <= 1.5.
+
+Run with ``.venv/bin/python benchmarks/bench_extras.py`` (``--quick`` for fewer rounds,
+``--strict`` to exit with status 1 when a target is missed, ``--profile`` to print where the
+time of the check and of the heatmap goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from traitlets.config import Config
+
+TARGET = 1.5
+SETUP = """
+import jax
+import jax.numpy as jnp
+import numpy as np
+A = jax.random.normal(jax.random.key(0), (300, 300)) / 300 ** 0.5
+def f(x):
+    return jnp.tanh(A @ x)
+x = jnp.linspace(-1.0, 1.0, 300)
+"""
+WAIT = "\n_ = jax.block_until_ready(r.derivative)"  # JAX is asynchronous: wait, as a reader would
+CELLS = {
+    "jac": "r = %jac f at=x" + WAIT,
+    "jac check": "r = %jac f at=x check=True" + WAIT,
+    "html heatmap": "h = r._repr_html_()",
+    "html plain": "h = rp._repr_html_()",
+}
+
+
+def make_shell() -> InteractiveShell:
+    """A shell with history off, the extension loaded and the function and point defined."""
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    run(shell, "%load_ext jaxgrad_magic")
+    run(shell, SETUP)
+    run(shell, "r = %jac f at=x")
+    run(shell, "%config JaxGradMagics.heatmap_above = 1_000_000_000")
+    run(shell, "rp = %jac f at=x")
+    run(shell, "%config JaxGradMagics.heatmap_above = 8")
+    return shell
+
+
+def run(shell: InteractiveShell, cell: str) -> Any:
+    """Run ``cell`` like a notebook cell, quietly; raise its error if it fails."""
+    with capture_output():
+        result = shell.run_cell(cell, store_history=False)
+    result.raise_error()
+    return result.result
+
+
+def alternate(
+    shell: InteractiveShell, cells: dict[str, str], rounds: int, calls: int, warm: int
+) -> dict[str, list[float]]:
+    """Seconds per run of each cell in each round; the rounds rotate which cell goes first."""
+    for cell in cells.values():
+        run(shell, cell)
+        for _ in range(warm):
+            shell.run_cell(cell, store_history=False)
+    labels = list(cells)
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for r in range(rounds):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            cell = cells[label]
+            start = time.perf_counter()
+            for _ in range(calls):
+                shell.run_cell(cell, store_history=False)
+            times[label].append((time.perf_counter() - start) / calls)
+    return times
+
+
+def profile(shell: InteractiveShell, cell: str, calls: int = 200, top: int = 18) -> str:
+    """cProfile of ``calls`` runs of ``cell``, by internal time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        shell.run_cell(cell, store_history=False)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A plain left-aligned text table."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Time the cells, print the medians, the ratios and the targets.
+
+    Returns:
+      1 when ``--strict`` and a target was missed, else 0.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough look, not a measurement)")
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
+    parser.add_argument("--profile", action="store_true", help="print cProfile tables of the check and the heatmap")
+    args = parser.parse_args(argv)
+    rounds, calls, warm = (6, 10, 10) if args.quick else (30, 20, 50)
+
+    shell = make_shell()
+    check = run(shell, "%jac f at=x check=True").check
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; medians of {rounds} alternating rounds")
+    print(f"check: {'PASS' if check.passed else 'FAIL'}, {check.args[0].directions} random directions\n")
+    per_round = alternate(shell, CELLS, rounds, calls, warm)
+    t = {label: statistics.median(times) for label, times in per_round.items()}
+
+    # Ratios are taken within each round, then the median: load that drifts between rounds
+    # (a shared machine) cancels out of A/B measured seconds apart.
+    def ratio(top: list[str], bottom: list[str]) -> float:
+        return statistics.median(
+            sum(per_round[a][r] for a in top) / sum(per_round[b][r] for b in bottom) for r in range(rounds)
+        )
+
+    base = t["jac"] + t["html plain"]
+    ratios = {
+        "check": ratio(["jac check"], ["jac"]),
+        "heatmap": ratio(["jac", "html heatmap"], ["jac", "html plain"]),
+        "check + heatmap": ratio(["jac check", "html heatmap"], ["jac", "html plain"]),
+    }
+    print(
+        table(
+            [[label, cell.replace("\n", "; "), f"{t[label] * 1e6:8.1f} us"] for label, cell in CELLS.items()],
+            ["cell", "source", "median"],
+        )
+    )
+    print()
+    rows = [
+        [
+            "check",
+            "%jac check=True / %jac",
+            f"{ratios['check']:.2f}x",
+            f"+{(t['jac check'] - t['jac']) * 1e6:.0f} us",
+        ],
+        [
+            "heatmap",
+            "(%jac + heatmap HTML) / (%jac + plain HTML)",
+            f"{ratios['heatmap']:.2f}x",
+            f"+{(t['html heatmap'] - t['html plain']) * 1e6:.0f} us",
+        ],
+        [
+            "check + heatmap",
+            "(%jac check=True + heatmap HTML) / (%jac + plain HTML)",
+            f"{ratios['check + heatmap']:.2f}x",
+            f"+{(t['jac check'] + t['html heatmap'] - base) * 1e6:.0f} us",
+        ],
+    ]
+    print(table(rows, ["added", "ratio", "measured", "added time"]))
+    missed = [name for name, ratio in ratios.items() if ratio > TARGET]
+    verdict = "met" if not missed else f"MISSED ({', '.join(missed)})"
+    print(f"\ncheck and heatmap add at most {TARGET}x to a cached %jac of a 300x300 Jacobian: {verdict}")
+
+    if args.profile:
+        print("\nWhere r = %jac f at=x check=True spends its time\n" + profile(shell, CELLS["jac check"]))
+        print("\nWhere the heatmap HTML spends its time\n" + profile(shell, CELLS["html heatmap"]))
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
