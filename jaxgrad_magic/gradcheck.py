@@ -3,8 +3,11 @@
 The derivative is contracted with probe directions ``v`` (every unit vector of an argument
 when it is small, else random unit vectors) and compared with
 ``(g(x + h v) - g(x - h v)) / 2h``, where ``g`` is the function itself for ``grad`` and
-``jac``, and its JAX gradient for ``hess`` (a Hessian is the Jacobian of the gradient).
-The probes run as one vmapped, jitted batch, cached like the transforms.
+``jac``, its JAX first derivative (``jax.jacrev``) for ``hess`` (a Hessian is the Jacobian
+of the Jacobian), and its ``order - 1``-th JAX derivative for ``grad`` with ``order > 1``.
+So a second-order check trusts JAX's first derivative: check that one too.
+The probes and the comparison run as one vmapped, jitted call, cached like the transforms;
+four numbers per argument come back.
 """
 
 from __future__ import annotations
