@@ -252,9 +252,19 @@ class TestResult:
         assert isinstance(shown, DerivativeResult)
         assert "gradient of f" in capsys.readouterr().out
 
-    @pytest.mark.parametrize("magic", ["jgrad", "jac", "hess"])
-    def test_silencing_is_declared_on_every_magic(self, shell: InteractiveShell, magic: str) -> None:
-        assert getattr(shell.find_line_magic(magic), "_ipython_magic_output_can_be_silenced", False)
+    @pytest.mark.parametrize("magic", ["jgrad", "jac", "hess", "jvp", "vjp"])
+    def test_every_magic_is_silenced_by_a_trailing_semicolon(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str], magic: str
+    ) -> None:
+        ip.run_cell("def sq(x):\n    return x**2\n")
+        vector = {"jvp": " tangent=1.0", "vjp": " cotangent=1.0"}.get(magic, "")
+        capsys.readouterr()
+        assert ip.run_cell(f"%{magic} sq at=3.0{vector} ;  ") is None
+        assert ip.run_cell(f"r = %{magic} sq at=3.0{vector};") is None and ip.ns["r"] is None
+        assert capsys.readouterr().out == ""
+        assert f"sq_{'grad' if magic == 'jgrad' else magic}" in ip.ns  # silenced, not skipped
+        assert isinstance(ip.run_cell(f"%{magic} sq at=3.0{vector}  # a comment;"), DerivativeResult)
+        assert isinstance(ip.run_cell(f"%{magic} sq at=(';', 3.0)[1]{vector}"), DerivativeResult)
 
     @pytest.mark.parametrize("magic", ["jgrad", "jac", "hess"])
     def test_dollar_and_braces_are_left_alone(self, ip: Shell, magic: str) -> None:
