@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import All, Bool, Float, Int, Unicode, observe
 
 from .api import default_name, derive
 from .display import DisplayLimits
 from .errors import JaxGradUsageError
 from .results import DerivativeResult
-from .spec import MAGIC, Spec, parse_line, resolve_options
+from .spec import MAGIC, Options, Spec, constant_but_at, evaluate_at, parse_line, resolve_options
 from .target import find_target
 
 if TYPE_CHECKING:
@@ -141,6 +141,13 @@ class JaxGradMagics(Magics):
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.cell_id: str | None = None  # the running cell's id, where the frontend sends one
+        # Lines whose values are constants but at=: their options, resolved once per configuration.
+        self._resolved: dict[Spec, tuple[Options, DisplayLimits]] = {}
+
+    @observe(All)
+    def _configured(self, change: Any) -> None:
+        """A default changed (``%config JaxGradMagics...``): resolve every line afresh."""
+        self._resolved = {}
 
     def remember_cell(self, info: Any) -> None:
         """``pre_run_cell`` hook: note the cell's id, so a re-run replaces its own panel."""
@@ -182,13 +189,22 @@ class JaxGradMagics(Magics):
     def _derive(self, kind: str, spec: Spec, source: str) -> DerivativeResult:
         magic = MAGIC[kind]
         ns = self.shell.user_ns
-        opts = resolve_options(spec, ns, self._defaults())
+        resolved = self._resolved.get(spec)
+        if resolved is None:
+            opts = resolve_options(spec, ns, self._defaults())
+            limits = DisplayLimits(self.max_items, self.heatmap_above)
+            at = opts.at
+            if constant_but_at(spec) and len(self._resolved) < 256:
+                self._resolved[spec] = (opts, limits)
+        else:
+            opts, limits = resolved
+            at = evaluate_at(spec, ns)  # resolving the whole line again costs ~3% of a cache hit
         fn_name = spec.target or opts.fn or find_target(source, magic)
         fn = self._lookup(fn_name, magic)
         return derive(
             kind,
             fn,
-            at=opts.at,
+            at=at,
             argnums=opts.argnums,
             wrt=opts.wrt,
             order=opts.order,
@@ -205,7 +221,7 @@ class JaxGradMagics(Magics):
             cotangent=opts.cotangent,
             check=opts.check,
             show=opts.show,
-            display_limits=DisplayLimits(self.max_items, self.heatmap_above),
+            display_limits=limits,
         )
 
     def _magic(self, kind: str, line: str, cell: str | None) -> DerivativeResult | None:

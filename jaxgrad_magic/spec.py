@@ -231,6 +231,34 @@ def _argnums(src: str, value: Any) -> int | tuple[int, ...]:
     return tuple(value)
 
 
+@functools.lru_cache(maxsize=512)
+def constant_but_at(spec: Spec) -> bool:
+    """True when every value on the line but ``at=`` is a word or a Python literal.
+
+    Such a line resolves to the same :class:`Options` on every run (for the same configured
+    defaults) whatever the notebook holds, so a caller may keep them and evaluate only ``at=``
+    again with :func:`evaluate_at`.
+    """
+    for key, src in spec.options:
+        if key == "at" or key in _WORD_OPTIONS:
+            continue
+        try:
+            ast.literal_eval(src)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False  # a name or an expression: its value may change between runs
+    return True
+
+
+def evaluate_at(spec: Spec, namespace: Mapping[str, Any]) -> Any:
+    """The line's ``at=`` value evaluated in ``namespace`` (MISSING when the line has none).
+
+    Raises:
+      JaxGradUsageError: the expression does not evaluate.
+    """
+    src = spec.source("at")
+    return MISSING if src is None else _evaluate("at", src, namespace)
+
+
 def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Options:
     """Evaluate a spec's values in ``namespace`` into typed :class:`Options`.
 
