@@ -1,0 +1,177 @@
+"""What the stepper minimises: a function and a point, as a loss of the optimized arguments.
+
+:func:`make_objective` picks the arguments at ``argnums`` as the parameters (strongly typed
+floats), lets the other arrays and floats travel as jit arguments, bakes in everything else
+(ints, strings, objects), and keys the result for the compile cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .cache import function_key
+from .errors import JaxGradUsageError
+
+
+class Objective(NamedTuple):
+    """A function at a point, split into what is optimized, what travels, and what is baked in.
+
+    Attributes:
+      argnums: the optimized positions, as given (an int, or a tuple of ints).
+      idx: the optimized positions as a tuple.
+      labels: a name for every positional argument, for messages.
+      params0: the starting parameters: one argument, or a tuple for several ``argnums``.
+      dynamic: the other arrays and floats, passed to the compiled programs as arguments.
+      loss_fn: ``(params, dynamic) -> fn(*point)`` with the parameters and arguments in place.
+      key: identifies the function, the baked-in values and the signature, for the compile cache.
+      refs: objects the cache keeps alive while ``key`` refers to them by identity.
+    """
+
+    argnums: int | tuple[int, ...]
+    idx: tuple[int, ...]
+    labels: list[str]
+    params0: Any
+    dynamic: tuple[Any, ...]
+    loss_fn: Callable[[Any, Any], Any]
+    key: Hashable
+    refs: list[Any]
+
+
+def make_objective(
+    fn: Callable[..., Any], point: tuple[Any, ...], argnums: Any, fn_name: str, has_aux: bool
+) -> Objective:
+    """Split ``fn(*point)`` into a loss of the arguments at ``argnums``.
+
+    Args:
+      fn: the loss function.
+      point: all positional arguments.
+      argnums: which arguments to optimize: an int, or a tuple of distinct ints.
+      fn_name: the name used in messages.
+      has_aux: ``fn`` returns ``(loss, aux)`` (part of the cache key).
+
+    Returns:
+      The :class:`Objective`.
+
+    Raises:
+      JaxGradUsageError: ``argnums`` does not pick arguments, or a picked argument is not floating point.
+    """
+    argnums = check_argnums(argnums, len(point), fn_name)
+    idx = (argnums,) if isinstance(argnums, int) else argnums
+    labels = arg_labels(fn, len(point))
+    picked = [jax.tree_util.tree_map(lambda leaf, i=i: as_param(leaf, labels[i], fn_name), point[i]) for i in idx]
+    params0 = picked[0] if isinstance(argnums, int) else tuple(picked)
+    rest = tuple(point[i] for i in range(len(point)) if i not in idx)
+    rest_leaves, rest_def = jax.tree_util.tree_flatten(rest)
+    mask = tuple(is_dynamic(x) for x in rest_leaves)
+    dynamic = tuple(x for x, d in zip(rest_leaves, mask, strict=True) if d)
+    static = [x for x, d in zip(rest_leaves, mask, strict=True) if not d]
+    loss_fn = _loss_fn(fn, len(point), idx, isinstance(argnums, int), rest_def, mask, static)
+    fn_key, fn_refs = function_key(fn)
+    static_key, static_refs = _static_key(static)
+    key = ("stepper", fn_key, argnums, has_aux, rest_def, mask, static_key, signature((params0, dynamic)))
+    return Objective(argnums, idx, labels, params0, dynamic, loss_fn, key, fn_refs + static_refs)
+
+
+def check_argnums(argnums: Any, n: int, fn_name: str) -> int | tuple[int, ...]:
+    """``argnums`` as an int or a tuple of distinct ints in ``range(n)``, else a teaching error."""
+
+    def ok(a: Any) -> bool:
+        return isinstance(a, int | np.integer) and not isinstance(a, bool) and 0 <= a < n
+
+    if ok(argnums):
+        return int(argnums)
+    if isinstance(argnums, tuple | list) and argnums and all(ok(a) for a in argnums):
+        idx = tuple(int(a) for a in argnums)
+        if len(set(idx)) == len(idx):
+            return idx
+    raise JaxGradUsageError(
+        f"argnums={argnums!r} does not pick arguments of {fn_name} at the given point, which has {n} "
+        f"argument{'s' * (n != 1)} (positions 0 to {n - 1}). Use an int such as `argnums=0`, or distinct "
+        "positions such as `argnums=(0, 1)`."
+    )
+
+
+def arg_labels(fn: Callable[..., Any], n: int) -> list[str]:
+    """The names of ``fn``'s first ``n`` positional parameters (``argK`` past its signature)."""
+    from .point import parameters
+
+    names = [p.name for p in parameters(fn)]
+    return [names[i] if i < len(names) else f"arg{i}" for i in range(n)]
+
+
+def as_param(leaf: Any, label: str, fn_name: str) -> jax.Array:
+    """A strongly typed float array, so the second call does not retrace on a weak type."""
+    dtype = dtype_of(leaf)
+    if not jnp.issubdtype(dtype, jnp.floating):  # jnp knows bfloat16 is a float
+        raise JaxGradUsageError(
+            f"Cannot descend on {label} of {fn_name}: it is {dtype} ({leaf!r}), and gradient descent "
+            f"needs real floating-point parameters. Pass floats (`5.0`, not `5`), or convert with "
+            f"`jnp.asarray({label}, dtype=jnp.float32)`."
+        )
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    if isinstance(leaf, jax.Array) and leaf.dtype == dtype and not leaf.weak_type:
+        return leaf
+    return jax.device_put(np.asarray(leaf, dtype=dtype))
+
+
+def dtype_of(leaf: Any) -> np.dtype:
+    """The dtype of an array or a Python number."""
+    if isinstance(leaf, bool):
+        return np.dtype(bool)
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.result_type(leaf)
+
+
+def is_dynamic(leaf: Any) -> bool:
+    """Arrays and floats travel as jit arguments; ints, strings and objects are baked in."""
+    if isinstance(leaf, bool | int):
+        return False
+    return isinstance(leaf, jax.Array | np.ndarray | np.generic | float | complex)
+
+
+def signature(tree: Any) -> Hashable:
+    """The structure, and each leaf's type, shape, dtype and weak type: what a compile depends on."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return (
+        treedef,
+        tuple((type(x).__name__, np.shape(x), str(dtype_of(x)), bool(getattr(x, "weak_type", False))) for x in leaves),
+    )
+
+
+def _static_key(values: list[Any]) -> tuple[Hashable, list[Any]]:
+    key: list[Hashable] = []
+    refs: list[Any] = []
+    for v in values:
+        try:
+            hash(v)
+            key.append(("value", type(v).__name__, v))
+        except TypeError:
+            key.append(("id", id(v)))
+            refs.append(v)
+    return tuple(key), refs
+
+
+def _loss_fn(
+    fn: Callable[..., Any],
+    n: int,
+    idx: tuple[int, ...],
+    single: bool,
+    rest_def: Any,
+    mask: tuple[bool, ...],
+    static: list[Any],
+) -> Callable[[Any, Any], Any]:
+    """``fn`` as a function of (optimized params, dynamic other arguments); the rest is baked in."""
+    position = {i: k for k, i in enumerate(idx)}
+
+    def loss_fn(params: Any, dynamic: Any) -> Any:
+        dyn, stat = iter(dynamic), iter(static)
+        rest = iter(jax.tree_util.tree_unflatten(rest_def, [next(dyn) if d else next(stat) for d in mask]))
+        picked = (params,) if single else params
+        return fn(*(picked[position[i]] if i in position else next(rest) for i in range(n)))
+
+    return loss_fn
