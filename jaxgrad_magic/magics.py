@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import All, Bool, Float, Int, Unicode, observe
+from traitlets import All, Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .api import default_name, derive
 from .display import DisplayLimits
@@ -128,13 +128,16 @@ class JaxGradMagics(Magics):
     """``%jgrad``, ``%jac``, ``%hess``, ``%jvp`` and ``%vjp``: JAX derivatives of notebook functions."""
 
     jit = Bool(True, help="Compile derivatives with jax.jit.").tag(config=True)
-    mode = Unicode("auto", help="Jacobian mode for %jac: auto, rev or fwd.").tag(config=True)
+    mode = Enum(("auto", "rev", "fwd"), "auto", help="Jacobian mode for %jac: auto, rev or fwd.").tag(config=True)
     lr = Float(0.1, help="Starting learning rate of the descent panel.").tag(config=True)
     optimizer = Unicode("sgd", help="Starting optimizer of the descent panel.").tag(config=True)
     stepper = Bool(True, help="Show the descent panel under %jgrad results.").tag(config=True)
-    max_items = Int(DisplayLimits().max_items, help="Arrays with more elements are shown abbreviated.").tag(config=True)
+    max_items = Int(DisplayLimits().max_items, min=1, help="Arrays with more elements are shown abbreviated.").tag(
+        config=True
+    )
     heatmap_above = Int(
         DisplayLimits().heatmap_above,
+        min=1,
         help="Jacobians and Hessians with more rows or columns than this are drawn as heatmaps.",
     ).tag(config=True)
 
@@ -143,6 +146,23 @@ class JaxGradMagics(Magics):
         self.cell_id: str | None = None  # the running cell's id, where the frontend sends one
         # Lines whose values are constants but at=: their options, resolved once per configuration.
         self._resolved: dict[Spec, tuple[Options, DisplayLimits]] = {}
+
+    @validate("lr")
+    def _positive_lr(self, proposal: Any) -> float:
+        if not proposal["value"] > 0:
+            raise TraitError(f"JaxGradMagics.lr must be a positive learning rate, e.g. 0.1; got {proposal['value']}.")
+        return proposal["value"]
+
+    @validate("optimizer")
+    def _known_optimizer(self, proposal: Any) -> str:
+        from .stepper import OPTIMIZERS
+
+        if proposal["value"] not in OPTIMIZERS:
+            raise TraitError(
+                f"JaxGradMagics.optimizer must name an optimizer ({', '.join(OPTIMIZERS)}); "
+                f"got {proposal['value']!r}. Pass an optax transformation per call with optimizer=..."
+            )
+        return proposal["value"]
 
     @observe(All)
     def _configured(self, change: Any) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import Shell
 from IPython.utils.capture import capture_output
+from traitlets.config import Config
 
 from jaxgrad_magic.magics import JaxGradMagics
 
@@ -24,7 +25,7 @@ def configured(ip: Shell) -> Iterator[Shell]:
     magics = ip.shell.magics_manager.registry["JaxGradMagics"]
     before = {name: getattr(magics, name) for name in OPTIONS}
     section = ip.shell.config.get("JaxGradMagics")
-    saved = dict(section) if section is not None else None
+    saved = section.copy() if section is not None else None
     ip.run_cell("def wave(x):\n    return jnp.sum(jnp.sin(x) ** 2)\nx = jnp.array([1.0, 2.0, 3.0])")
     try:
         yield ip
@@ -34,7 +35,7 @@ def configured(ip: Shell) -> Iterator[Shell]:
         if saved is None:
             ip.shell.config.pop("JaxGradMagics", None)
         else:
-            ip.shell.config["JaxGradMagics"] = saved
+            ip.shell.config["JaxGradMagics"] = Config(saved)
 
 
 def config(ip: Shell, assignment: str) -> None:
