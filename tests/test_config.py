@@ -72,10 +72,25 @@ def test_jacobian_mode(configured: Shell) -> None:
     assert configured.run_cell("%jac pair at=x mode=rev").mode == "rev"
 
 
-def test_a_bad_mode_is_refused_when_used(configured: Shell, capsys: pytest.CaptureFixture[str]) -> None:
-    config(configured, 'mode = "sideways"')
-    message = configured.usage_error("%jac wave at=x", capsys)
-    assert "sideways" in message and "rev" in message and "fwd" in message
+@pytest.mark.parametrize(
+    ("assignment", "words"),
+    [
+        ('mode = "sideways"', ("sideways", "rev", "fwd")),
+        ("lr = -1", ("positive",)),
+        ('optimizer = "adamx"', ("adamx", "adam", "sgd")),
+        ("max_items = 0", ("max_items",)),
+    ],
+)
+def test_a_bad_value_is_refused_when_set(
+    configured: Shell, assignment: str, words: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    magics = configured.shell.magics_manager.registry["JaxGradMagics"]
+    name = assignment.split()[0]
+    before = getattr(magics, name)
+    config(configured, assignment)  # %config reports a refused value through logging
+    assert getattr(magics, name) == before  # refused: the old default stays
+    said = caplog.text
+    assert all(w in said for w in words), said
 
 
 def test_max_items(configured: Shell) -> None:
