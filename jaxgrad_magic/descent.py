@@ -54,51 +54,140 @@ class StepperState(NamedTuple):
     aux: Any
 
 
-class Layout:
-    """How a state crosses the jit boundary: packed into one flat array per dtype, or as is."""
+LR_SHAPE = jax.ShapeDtypeStruct((), jnp.float32)
+"""The learning rate travels as a float32 scalar, so changing it recompiles nothing."""
 
-    def __init__(self, shapes: StepperState, packed: bool) -> None:
-        leaves, self.treedef = jax.tree_util.tree_flatten(shapes)
-        self.packed = packed
-        self.leaves = [(tuple(x.shape), np.dtype(x.dtype)) for x in leaves]
-        groups: dict[np.dtype, list[int]] = {}
-        for i, (_, dtype) in enumerate(self.leaves):
-            groups.setdefault(dtype, []).append(i)
-        self.groups = [groups[d] for d in sorted(groups, key=str)]
 
-    def pack(self, state: StepperState) -> Any:
-        if not self.packed:
-            return state
-        leaves = jax.tree_util.tree_leaves(state)
-        return tuple(jnp.concatenate([jnp.ravel(leaves[i]) for i in group]) for group in self.groups)
+class Descent(NamedTuple):
+    """What a descent steps with: the loss and its gradient, and the optimizer.
 
-    def unpack(self, carrier: Any) -> StepperState:
-        if not self.packed:
-            return carrier
-        leaves: list[Any] = [None] * len(self.leaves)
-        for group, flat in zip(self.groups, carrier, strict=True):
-            offset = 0
-            for i in group:
-                shape = self.leaves[i][0]
-                size = math.prod(shape)
-                leaves[i] = flat[offset : offset + size].reshape(shape)
-                offset += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+    Attributes:
+      evaluate: ``(params, dynamic) -> (loss, grad, aux)``; see :func:`evaluator`.
+      make: learning rate -> ``optax.GradientTransformation`` (called inside the trace).
+    """
 
-    def unpack_on_host(self, carrier: Any) -> StepperState:
-        """:meth:`unpack` outside jit: NumPy slices put back as arrays, so it compiles nothing."""
-        if not self.packed:
-            return carrier
-        leaves: list[Any] = [None] * len(self.leaves)
-        for group, flat in zip(self.groups, carrier, strict=True):
-            host = np.asarray(flat)
-            offset = 0
-            for i in group:
-                shape = self.leaves[i][0]
-                size = math.prod(shape)
-                leaves[i] = jax.device_put(host[offset : offset + size].reshape(shape))
-                offset += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+    evaluate: Callable[[Any, Any], tuple[jax.Array, Any, Any]]
+    make: Callable[[Any], optax.GradientTransformation]
+
+
+def evaluator(loss_fn: Callable[[Any, Any], Any], has_aux: bool) -> Callable[[Any, Any], tuple[jax.Array, Any, Any]]:
+    """``(params, dynamic) -> (loss, grad, aux)`` for ``loss_fn`` (aux is None without ``has_aux``)."""
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+    def evaluate(params: Any, dynamic: Any) -> tuple[jax.Array, Any, Any]:
+        if has_aux:
+            (loss, aux), grad = value_and_grad(params, dynamic)
+            return loss, grad, aux
+        loss, grad = value_and_grad(params, dynamic)
+        return loss, grad, None
+
+    return evaluate
+
+
+def init(d: Descent, params: Any, dynamic: Any, lr: jax.Array) -> StepperState:
+    """The state at ``params``: a fresh optimizer state, and the loss and gradient there."""
+    loss, grad, aux = d.evaluate(params, dynamic)
+    return _strong(StepperState(params, d.make(lr).init(params), grad, loss, aux))
+
+
+def advance(d: Descent, state: StepperState, dynamic: Any, lr: jax.Array) -> StepperState:
+    """One optimizer step from ``state``, with the loss and gradient at the new parameters."""
+    updates, opt_state = d.make(lr).update(state.grad, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    loss, grad, aux = d.evaluate(params, dynamic)
+    return _strong(StepperState(params, opt_state, grad, loss, aux))
+
+
+def stats(state: StepperState) -> jax.Array:
+    """What a report needs, in one small array (one transfer to the host).
+
+    Returns:
+      ``[loss, gradient norm, 1.0 if everything is finite else 0.0]``, followed by the
+      flattened parameters when :func:`path_width` keeps a path; in the loss's dtype, at
+      least float32.
+    """
+    dtype = _report_dtype(state)
+    grad_norm, finite = _norm_and_check(state.grad, state.params, dtype)
+    loss = state.loss.astype(dtype)
+    ok = jnp.isfinite(loss) & finite
+    head = jnp.stack([loss, grad_norm, ok.astype(dtype)])
+    return head if path_width(state.params) is None else jnp.concatenate([head, _flat_params(state)])
+
+
+def path_width(params: Any) -> int | None:
+    """The number of parameter entries when the path is kept (at most two, all floats), else None."""
+    leaves = jax.tree_util.tree_leaves(params)
+    width = sum(math.prod(x.shape) for x in leaves)
+    return width if width <= 2 and all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves) else None
+
+
+def run_chunk(
+    d: Descent, state: StepperState, dynamic: Any, lr: jax.Array, n: jax.Array
+) -> tuple[StepperState, jax.Array, jax.Array | None]:
+    """``n`` steps (at most :data:`CHUNK`) with no finiteness checks.
+
+    Returns:
+      The last state, the loss after each step, and the flat parameters after each step when
+      a path is kept (else None); the buffers hold :data:`CHUNK` rows, the first ``n`` written.
+    """
+
+    # A dynamic trip count up to a static capacity: one compile serves any n.
+    def body(i: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        state, losses, path = carry
+        state = advance(d, state, dynamic, lr)
+        return (state, *_record(i, state, losses, path))
+
+    return jax.lax.fori_loop(0, n, body, (state, *_buffers(state)))
+
+
+def replay(
+    d: Descent, state: StepperState, dynamic: Any, lr: jax.Array, n: jax.Array
+) -> tuple[StepperState, jax.Array, jax.Array | None, jax.Array, jax.Array]:
+    """:func:`run_chunk` checked step by step: stops before the first non-finite state.
+
+    Returns:
+      The last finite state, the loss and path buffers, the steps kept, and the
+      :func:`stats` of the first non-finite state (of the last state when all ``n`` were finite).
+    """
+
+    def cond(carry: tuple[Any, ...]) -> jax.Array:
+        return (carry[0] < n) & carry[1]
+
+    def body(carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        i, _, state, losses, path, _ = carry
+        new = advance(d, state, dynamic, lr)
+        new_stats = stats(new)
+        ok = new_stats[2] > 0
+        state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
+        losses, path = _record(i, new, losses, path)
+        return i + ok.astype(i.dtype), ok, state, losses, path, new_stats
+
+    first = (jnp.asarray(0, jnp.int32), jnp.asarray(True), state, *_buffers(state), stats(state))
+    done, _, state, losses, path, last = jax.lax.while_loop(cond, body, first)
+    return state, losses, path, done, last
+
+
+def _report_dtype(state: StepperState) -> Any:
+    return jnp.promote_types(state.loss.dtype, jnp.float32)
+
+
+def _flat_params(state: StepperState) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(state.params)
+    return jnp.concatenate([jnp.ravel(x) for x in leaves]).astype(_report_dtype(state))
+
+
+def _buffers(state: StepperState) -> tuple[jax.Array, jax.Array | None]:
+    dtype, width = _report_dtype(state), path_width(state.params)
+    return jnp.zeros(CHUNK, dtype), None if width is None else jnp.zeros((CHUNK, width), dtype)
+
+
+def _record(
+    i: jax.Array, state: StepperState, losses: jax.Array, path: jax.Array | None
+) -> tuple[jax.Array, jax.Array | None]:
+    losses = losses.at[i].set(state.loss.astype(losses.dtype))
+    if path is not None:
+        path = path.at[i].set(_flat_params(state))
+    return losses, path
 
 
 def _strong(tree: Any) -> Any:
@@ -125,8 +214,79 @@ def _norm_and_check(grad: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.
     return jnp.sqrt(total), ~jnp.isnan(total)
 
 
+class Layout:
+    """How a state crosses the jit boundary: packed into one flat array per dtype, or as is.
+
+    Packing is for small states: large ones gain nothing from it.
+    """
+
+    def __init__(self, shapes: StepperState, packed: bool) -> None:
+        leaves, self.treedef = jax.tree_util.tree_flatten(shapes)
+        self.packed = packed
+        self.shapes = [tuple(x.shape) for x in leaves]
+        groups: dict[np.dtype, list[int]] = {}
+        for i, x in enumerate(leaves):
+            groups.setdefault(np.dtype(x.dtype), []).append(i)
+        self.groups = [groups[d] for d in sorted(groups, key=str)]
+
+    def pack(self, state: StepperState) -> Any:
+        """The state as it crosses the boundary (inside jit)."""
+        if not self.packed:
+            return state
+        leaves = jax.tree_util.tree_leaves(state)
+        return tuple(jnp.concatenate([jnp.ravel(leaves[i]) for i in group]) for group in self.groups)
+
+    def unpack(self, carrier: Any) -> StepperState:
+        """The state back from :meth:`pack` (inside jit)."""
+        if not self.packed:
+            return carrier
+        return jax.tree_util.tree_unflatten(self.treedef, self._split(carrier))
+
+    def unpack_on_host(self, carrier: Any) -> StepperState:
+        """:meth:`unpack` outside jit: NumPy slices put back as arrays, so it compiles nothing."""
+        if not self.packed:
+            return carrier
+        leaves = jax.device_put(self._split([np.asarray(flat) for flat in carrier]))
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def _split(self, flats: Any) -> list[Any]:
+        leaves: list[Any] = [None] * len(self.shapes)
+        for group, flat in zip(self.groups, flats, strict=True):
+            offset = 0
+            for i in group:
+                size = math.prod(self.shapes[i])
+                leaves[i] = flat[offset : offset + size].reshape(self.shapes[i])
+                offset += size
+        return leaves
+
+
 class Programs:
-    """The compiled programs for one function, argument signature and optimizer (cached)."""
+    """The compiled programs for one function, argument signature and optimizer (cached by the caller).
+
+    Args:
+      loss_fn: ``(params, dynamic) -> loss`` (or ``(loss, aux)`` with ``has_aux``).
+      make: learning rate -> ``optax.GradientTransformation``.
+      has_aux: ``loss_fn`` returns ``(loss, aux)``.
+      params: the starting parameters (their shapes, dtypes and devices decide the layout).
+      dynamic: the other arguments passed to the programs.
+      fn_name: the name used in messages.
+
+    Attributes:
+      start: jitted ``(params, dynamic, lr) -> (carrier, stats)``: the state at ``params``.
+      step: jitted ``(carrier, dynamic, lr) -> (carrier, stats)``: one step.
+      run: jitted ``(carrier, dynamic, lr, n) -> (carrier, losses, path, stats)``: :func:`run_chunk`.
+      guarded: jitted ``(carrier, dynamic, lr, n) -> (carrier, losses, path, stats, done, last)``:
+        :func:`replay`, compiled on first use.
+      unpack: carrier -> :class:`StepperState`, outside jit.
+      path_width: the parameter entries that ``stats`` and ``path`` carry (:func:`path_width`),
+        or None when no path is kept.
+      speculate: whether a step may be started before it is asked for: a packed state, and a
+        step with no side effects (debug prints, ordered callbacks) to run for a step never taken.
+      seconds_per_step: measured by the caller's runs, to size the next chunk.
+
+    Raises:
+      JaxGradUsageError: ``loss_fn`` does not return a real scalar, or misuses a traced value.
+    """
 
     def __init__(
         self,
@@ -137,107 +297,39 @@ class Programs:
         dynamic: Any,
         fn_name: str,
     ) -> None:
-        value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
-
-        def evaluate(p: Any, dyn: Any) -> tuple[Any, Any, Any]:
-            if has_aux:
-                (loss, aux), grad = value_and_grad(p, dyn)
-                return loss, grad, aux
-            loss, grad = value_and_grad(p, dyn)
-            return loss, grad, None
-
-        def init(p: Any, dyn: Any, lr: jax.Array) -> StepperState:
-            loss, grad, aux = evaluate(p, dyn)
-            return _strong(StepperState(p, make(lr).init(p), grad, loss, aux))
-
-        def advance(state: StepperState, dyn: Any, lr: jax.Array) -> StepperState:
-            updates, opt_state = make(lr).update(state.grad, state.opt_state, state.params)
-            p = optax.apply_updates(state.params, updates)
-            loss, grad, aux = evaluate(p, dyn)
-            return _strong(StepperState(p, opt_state, grad, loss, aux))
-
-        lr_shape = jax.ShapeDtypeStruct((), jnp.float32)
         _check_loss(loss_fn, params, dynamic, has_aux, fn_name)
-        jaxpr, shapes = guard(
-            lambda: jax.make_jaxpr(init, return_shape=True)(params, dynamic, lr_shape), fn_name, has_aux
+        d = Descent(evaluator(loss_fn, has_aux), make)
+        shapes = guard(lambda: jax.eval_shape(functools.partial(init, d), params, dynamic, LR_SHAPE), fn_name, has_aux)
+        step_jaxpr = guard(
+            lambda: jax.make_jaxpr(functools.partial(advance, d))(shapes, dynamic, LR_SHAPE), fn_name, has_aux
         )
+        self.path_width = path_width(shapes.params)
         size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
         layout = Layout(shapes, packed=size <= PACK_LIMIT)
-        # step() may start the next step early when that is cheap and invisible: a small state,
-        # and no side effects (debug prints, ordered callbacks) that would run for a step not taken.
-        self.speculate = layout.packed and not jaxpr.effects
-        param_leaves = jax.tree_util.tree_leaves(shapes.params)
-        stats_dtype = jnp.promote_types(shapes.loss.dtype, jnp.float32)
-        self.width = sum(math.prod(x.shape) for x in param_leaves)
-        self.track = self.width <= 2 and all(jnp.issubdtype(x.dtype, jnp.floating) for x in param_leaves)
-        track = self.track
-
-        def flat_params(state: StepperState) -> jax.Array:
-            return jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(state.params)]).astype(stats_dtype)
-
-        def stats(state: StepperState) -> jax.Array:
-            # loss, gradient norm, all finite; then the flat parameters when the path is kept.
-            grad_norm, finite = _norm_and_check(state.grad, state.params, stats_dtype)
-            loss = state.loss.astype(stats_dtype)
-            ok = jnp.isfinite(loss) & finite
-            head = jnp.stack([loss, grad_norm, ok.astype(stats_dtype)])
-            return jnp.concatenate([head, flat_params(state)]) if track else head
+        self.speculate = layout.packed and not step_jaxpr.effects
 
         def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[Any, jax.Array]:
-            state = init(p, dyn, lr)
+            state = init(d, p, dyn, lr)
             return layout.pack(state), stats(state)
 
         def step(carrier: Any, dyn: Any, lr: jax.Array) -> tuple[Any, jax.Array]:
-            state = advance(layout.unpack(carrier), dyn, lr)
+            state = advance(d, layout.unpack(carrier), dyn, lr)
             return layout.pack(state), stats(state)
 
-        def buffers() -> tuple[jax.Array, jax.Array | None]:
-            path = jnp.zeros((CHUNK, self.width), stats_dtype) if track else None
-            return jnp.zeros(CHUNK, stats_dtype), path
-
-        def record(i: jax.Array, state: StepperState, losses: jax.Array, path: jax.Array | None) -> tuple[Any, Any]:
-            losses = losses.at[i].set(state.loss.astype(stats_dtype))
-            if path is not None:
-                path = path.at[i].set(flat_params(state))
-            return losses, path
-
         def run(carrier: Any, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, jax.Array, Any, jax.Array]:
-            # A dynamic trip count up to a static capacity: one compile serves any n.
-            def body(i: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-                state, losses, path = carry
-                state = advance(state, dyn, lr)
-                return (state, *record(i, state, losses, path))
-
-            state, losses, path = jax.lax.fori_loop(0, n, body, (layout.unpack(carrier), *buffers()))
+            state, losses, path = run_chunk(d, layout.unpack(carrier), dyn, lr, n)
             return layout.pack(state), losses, path, stats(state)
 
         def guarded(carrier: Any, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            # The replay of a chunk that went bad: stop before the first non-finite state.
-            state0 = layout.unpack(carrier)
-
-            def cond(carry: tuple[Any, ...]) -> jax.Array:
-                return (carry[0] < n) & carry[1]
-
-            def body(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-                i, _, state, losses, path, _ = carry
-                new = advance(state, dyn, lr)
-                new_stats = stats(new)
-                ok = new_stats[2] > 0
-                state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
-                losses, path = record(i, new, losses, path)
-                return i + ok.astype(i.dtype), ok, state, losses, path, new_stats
-
-            first = (jnp.asarray(0, jnp.int32), jnp.asarray(True), state0, *buffers(), stats(state0))
-            done, _, state, losses, path, last = jax.lax.while_loop(cond, body, first)
+            state, losses, path, done, last = replay(d, layout.unpack(carrier), dyn, lr, n)
             return layout.pack(state), losses, path, stats(state), done, last
 
-        self.layout = layout
         self.start = jax.jit(start)
         self.step = jax.jit(step)
         self.run = jax.jit(run)
         self._guarded = guarded
-        self.unpack = layout.unpack_on_host  # small states only are packed, so this is cheap
-        self.seconds_per_step: float | None = None  # measured by runs; sizes the next chunk
+        self.unpack = layout.unpack_on_host
+        self.seconds_per_step: float | None = None
 
     @functools.cached_property
     def guarded(self) -> Callable[..., tuple[Any, ...]]:

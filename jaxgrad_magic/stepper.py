@@ -6,12 +6,12 @@ one or two parameters, and a status message. No widgets here; ``Stepper.widget``
 panel lazily.
 
 The work is split by job: :mod:`.objective` turns the function and point into a loss of the
-parameters, :mod:`.optimizers` resolves the optimizer and learning rate, :mod:`.descent`
+parameters, :mod:`.optimizers` resolves the optimizer and the learning rate, :mod:`.descent`
 holds the compiled programs, and :mod:`.history` the bounded record. This module keeps the
-state between calls and reports.
+state between calls, and reports.
 
-* ``run(n)`` works in chunks sized to last about :data:`CHUNK_SECONDS`, so a run in a thread
-  reports progress and sees a Stop a few times a second.
+* ``run(n)`` works in compiled chunks sized to last about :data:`CHUNK_SECONDS`, so a run in a
+  thread reports progress and sees a Stop a few times a second.
 * ``step()`` starts the next step before it waits for the current one's loss, kept only if
   the learning rate, optimizer and state are still the same when the next ``step()`` comes
   (never for functions with side effects such as ``jax.debug.print``).
@@ -36,7 +36,7 @@ import numpy as np
 from .cache import CACHE
 from .descent import CHUNK, PACK_LIMIT, Programs, StepperState, guard
 from .errors import JaxGradUsageError
-from .history import HISTORY_LIMIT, Recent
+from .history import HISTORY_LIMIT, History
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
 
@@ -102,30 +102,6 @@ class RunInfo(NamedTuple):
     message: str
 
 
-def _like(original: Any, value: Any) -> Any:
-    """``value`` in the kind of ``original``: a Python float stays a float, NumPy stays NumPy."""
-
-    def convert(o: Any, v: Any) -> Any:
-        if isinstance(o, float):
-            return float(v)
-        if isinstance(o, np.ndarray):
-            return np.array(v, dtype=o.dtype)  # a writable copy, like the original
-        if isinstance(o, np.generic):
-            return o.dtype.type(np.asarray(v))
-        return v
-
-    return jax.tree_util.tree_map(convert, original, value)
-
-
-def _short(value: Any, max_items: int = 4) -> str:
-    arr = np.asarray(value)
-    if arr.ndim == 0:
-        return f"{arr.item():.6g}"
-    with np.printoptions(precision=4, threshold=max_items, edgeitems=2):
-        text = " ".join(np.array2string(arr, separator=", ").split())
-    return text + (f" {arr.shape}" if arr.size > max_items else "")
-
-
 class Stepper:
     """Gradient descent on ``fn`` from ``point`` with an optax optimizer.
 
@@ -183,14 +159,11 @@ class Stepper:
         self.has_aux = bool(has_aux)
         self.namespace = namespace
         point = point if isinstance(point, tuple) else (point,)
-        objective = self._objective = make_objective(fn, point, argnums, self.fn_name, self.has_aux)
-        self.argnums = objective.argnums
-        self._idx = objective.idx
+        self._objective = make_objective(fn, point, argnums, self.fn_name, self.has_aux)
+        self.argnums = self._objective.argnums
         self.names = tuple(names) if names is not None else (None,) * len(point)
         self._point0 = point
-        self._params0 = objective.params0
-        self._dynamic = objective.dynamic
-        self._loss_fn = objective.loss_fn
+        self._dynamic = self._objective.dynamic
 
         self._lock = threading.RLock()
         self._generation = 0  # bumped by reset(), so a run going on in a thread stops
@@ -199,11 +172,10 @@ class Stepper:
         self._lr_array = jax.device_put(np.asarray(self._lr, dtype=np.float32))
         self._opt = resolve_optimizer(optimizer)
         self._programs = self._programs_for(self._opt)
-        self._history = Recent(HISTORY_LIMIT)
-        self._path = Recent(HISTORY_LIMIT, self._programs.width) if self._programs.track else None
+        self._history = History(self._programs.path_width)
         self._view: tuple[Any, StepperState] | None = None
-        self._ahead: tuple[Any, ...] | None = None  # (from carrier, lr, programs, its next step)
-        self._start(self._params0)
+        self._ahead: tuple[Any, ...] | None = None  # (from carrier, lr, programs, (carrier, stats))
+        self._start(self._objective.params0)
         self.message = f"ready at step 0: loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}"
         if not self._finite:
             self.message = self._bad_start_message()
@@ -211,10 +183,11 @@ class Stepper:
     # ------------------------------------------------------------------ building
 
     def _programs_for(self, opt: Optimizer) -> Programs:
+        o = self._objective
         return CACHE.get_or_build(
-            (*self._objective.key, opt.key),
-            self._objective.refs + opt.refs,
-            lambda: Programs(self._loss_fn, opt.make, self.has_aux, self._params0, self._dynamic, self.fn_name),
+            (*o.key, opt.key),
+            o.refs + opt.refs,
+            lambda: Programs(o.loss_fn, opt.make, self.has_aux, o.params0, o.dynamic, self.fn_name),
         )
 
     def _start(self, params: Any) -> None:
@@ -223,19 +196,14 @@ class Stepper:
             lambda: self._programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
         )
         self._carrier = carrier
-        self._read(np.asarray(stats))
-        self._steps = 0
+        self._read(np.asarray(stats).tolist())
+        self._history.start(self._loss, self._point)
         # A start where f or its gradient is not finite cannot descend: marked as diverged at step 0.
         self.diverged, self.diverged_at = (False, None) if self._finite else (True, 0)
-        self._history.clear(self._loss)
-        if self._path is not None:
-            self._path.clear(self._point_now)
 
-    def _read(self, stats: np.ndarray) -> None:
-        self._loss, self._grad_norm = float(stats[0]), float(stats[1])
-        self._finite = bool(stats[2] > 0)
-        if self._path is not None:
-            self._point_now = stats[3:]
+    def _read(self, values: list[float]) -> None:
+        """Take in a state's stats (see :func:`jaxgrad_magic.descent.stats`), as Python floats."""
+        self._loss, self._grad_norm, self._finite, self._point = values[0], values[1], values[2] > 0, values[3:]
 
     # ------------------------------------------------------------------ stepping
 
@@ -249,13 +217,11 @@ class Stepper:
         with self._lock:
             if not self._finite:
                 self.message = self._bad_start_message()
-                return StepInfo(0, self._steps, self._loss, self._grad_norm, True, self.message)
+                return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
             programs, start, lr = self._programs, self._carrier, self._lr_array
             ahead, self._ahead = self._ahead, None
-            if ahead is not None and ahead[0] is start and ahead[1] is lr and ahead[2] is programs:
-                carrier, stats = ahead[3]  # started by the previous step() and still valid
-            else:
-                carrier, stats = programs.step(start, self._dynamic, lr)
+            early = ahead is not None and ahead[0] is start and ahead[1] is lr and ahead[2] is programs
+            carrier, stats = ahead[3] if early else programs.step(start, self._dynamic, lr)
             if programs.speculate:
                 # Small states: start the next step before waiting for this one, so the device
                 # works while Python reports; used only if nothing changes in between.
@@ -265,18 +231,14 @@ class Stepper:
                     self._ahead = None
             values = np.asarray(stats).tolist()  # waits for the step; Python floats from here on
             if not values[2]:
-                self._diverge(self._steps + 1, values)
-                return StepInfo(0, self._steps, self._loss, self._grad_norm, True, self.message)
+                self._diverge(self._history.step + 1, values)
+                return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
             self._carrier = carrier
-            loss = self._loss = values[0]
-            grad_norm = self._grad_norm = values[1]
-            steps = self._steps = self._steps + 1
-            self._history.append(loss)
-            if self._path is not None:
-                self._point_now = values[3:]
-                self._path.append(self._point_now)
+            self._read(values)
+            self._history.append(self._loss, self._point)
             if self.diverged:
                 self.diverged, self.diverged_at = False, None
+            steps, loss, grad_norm = self._history.step, self._loss, self._grad_norm
             message = self.message = f"step {steps}: loss {loss:.6g}, ‖∇f‖ {grad_norm:.3g}"
             return StepInfo(1, steps, loss, grad_norm, False, message)
 
@@ -313,7 +275,7 @@ class Stepper:
                     "This stepper is already running (in another thread); stop that run first, or wait for it."
                 )
             self._running = True
-            generation, first = self._generation, self._steps
+            generation, first = self._generation, self._history.step
         taken, stopped, diverged = 0, False, False
         try:
             while taken < n and not diverged:
@@ -336,22 +298,15 @@ class Stepper:
             with self._lock:
                 self._running = False
         with self._lock:
+            steps = self._history.step
             if not diverged:
                 how = "stopped early at" if stopped else "ran to"
                 self.message = (
-                    f"{how} step {self._steps} ({taken} step{'s' * (taken != 1)} from {first}): "
+                    f"{how} step {steps} ({taken} step{'s' * (taken != 1)} from {first}): "
                     f"loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}"
                 )
-            return RunInfo(
-                taken,
-                self._steps,
-                self._loss,
-                self._grad_norm,
-                diverged,
-                stopped,
-                time.perf_counter() - started,
-                self.message,
-            )
+            seconds = time.perf_counter() - started
+            return RunInfo(taken, steps, self._loss, self._grad_norm, diverged, stopped, seconds, self.message)
 
     def _chunk(self, remaining: int) -> tuple[int, bool]:
         """Run one chunk; returns (steps kept, diverged). Called with the lock held."""
@@ -361,11 +316,11 @@ class Stepper:
         k = min(remaining, CHUNK, hint)
         t0 = time.perf_counter()
         carrier, losses, path, stats = programs.run(self._carrier, self._dynamic, self._lr_array, np.int32(k))
-        losses_h = np.asarray(losses)[:k]  # waits for the chunk
-        stats_h = np.asarray(stats)
-        if stats_h[2] > 0 and np.isfinite(losses_h).all():
+        losses = np.asarray(losses)[:k]  # waits for the chunk
+        values = np.asarray(stats).tolist()
+        if values[2] and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
-            self._commit(carrier, stats_h, losses_h, path, k)
+            self._commit(carrier, values, losses, path)
             return k, False
         # Something went non-finite in this chunk: replay it, stopping before the first bad step.
         carrier, losses, path, stats, done, last = programs.guarded(
@@ -373,23 +328,20 @@ class Stepper:
         )
         done = int(done)
         if done:
-            self._commit(carrier, np.asarray(stats), np.asarray(losses)[:done], path, done)
+            self._commit(carrier, np.asarray(stats).tolist(), np.asarray(losses)[:done], path)
         if done == k:
             return k, False
-        self._diverge(self._steps + 1, np.asarray(last))
+        self._diverge(self._history.step + 1, np.asarray(last).tolist())
         return done, True
 
-    def _commit(self, carrier: Any, stats: np.ndarray, losses: np.ndarray, path: Any, k: int) -> None:
+    def _commit(self, carrier: Any, values: list[float], losses: np.ndarray, path: Any) -> None:
         self._carrier = carrier
-        self._read(stats)
-        self._steps += k
-        self._history.extend(losses)
-        if self._path is not None and path is not None:
-            self._path.extend(np.asarray(path)[:k])
+        self._read(values)
+        self._history.extend(losses, None if path is None else np.asarray(path)[: len(losses)])
         self.diverged, self.diverged_at = False, None
 
-    def _diverge(self, at: int, stats: Any) -> None:
-        loss, grad_norm = float(stats[0]), float(stats[1])
+    def _diverge(self, at: int, values: list[float]) -> None:
+        loss, grad_norm = values[0], values[1]
         if not math.isfinite(loss):
             what = f"the loss became {loss}"
         elif not math.isfinite(grad_norm):
@@ -403,7 +355,7 @@ class Stepper:
         )
         self.diverged, self.diverged_at = True, at
         self.message = (
-            f"diverged at step {at}: {what}; {hint}. Kept the last finite state (step {self._steps}); "
+            f"diverged at step {at}: {what}; {hint}. Kept the last finite state (step {self._history.step}); "
             "reset() starts over."
         )
 
@@ -420,7 +372,7 @@ class Stepper:
         """
         with self._lock:
             self._generation += 1
-            self._start(self._params0)
+            self._start(self._objective.params0)
             self.message = f"reset to step 0: loss {self._loss:.6g}" if self._finite else self._bad_start_message()
 
     def apply(self) -> dict[str, Any]:
@@ -440,23 +392,23 @@ class Stepper:
                 import __main__
 
                 namespace = __main__.__dict__
-            params = self.params
-            values = (params,) if isinstance(self.argnums, int) else params
-            names = [self.names[i] if i < len(self.names) else None for i in self._idx]
+            params, idx = self.params, self._objective.idx
+            names = [self.names[i] if i < len(self.names) else None for i in idx]
             if all(names):
-                written = {
-                    name: _like(self._point0[i], value) for name, i, value in zip(names, self._idx, values, strict=True)
-                }
+                values = self._per_argument(params)
+                written = {name: _like(self._point0[i], v) for name, i, v in zip(names, idx, values, strict=True)}
             else:
                 base = re.sub(r"\W+", "_", self.fn_name.rsplit(".", 1)[-1]).strip("_") or "f"
-                original = self._point0[self._idx[0]] if isinstance(self.argnums, int) else self._point0_params()
+                originals = tuple(self._point0[i] for i in idx)
+                original = originals[0] if isinstance(self.argnums, int) else originals
                 written = {f"{base}_params": _like(original, params)}
             namespace.update(written)
-            self.message = f"wrote {', '.join(written)} (step {self._steps}) into the notebook"
+            self.message = f"wrote {', '.join(written)} (step {self._history.step}) into the notebook"
             return written
 
-    def _point0_params(self) -> tuple[Any, ...]:
-        return tuple(self._point0[i] for i in self._idx)
+    def _per_argument(self, params: Any) -> tuple[Any, ...]:
+        """``params`` as one value per optimized argument."""
+        return (params,) if isinstance(self.argnums, int) else params
 
     # ------------------------------------------------------------------ state
 
@@ -490,10 +442,8 @@ class Stepper:
     @property
     def point(self) -> tuple[Any, ...]:
         """All positional arguments, with the optimized ones at their current values."""
-        params = self.params
-        values = (params,) if isinstance(self.argnums, int) else params
         args = list(self._point0)
-        for i, value in zip(self._idx, values, strict=True):
+        for i, value in zip(self._objective.idx, self._per_argument(self.params), strict=True):
             args[i] = value
         return tuple(args)
 
@@ -510,7 +460,7 @@ class Stepper:
     @property
     def steps(self) -> int:
         """Steps taken since the start (or the last :meth:`reset`)."""
-        return self._steps
+        return self._history.step
 
     @property
     def running(self) -> bool:
@@ -525,14 +475,13 @@ class Stepper:
         entries, so at most 100,001; :attr:`history_steps` gives each entry's step number.
         """
         with self._lock:
-            return self._history.array()
+            return self._history.losses()
 
     @property
     def history_steps(self) -> np.ndarray:
         """The step number of each :attr:`history` entry: 0, then the most recent steps."""
         with self._lock:
-            count = self._history.count
-            return np.concatenate([[0], np.arange(self._steps - count + 1, self._steps + 1)]).astype(np.int64)
+            return self._history.steps()
 
     @property
     def trajectory(self) -> np.ndarray | None:
@@ -543,7 +492,7 @@ class Stepper:
         else None. Bounded like :attr:`history`.
         """
         with self._lock:
-            return None if self._path is None else self._path.array()
+            return self._history.path()
 
     @property
     def lr(self) -> float:
@@ -557,7 +506,7 @@ class Stepper:
             self._lr = lr
             self._lr_array = jax.device_put(np.asarray(lr, dtype=np.float32))
             if self._opt.adjustable:
-                self.message = f"learning rate changed to {lr:g}; continuing from step {self._steps}"
+                self.message = f"learning rate changed to {lr:g}; continuing from step {self._history.step}"
             else:
                 self.message = (
                     f"learning rate set to {lr:g}, but the optimizer is a fixed optax transformation that "
@@ -589,9 +538,9 @@ class Stepper:
                 lambda: programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
             )
             self._opt, self._programs, self._carrier = opt, programs, carrier
-            self._read(np.asarray(stats))
+            self._read(np.asarray(stats).tolist())
             self.message = (
-                f"optimizer changed to {opt.label} (fresh optimizer state); continuing from step {self._steps}"
+                f"optimizer changed to {opt.label} (fresh optimizer state); continuing from step {self._history.step}"
             )
 
     @property
@@ -609,17 +558,15 @@ class Stepper:
     # ------------------------------------------------------------------ text
 
     def __repr__(self) -> str:
-        params = self.params
-        values = (params,) if isinstance(self.argnums, int) else params
         labels = self._objective.labels
         parts = []
-        for i, value in zip(self._idx, values, strict=True):
+        for i, value in zip(self._objective.idx, self._per_argument(self.params), strict=True):
             for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
                 parts.append(f"{labels[i]}{jax.tree_util.keystr(path) if path else ''}={_short(leaf)}")
         shown = ", ".join(parts[:4]) + (f", … ({len(parts) - 4} more)" if len(parts) > 4 else "")
         mark = f", diverged at step {self.diverged_at}" if self.diverged else ""
         return (
-            f"Stepper({self.fn_name}, {self._opt.label}, lr={self._lr:g}): step {self._steps}, "
+            f"Stepper({self.fn_name}, {self._opt.label}, lr={self._lr:g}): step {self._history.step}, "
             f"loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}{mark}; {shown}"
         )
 
@@ -635,3 +582,27 @@ def _check_count(n: Any) -> int:
     if count < 0:
         raise JaxGradUsageError(f"run(n) needs a whole number of steps, 0 or more (e.g. run(1000)); got {n!r}.")
     return count
+
+
+def _like(original: Any, value: Any) -> Any:
+    """``value`` in the kind of ``original``: a Python float stays a float, NumPy stays NumPy."""
+
+    def convert(o: Any, v: Any) -> Any:
+        if isinstance(o, float):
+            return float(v)
+        if isinstance(o, np.ndarray):
+            return np.array(v, dtype=o.dtype)  # a writable copy, like the original
+        if isinstance(o, np.generic):
+            return o.dtype.type(np.asarray(v))
+        return v
+
+    return jax.tree_util.tree_map(convert, original, value)
+
+
+def _short(value: Any, max_items: int = 4) -> str:
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return f"{arr.item():.6g}"
+    with np.printoptions(precision=4, threshold=max_items, edgeitems=2):
+        text = " ".join(np.array2string(arr, separator=", ").split())
+    return text + (f" {arr.shape}" if arr.size > max_items else "")
