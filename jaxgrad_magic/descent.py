@@ -11,8 +11,9 @@ programs for one function, argument signature and optimizer are built once by
   writing losses into a buffer, so any number of steps reuses one compile. Nothing in the loop
   checks for NaN; the caller checks once per chunk and replays only a chunk that went bad with
   ``guarded``, which stops before the first non-finite state.
-* Small states cross the jit boundary packed into one flat array per dtype (:class:`Layout`),
-  so a single step pays for two or three arrays, not one per leaf.
+* Small states on one device cross the jit boundary packed into one flat array per dtype
+  (:class:`Layout`), so a single step pays for two or three arrays, not one per leaf. States
+  spread over several devices travel as they are, so jit keeps their shardings.
 """
 
 from __future__ import annotations
@@ -214,10 +215,16 @@ def _norm_and_check(grad: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.
     return jnp.sqrt(total), ~jnp.isnan(total)
 
 
+def on_one_device(tree: Any) -> bool:
+    """True when every array in ``tree`` lives on a single device (host values count as such)."""
+    return all(len(x.sharding.device_set) == 1 for x in jax.tree_util.tree_leaves(tree) if isinstance(x, jax.Array))
+
+
 class Layout:
     """How a state crosses the jit boundary: packed into one flat array per dtype, or as is.
 
-    Packing is for small states: large ones gain nothing from it.
+    Packing is for small states on one device: a flat array cannot carry a sharding that
+    splits a leaf across devices, and large states gain nothing from it.
     """
 
     def __init__(self, shapes: StepperState, packed: bool) -> None:
@@ -243,10 +250,11 @@ class Layout:
         return jax.tree_util.tree_unflatten(self.treedef, self._split(carrier))
 
     def unpack_on_host(self, carrier: Any) -> StepperState:
-        """:meth:`unpack` outside jit: NumPy slices put back as arrays, so it compiles nothing."""
+        """:meth:`unpack` outside jit: NumPy slices put back on the carrier's device, compiling nothing."""
         if not self.packed:
             return carrier
-        leaves = jax.device_put(self._split([np.asarray(flat) for flat in carrier]))
+        device = carrier[0].sharding if carrier[0].committed else None
+        leaves = jax.device_put(self._split([np.asarray(flat) for flat in carrier]), device)
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
     def _split(self, flats: Any) -> list[Any]:
@@ -305,7 +313,7 @@ class Programs:
         )
         self.path_width = path_width(shapes.params)
         size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
-        layout = Layout(shapes, packed=size <= PACK_LIMIT)
+        layout = Layout(shapes, packed=size <= PACK_LIMIT and on_one_device((params, dynamic)))
         self.speculate = layout.packed and not step_jaxpr.effects
 
         def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[Any, jax.Array]:

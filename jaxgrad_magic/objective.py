@@ -114,9 +114,12 @@ def as_param(leaf: Any, label: str, fn_name: str) -> jax.Array:
             f"`jnp.asarray({label}, dtype=jnp.float32)`."
         )
     dtype = jax.dtypes.canonicalize_dtype(dtype)
-    if isinstance(leaf, jax.Array) and leaf.dtype == dtype and not leaf.weak_type:
+    if not isinstance(leaf, jax.Array):
+        return jax.device_put(np.asarray(leaf, dtype=dtype))
+    if leaf.dtype == dtype and not leaf.weak_type:
         return leaf
-    return jax.device_put(np.asarray(leaf, dtype=dtype))
+    # A weakly typed array: the same values, strongly typed, where the array was placed.
+    return jax.device_put(np.asarray(leaf, dtype=dtype), leaf.sharding if leaf.committed else None)
 
 
 def dtype_of(leaf: Any) -> np.dtype:
@@ -135,11 +138,21 @@ def is_dynamic(leaf: Any) -> bool:
 
 
 def signature(tree: Any) -> Hashable:
-    """The structure, and each leaf's type, shape, dtype and weak type: what a compile depends on."""
+    """What a compile depends on: the structure, and each leaf's type, shape, dtype, weak type and
+    sharding (which decides, too, whether the state may be packed)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     return (
         treedef,
-        tuple((type(x).__name__, np.shape(x), str(dtype_of(x)), bool(getattr(x, "weak_type", False))) for x in leaves),
+        tuple(
+            (
+                type(x).__name__,
+                np.shape(x),
+                str(dtype_of(x)),
+                bool(getattr(x, "weak_type", False)),
+                x.sharding if isinstance(x, jax.Array) else None,
+            )
+            for x in leaves
+        ),
     )
 
 

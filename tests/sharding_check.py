@@ -54,6 +54,7 @@ def main() -> dict[str, Any]:
         "def double_sin(x):\n    return 2.0 * jnp.sin(x)\n"
         "def quartic(x):\n    return jnp.sum(x ** 4) / 4\n"
         "def bowl(x):\n    return 0.5 * jnp.sum((x - 0.25) ** 2)\n"
+        "def bowl_again(x):\n    return 0.5 * jnp.sum((x - 0.25) ** 2)\n"
     )
 
     g = run("%jgrad wave at=xs check=True stepper=False")
@@ -107,13 +108,39 @@ def main() -> dict[str, Any]:
     out["stepper_params"] = listed(stepper.params)
     out["stepper_steps"] = stepper.steps
     out["stepper_loss"] = stepper.loss
-    direct = Stepper(shell.user_ns["bowl"], (xs,), lr=0.1, optimizer="sgd")
-    for _ in range(8):
+    out["stepper_sharding_kept"] = same_sharding(stepper.params, xs) and same_sharding(stepper.grad, xs)
+
+    # The same function and shape on one device first: its compiled programs must not be
+    # reused for the sharded point (a small state on one device is packed between calls).
+    plain = Stepper(shell.user_ns["bowl_again"], (jnp.linspace(-1.0, 1.0, 8),), lr=0.1, optimizer="sgd")
+    plain.step()
+    plain.run(7)
+    out["plain_params"] = listed(plain.params)
+    out["plain_on_one_device"] = len(plain.params.sharding.device_set) == 1
+    direct = Stepper(shell.user_ns["bowl_again"], (xs,), lr=0.1, optimizer="sgd")
+    for _ in range(3):
         direct.step()
+    direct.run(5)
     out["direct_params"] = listed(direct.params)
     out["direct_params_sharded"] = (
         isinstance(direct.params, jax.Array) and not direct.params.sharding.is_fully_replicated
     )
+    out["direct_sharding_kept"] = same_sharding(direct.params, xs)
+
+    # adam on a row-sharded matrix: the parameters and adam's moments keep the rows' sharding.
+    adam = Stepper(lambda m: 0.5 * jnp.sum((m - 1.0) ** 2), (ms,), lr=0.05, optimizer="adam", fn_name="pull")
+    adam.step()
+    adam.step()
+    adam.run(3)
+    moments = adam.state.opt_state[0]
+    out["adam_params"] = listed(adam.params)
+    out["adam_steps"] = adam.steps
+    out["adam_sharding_kept"] = {
+        "params": same_sharding(adam.params, ms),
+        "grad": same_sharding(adam.grad, ms),
+        "mu": same_sharding(moments.mu, ms),
+        "nu": same_sharding(moments.nu, ms),
+    }
     return out
 
 

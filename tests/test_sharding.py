@@ -95,3 +95,27 @@ def test_stepper_descends_from_a_sharded_point(sharded: dict[str, Any]) -> None:
     close(sharded["stepper_params"], want)
     assert sharded["stepper_loss"] == pytest.approx(0.5 * np.sum((want - 0.25) ** 2), rel=1e-5)
     close(sharded["direct_params"], want)
+    close(sharded["plain_params"], want)
+
+
+def test_stepper_keeps_the_sharding_of_its_point(sharded: dict[str, Any]) -> None:
+    if sharded["stepper"] != "ok":
+        pytest.skip(f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}")
+    assert sharded["stepper_sharding_kept"]  # through %jgrad's stepper: steps, then a run
+    assert sharded["direct_params_sharded"] and sharded["direct_sharding_kept"]
+    assert sharded["plain_on_one_device"]  # the same function on one device first changes nothing
+
+
+def test_adam_on_a_sharded_matrix_keeps_the_sharding_of_params_and_moments(sharded: dict[str, Any]) -> None:
+    if sharded["stepper"] != "ok":
+        pytest.skip(f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}")
+    # pull(m) = ½‖m - 1‖², gradient m - 1; adam written out in NumPy, five steps.
+    m = np.arange(32.0).reshape(8, 4) / 10
+    mu, nu, lr, b1, b2, eps = np.zeros_like(m), np.zeros_like(m), 0.05, 0.9, 0.999, 1e-8
+    for t in range(1, 6):
+        g = m - 1.0
+        mu, nu = b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g**2
+        m = m - lr * (mu / (1 - b1**t)) / (np.sqrt(nu / (1 - b2**t)) + eps)
+    assert sharded["adam_steps"] == 5
+    close(sharded["adam_params"], m)
+    assert sharded["adam_sharding_kept"] == {"params": True, "grad": True, "mu": True, "nu": True}
