@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.extend.core import subjaxprs
 
 from .errors import JaxGradUsageError, explain_jax_error
 
@@ -220,6 +221,23 @@ def on_one_device(tree: Any) -> bool:
     return all(len(x.sharding.device_set) == 1 for x in jax.tree_util.tree_leaves(tree) if isinstance(x, jax.Array))
 
 
+def device_only(jaxpr: Any) -> bool:
+    """True when a traced program does nothing on the host: no effects, no callbacks.
+
+    ``jax.pure_callback`` has no effect in the jaxpr, so its equations are looked for by name,
+    in nested jaxprs too (``cond`` branches, loop bodies, custom derivatives).
+    """
+    if jaxpr.effects:
+        return False
+    todo = [jaxpr.jaxpr]
+    while todo:
+        inner = todo.pop()
+        if any("callback" in eqn.primitive.name for eqn in inner.eqns):
+            return False
+        todo.extend(subjaxprs(inner))
+    return True
+
+
 class Layout:
     """How a state crosses the jit boundary: packed into one flat array per dtype, or as is.
 
@@ -289,7 +307,7 @@ class Programs:
       path_width: the parameter entries that ``stats`` and ``path`` carry (:func:`path_width`),
         or None when no path is kept.
       speculate: whether a step may be started before it is asked for: a packed state, and a
-        step with no side effects (debug prints, ordered callbacks) to run for a step never taken.
+        step that does nothing on the host (no prints, no callbacks) for a step never taken.
       seconds_per_step: measured by the caller's runs, to size the next chunk.
 
     Raises:
@@ -314,7 +332,7 @@ class Programs:
         self.path_width = path_width(shapes.params)
         size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
         layout = Layout(shapes, packed=size <= PACK_LIMIT and on_one_device((params, dynamic)))
-        self.speculate = layout.packed and not step_jaxpr.effects
+        self.speculate = layout.packed and device_only(step_jaxpr)
 
         def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[Any, jax.Array]:
             state = init(d, p, dyn, lr)

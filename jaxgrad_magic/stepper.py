@@ -13,8 +13,8 @@ state between calls, and reports.
 * ``run(n)`` works in compiled chunks sized to last about :data:`CHUNK_SECONDS`, so a run in a
   thread reports progress and sees a Stop a few times a second.
 * ``step()`` starts the next step before it waits for the current one's loss, kept only if
-  the learning rate, optimizer and state are still the same when the next ``step()`` comes
-  (never for functions with side effects such as ``jax.debug.print``).
+  the learning rate, optimizer and state are still the same when the next ``step()`` comes,
+  and only for steps that do nothing on the host (no ``jax.debug.print``, no callbacks).
 * The compiled programs are cached by :func:`jaxgrad_magic.cache.function_key`, so a cell
   that re-defines the same function, and a new stepper on it, compile nothing.
 """
@@ -222,14 +222,23 @@ class Stepper:
             ahead, self._ahead = self._ahead, None
             early = ahead is not None and ahead[0] is start and ahead[1] is lr and ahead[2] is programs
             carrier, stats = ahead[3] if early else programs.step(start, self._dynamic, lr)
-            if programs.speculate:
-                # Small states: start the next step before waiting for this one, so the device
-                # works while Python reports; used only if nothing changes in between.
+            if programs.speculate and not (jax.config.jax_debug_nans or jax.config.jax_debug_infs):
+                # Start the next step before waiting for this one, so the device works while
+                # Python reports. (NaN debugging checks each call's output as it is made.)
                 try:
                     self._ahead = (carrier, lr, programs, programs.step(carrier, self._dynamic, lr))
-                except Exception:  # the user's own error: raised again when that step is taken
+                except Exception:  # not reported: the step is taken plainly if it is ever asked for
                     self._ahead = None
-            values = np.asarray(stats).tolist()  # waits for the step; Python floats from here on
+            try:
+                values = np.asarray(stats).tolist()  # waits for the step; Python floats from here on
+            except Exception:
+                if not (early or self._ahead is not None):
+                    raise
+                # The failure may be a step started ahead: drop that, and take this step again
+                # on its own, so an error reported here is this step's own.
+                self._ahead = None
+                carrier, stats = programs.step(start, self._dynamic, lr)
+                values = np.asarray(stats).tolist()
             if not values[2]:
                 self._diverge(self._history.step + 1, values)
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)

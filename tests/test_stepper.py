@@ -390,6 +390,70 @@ def test_a_function_with_a_side_effect_runs_once_per_step(capfd: Any) -> None:
     assert capfd.readouterr().out.split() == ["visited", "4.0", "visited", "2.0", "visited", "1.0"]
 
 
+def _checked_on_the_host(kind: str, seen: list[float]) -> Any:
+    """The identity, checked by host code that records each value and raises once it drops below 1."""
+
+    def check(x: np.ndarray) -> np.ndarray:
+        seen.append(float(x))
+        if x < 1.0:
+            raise ValueError("x went below 1")
+        return np.asarray(x, dtype=x.dtype)
+
+    @jax.custom_jvp
+    def at_least_one(x: jax.Array) -> jax.Array:
+        if kind == "pure_callback":
+            return jax.pure_callback(check, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+        jax.debug.callback(check, x)
+        return x
+
+    @at_least_one.defjvp
+    def _jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple[jax.Array, jax.Array]:
+        return at_least_one(primals[0]), tangents[0]
+
+    return at_least_one
+
+
+@pytest.mark.parametrize("kind", ["pure_callback", "debug_callback"])
+def test_host_code_runs_and_fails_only_for_the_steps_taken(kind: str, caplog: Any) -> None:
+    # f(x) = x², so sgd multiplies x by 1 - 2 lr: 1.2 -> 1.08 at lr 0.05, then 0.972 would be below 1.
+    seen: list[float] = []
+    at_least_one = _checked_on_the_host(kind, seen)
+    s = Stepper(lambda x: at_least_one(x) ** 2, (1.2,), lr=0.05, fn_name="f")
+    assert s.step().steps == 1
+    s.lr = 0.01  # x 0.98 per step: 1.0584 stays above 1
+    assert s.step().steps == 1
+    assert float(s.params) == pytest.approx(1.2 * 0.9 * 0.98, rel=1e-6)
+    jax.effects_barrier()
+    # One evaluation per state reached (the start and two steps); none for a step not taken.
+    np.testing.assert_allclose(seen, [1.2, 1.08, 1.2 * 0.9 * 0.98], rtol=1e-6)
+    assert not [r for r in caplog.records if "callback failed" in r.getMessage()]
+
+    s.lr = 0.05  # the next step lands at 0.95256: its own error, reported on the step that takes it
+    with pytest.raises(Exception, match="x went below 1"):
+        s.step()
+    assert s.steps == 2 and float(s.params) == pytest.approx(1.2 * 0.9 * 0.98, rel=1e-6)
+    s.lr = 0.01
+    assert s.step().steps == 1 and s.steps == 3
+    assert float(s.params) == pytest.approx(1.2 * 0.9 * 0.98**2, rel=1e-6)
+
+
+def test_nan_debugging_reports_only_the_steps_taken(capfd: Any) -> None:
+    # f(x) = sqrt(x), lr 1: x <- x - 1 / (2 sqrt x), which is negative (sqrt is nan) at step 5.
+    xs = [2.0]
+    while xs[-1] > 0:
+        xs.append(xs[-1] - 1.0 / (2.0 * np.sqrt(xs[-1])))
+    bad = len(xs) - 1
+    assert bad == 5
+    with jax.debug_nans(True):
+        s = Stepper(lambda x: jnp.sqrt(x), (2.0,), lr=1.0, fn_name="root")
+        for _ in range(bad - 1):
+            assert s.step().steps == 1
+        assert "nan" not in capfd.readouterr().out.lower()  # nothing said about step 5 yet
+        with pytest.raises(FloatingPointError):
+            s.step()
+    assert s.steps == bad - 1 and float(s.params) == pytest.approx(xs[bad - 1], rel=1e-5)
+
+
 def test_the_magic_builds_the_stepper_lazily_and_a_re_run_compiles_nothing(ip: Any, compiles: Any) -> None:
     ip.run_cell("x = 5.0\ny = 2.0")
     cell = "def f(x, y):\n    return x**2 + (y - 1.0) ** 2\n"
