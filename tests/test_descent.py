@@ -1,0 +1,206 @@
+"""The compiled descent programs on their own: steps, reports, chunks, the replay, packing, look-ahead.
+
+Expected values are closed forms: sgd on ``½‖x - t‖²`` moves ``x - t`` by ``1 - lr`` per step,
+and sgd on ``x²`` multiplies ``x`` by ``1 - 2 lr``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxgrad_magic.descent import (
+    CHUNK,
+    LR_SHAPE,
+    PACK_LIMIT,
+    Descent,
+    Layout,
+    Programs,
+    StepperState,
+    advance,
+    device_only,
+    evaluator,
+    guard,
+    init,
+    on_one_device,
+    path_width,
+    replay,
+    run_chunk,
+    stats,
+)
+from jaxgrad_magic.errors import JaxGradUsageError
+
+TARGET = jnp.array([1.0, -2.0, 0.5])
+LR = jnp.float32(0.25)
+
+
+def bowl(params: Any, dynamic: Any) -> Any:
+    (target,) = dynamic
+    return 0.5 * jnp.sum((params - target) ** 2)
+
+
+def square(params: Any, dynamic: Any) -> Any:
+    return params**2
+
+
+SGD = Descent(evaluator(bowl, False), optax.sgd)
+
+
+def test_init_and_advance_are_sgd_by_hand() -> None:
+    x0 = jnp.zeros(3)
+    state = init(SGD, x0, (TARGET,), LR)
+    assert isinstance(state, StepperState) and state.aux is None
+    np.testing.assert_allclose(state.grad, -TARGET)  # x - t
+    assert float(state.loss) == pytest.approx(0.5 * float(jnp.sum(TARGET**2)))
+    for k in range(1, 4):
+        state = jax.jit(functools.partial(advance, SGD))(state, (TARGET,), LR)
+        want = TARGET - 0.75**k * TARGET  # x_k - t = (1 - lr)^k (x_0 - t)
+        np.testing.assert_allclose(state.params, want, rtol=1e-6)
+        np.testing.assert_allclose(state.grad, want - TARGET, rtol=1e-6)
+        assert not state.loss.weak_type
+
+
+def test_aux_rides_along_and_stays_strongly_typed() -> None:
+    def with_aux(params: Any, dynamic: Any) -> tuple[Any, Any]:
+        return bowl(params, dynamic), {"mean": jnp.mean(params), "tag": 2.0}
+
+    d = Descent(evaluator(with_aux, True), optax.sgd)
+    state = advance(d, init(d, jnp.zeros(3), (TARGET,), LR), (TARGET,), LR)
+    assert float(state.aux["mean"]) == pytest.approx(float(jnp.mean(0.25 * TARGET)))
+    assert state.aux["tag"].dtype == jnp.float32 and not state.aux["tag"].weak_type
+
+
+def test_stats_are_loss_norm_finite_then_the_path() -> None:
+    two = (jnp.float32(3.0), jnp.float32(4.0))
+    state = StepperState(two, None, two, jnp.float32(12.5), None)
+    np.testing.assert_allclose(stats(state), [12.5, 5.0, 1.0, 3.0, 4.0])  # ‖(3, 4)‖ = 5
+    three = jnp.array([1.0, 2.0, 2.0])
+    np.testing.assert_allclose(stats(StepperState(three, None, three, jnp.float32(1.0), None)), [1.0, 3.0, 1.0])
+    for bad in (jnp.array([1.0, jnp.nan, 2.0]), jnp.array([jnp.inf, 0.0, 0.0])):
+        assert float(stats(StepperState(bad, None, three, jnp.float32(1.0), None))[2]) == 0.0
+        assert float(stats(StepperState(three, None, bad, jnp.float32(1.0), None))[2]) == 0.0
+    assert float(stats(StepperState(three, None, three, jnp.float32(jnp.inf), None))[2]) == 0.0
+    half = jnp.ones(2, jnp.bfloat16)
+    assert stats(StepperState(half, None, half, jnp.bfloat16(1.0), None)).dtype == jnp.float32
+
+
+def test_the_path_is_kept_for_at_most_two_float_entries() -> None:
+    assert path_width(jnp.float32(1.0)) == 1
+    assert path_width(jnp.ones(2)) == 2
+    assert path_width({"w": jnp.float32(1.0), "b": jnp.float32(0.0)}) == 2
+    assert path_width(jnp.ones(3)) is None
+    assert path_width((jnp.ones(2), jnp.float32(1.0))) is None
+
+
+def test_a_chunk_writes_n_losses_like_n_steps() -> None:
+    d = Descent(evaluator(square, False), optax.sgd)
+    state = init(d, jnp.float32(1.0), (), LR)
+    last, losses, path = jax.jit(functools.partial(run_chunk, d))(state, (), LR, jnp.int32(5))
+    xs = 0.5 ** np.arange(1, 6)  # x <- (1 - 2 * 0.25) x
+    assert losses.shape == (CHUNK,) and path.shape == (CHUNK, 1)
+    np.testing.assert_allclose(losses[:5], xs**2, rtol=1e-6)
+    np.testing.assert_allclose(path[:5, 0], xs, rtol=1e-6)
+    assert not np.asarray(losses[5:]).any()
+    assert float(last.params) == pytest.approx(xs[-1])
+
+
+def test_the_replay_stops_before_the_first_non_finite_state() -> None:
+    # lr 1.5 on x²: x <- -2x, so x_k = (-2)^k; x² = 4^k overflows float32 first at k = 64.
+    d = Descent(evaluator(square, False), optax.sgd)
+    lr = jnp.float32(1.5)
+    state = init(d, jnp.float32(1.0), (), lr)
+    last, losses, _, done, bad = jax.jit(functools.partial(replay, d))(state, (), lr, jnp.int32(100))
+    assert int(done) == 63 and float(last.params) == (-2.0) ** 63
+    np.testing.assert_array_equal(losses[:63], 4.0 ** np.arange(1, 64))
+    assert np.isinf(float(bad[0])) and float(bad[2]) == 0.0
+    last, _, _, done, _ = replay(d, state, (), lr, jnp.int32(10))  # all finite: it takes them all
+    assert int(done) == 10 and float(last.params) == 1024.0
+
+
+def test_a_layout_packs_one_array_per_dtype_and_unpacks_it(compiles: Any) -> None:
+    state = StepperState(
+        {"w": jnp.arange(6.0).reshape(2, 3), "h": jnp.ones(2, jnp.bfloat16)},
+        (jnp.int32(7), jnp.zeros(3)),
+        {"w": jnp.ones((2, 3)), "h": jnp.zeros(2, jnp.bfloat16)},
+        jnp.float32(0.5),
+        None,
+    )
+    shapes = jax.eval_shape(lambda: state)
+    layout = Layout(shapes, packed=True)
+    carrier = jax.jit(layout.pack)(state)
+    assert sorted(str(flat.dtype) for flat in carrier) == ["bfloat16", "float32", "int32"]
+    assert sum(flat.size for flat in carrier) == sum(x.size for x in jax.tree_util.tree_leaves(state))
+    for back in (jax.jit(layout.unpack)(carrier), layout.unpack_on_host(carrier)):
+        jax.tree_util.tree_map(np.testing.assert_array_equal, back, state)
+        assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(state)
+    compiles.reset()
+    layout.unpack_on_host(carrier)
+    assert compiles.count == 0
+    plain = Layout(shapes, packed=False)
+    assert plain.pack(state) is state and plain.unpack_on_host(state) is state
+
+
+def test_host_values_and_arrays_on_one_device_may_be_packed() -> None:
+    assert on_one_device((jnp.ones(3), np.ones(2), 1.5, {"k": jnp.float32(2.0)}))
+
+
+def test_a_step_that_runs_host_code_is_not_device_only() -> None:
+    def pure(x: Any) -> Any:
+        return jnp.sin(x) ** 2
+
+    def printing(x: Any) -> Any:
+        jax.debug.print("x = {x}", x=x)
+        return x**2
+
+    def host_in_a_branch(x: Any) -> Any:
+        def host(v: Any) -> Any:
+            return jax.pure_callback(np.cos, jax.ShapeDtypeStruct((), jnp.float32), v)
+
+        return jax.lax.cond(x > 0, host, jnp.cos, x)
+
+    x = jax.ShapeDtypeStruct((), jnp.float32)
+    assert device_only(jax.make_jaxpr(jax.grad(pure))(x))
+    assert not device_only(jax.make_jaxpr(jax.grad(printing))(x))
+    assert not device_only(jax.make_jaxpr(host_in_a_branch)(x))
+    assert not device_only(jax.make_jaxpr(jax.jit(host_in_a_branch))(x))  # nested in a jit too
+
+
+def test_programs_start_step_and_run_and_look_ahead_only_when_it_is_safe() -> None:
+    p = Programs(bowl, optax.sgd, False, jnp.zeros(3), (TARGET,), "bowl")
+    assert p.speculate and p.path_width is None
+    lr = jax.device_put(np.float32(0.25))
+    carrier, first = p.start(jnp.zeros(3), (TARGET,), lr)
+    carrier, after = p.step(carrier, (TARGET,), lr)
+    np.testing.assert_allclose(p.unpack(carrier).params, 0.25 * TARGET, rtol=1e-6)
+    carrier, losses, _, last = p.run(carrier, (TARGET,), lr, np.int32(2))
+    np.testing.assert_allclose(p.unpack(carrier).params, TARGET - 0.75**3 * TARGET, rtol=1e-6)
+    assert float(first[0]) > float(after[0]) > float(losses[0]) > float(losses[1]) == pytest.approx(float(last[0]))
+
+    big = jnp.zeros(PACK_LIMIT + 1)  # too large to pack, so nothing runs ahead
+    assert not Programs(bowl, optax.sgd, False, big, (jnp.ones_like(big),), "bowl").speculate
+
+    def host(params: Any, dynamic: Any) -> Any:
+        shape = jax.ShapeDtypeStruct((), jnp.float32)
+        return params**2 + jax.pure_callback(np.cos, shape, jax.lax.stop_gradient(params))
+
+    assert not Programs(host, optax.sgd, False, jnp.float32(1.0), (), "host").speculate
+
+
+def test_misuse_becomes_a_teaching_error_and_the_users_own_error_passes_through() -> None:
+    def branchy(params: Any, dynamic: Any) -> Any:
+        return params if params > 0 else -params
+
+    with pytest.raises(JaxGradUsageError, match=r"jnp\.where"):
+        Programs(branchy, optax.sgd, False, jnp.float32(1.0), (), "branchy")
+
+    def broken(params: Any, dynamic: Any) -> Any:
+        raise KeyError("the user's own bug")
+
+    with pytest.raises(KeyError, match="own bug"):
+        guard(lambda: jax.eval_shape(broken, LR_SHAPE, ()), "broken", False)
