@@ -73,7 +73,15 @@ class Descent(NamedTuple):
 
 
 def evaluator(loss_fn: Callable[[Any, Any], Any], has_aux: bool) -> Callable[[Any, Any], tuple[jax.Array, Any, Any]]:
-    """``(params, dynamic) -> (loss, grad, aux)`` for ``loss_fn`` (aux is None without ``has_aux``)."""
+    """The loss, its gradient and the aux output in one pass.
+
+    Args:
+      loss_fn: ``(params, dynamic) -> loss``, or ``-> (loss, aux)`` with ``has_aux``.
+      has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+
+    Returns:
+      ``(params, dynamic) -> (loss, grad, aux)``, aux None without ``has_aux``.
+    """
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
     def evaluate(params: Any, dynamic: Any) -> tuple[jax.Array, Any, Any]:
@@ -87,13 +95,33 @@ def evaluator(loss_fn: Callable[[Any, Any], Any], has_aux: bool) -> Callable[[An
 
 
 def init(d: Descent, params: Any, dynamic: Any, lr: jax.Array) -> StepperState:
-    """The state at ``params``: a fresh optimizer state, and the loss and gradient there."""
+    """The state at ``params``: a fresh optimizer state, and the loss and gradient there.
+
+    Args:
+      d: the loss and the optimizer.
+      params: the parameters.
+      dynamic: the other arguments of the loss.
+      lr: the learning rate (a float32 scalar, traced).
+
+    Returns:
+      A :class:`StepperState`, strongly typed throughout.
+    """
     loss, grad, aux = d.evaluate(params, dynamic)
     return _strong(StepperState(params, d.make(lr).init(params), grad, loss, aux))
 
 
 def advance(d: Descent, state: StepperState, dynamic: Any, lr: jax.Array) -> StepperState:
-    """One optimizer step from ``state``, with the loss and gradient at the new parameters."""
+    """One optimizer step from ``state``, with the loss and gradient at the new parameters.
+
+    Args:
+      d: the loss and the optimizer.
+      state: the state to step from (its gradient drives the update).
+      dynamic: the other arguments of the loss.
+      lr: the learning rate (a float32 scalar, traced).
+
+    Returns:
+      The next :class:`StepperState`.
+    """
     updates, opt_state = d.make(lr).update(state.grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     loss, grad, aux = d.evaluate(params, dynamic)
@@ -102,6 +130,9 @@ def advance(d: Descent, state: StepperState, dynamic: Any, lr: jax.Array) -> Ste
 
 def stats(state: StepperState) -> jax.Array:
     """What a report needs, in one small array (one transfer to the host).
+
+    Args:
+      state: the state to report on.
 
     Returns:
       ``[loss, gradient norm, 1.0 if everything is finite else 0.0]``, followed by the
@@ -117,7 +148,15 @@ def stats(state: StepperState) -> jax.Array:
 
 
 def path_width(params: Any) -> int | None:
-    """The number of parameter entries when the path is kept (at most two, all floats), else None."""
+    """How many numbers the path records per step.
+
+    Args:
+      params: the parameters (arrays or shape/dtype structs).
+
+    Returns:
+      Their number of entries when there are at most two, all floating point (a path that a
+      curve or contour plot can show), else None.
+    """
     leaves = jax.tree_util.tree_leaves(params)
     width = sum(math.prod(x.shape) for x in leaves)
     return width if width <= 2 and all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves) else None
@@ -128,12 +167,18 @@ def run_chunk(
 ) -> tuple[StepperState, jax.Array, jax.Array | None]:
     """``n`` steps (at most :data:`CHUNK`) with no finiteness checks.
 
+    Args:
+      d: the loss and the optimizer.
+      state: the state to start from.
+      dynamic: the other arguments of the loss.
+      lr: the learning rate (a float32 scalar, traced).
+      n: how many steps (traced, so any ``n`` reuses one compile).
+
     Returns:
       The last state, the loss after each step, and the flat parameters after each step when
       a path is kept (else None); the buffers hold :data:`CHUNK` rows, the first ``n`` written.
     """
 
-    # A dynamic trip count up to a static capacity: one compile serves any n.
     def body(i: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
         state, losses, path = carry
         state = advance(d, state, dynamic, lr)
@@ -146,6 +191,13 @@ def replay(
     d: Descent, state: StepperState, dynamic: Any, lr: jax.Array, n: jax.Array
 ) -> tuple[StepperState, jax.Array, jax.Array | None, jax.Array, jax.Array]:
     """:func:`run_chunk` checked step by step: stops before the first non-finite state.
+
+    Args:
+      d: the loss and the optimizer.
+      state: the (finite) state to start from.
+      dynamic: the other arguments of the loss.
+      lr: the learning rate (a float32 scalar, traced).
+      n: the most steps to take.
 
     Returns:
       The last finite state, the loss and path buffers, the steps kept, and the
@@ -364,7 +416,19 @@ class Programs:
 
 
 def guard(call: Callable[[], Any], fn_name: str, has_aux: bool) -> Any:
-    """Run ``call``; JAX misuse becomes a teaching error, the user's own errors pass through."""
+    """Run ``call``; JAX misuse becomes a teaching error, the user's own errors pass through.
+
+    Args:
+      call: what to run (a trace, a compile, or a compiled call).
+      fn_name: the user's function, for the message.
+      has_aux: whether ``aux=True`` was given, for the message.
+
+    Returns:
+      What ``call`` returned.
+
+    Raises:
+      JaxGradUsageError: a traced value used as a concrete one, or a known JAX misuse.
+    """
     __tracebackhide__ = True
     try:
         return call()
@@ -385,6 +449,7 @@ def guard(call: Callable[[], Any], fn_name: str, has_aux: bool) -> Any:
 
 
 def _check_loss(loss_fn: Callable[[Any, Any], Any], params: Any, dynamic: Any, has_aux: bool, fn_name: str) -> None:
+    # Before differentiating: value_and_grad's own message for a non-scalar is about jax.grad, not descent.
     out = guard(lambda: jax.eval_shape(loss_fn, params, dynamic), fn_name, has_aux)
     if has_aux:
         if not (isinstance(out, tuple | list) and len(out) == 2):
