@@ -154,6 +154,19 @@ def params(panel: Locator) -> dict[str, list[float]]:
     return {name: numbers(value) for name, value in re.findall(r"(\w+) = (\[[^\]]*\]|\S+?)(?:,\s|$)", text)}
 
 
+def settled_params(panel: Locator, timeout: float = 10.0) -> dict[str, list[float]]:
+    """The parameters once the readout has stopped changing: its labels update one by one."""
+    deadline = time.monotonic() + timeout
+    last = params(panel)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = params(panel)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the parameters readout kept changing: {last}")
+
+
 def loss_image(panel: Locator) -> Locator:
     return panel.locator("img.widget-image").first
 
@@ -455,7 +468,8 @@ def test_apply_then_print_shows_the_applied_values(notebook: NotebookPage) -> No
     button(panel, "Run N").click()
     wait_idle(panel)
     expect(readout(panel, "step")).to_have_text("5")
-    shown = params(panel)
+    expect(status(panel)).to_contain_text("step 5")
+    shown = settled_params(panel)
 
     button(panel, "Apply").click()
     expect(status(panel)).to_contain_text("into the notebook")
