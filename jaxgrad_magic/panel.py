@@ -8,8 +8,15 @@ and can be checked without one.
 
 A widget callback blocks the kernel's message loop, so Run N does its work on a background
 thread: the kernel keeps answering, a Stop click is seen between two chunks of the run, and
-the thread refreshes the progress bar and the plots at a bounded rate. Every callback
-catches its errors and shows them on the status line, where they are not lost in a log.
+the thread refreshes the progress bar and the plots at a bounded rate. A run the panel
+expects to finish within :data:`INLINE_SECONDS` (from the speed of its earlier runs) is done
+in the click itself: sooner than a Stop could be clicked, and without the thread's start and
+the buttons' disable/enable round trip. Every callback catches its errors and shows them on
+the status line, where they are not lost in a log.
+
+Every widget carries a ``jgm-*`` CSS class (``jgm-panel`` on the top-level box, ``jgm-step``,
+``jgm-loss``, ``jgm-grad-norm``, ``jgm-params``, ``jgm-mark`` and ``jgm-status`` on the
+readout), so tests and notebook themes can find them without relying on their order.
 """
 
 from __future__ import annotations
@@ -36,9 +43,14 @@ REDRAW_INTERVAL = 0.25  # seconds between plot redraws during a run: at most fou
 PROGRESS_INTERVAL = 0.05  # seconds between progress-bar updates during a run
 CONVERGED_GRAD_NORM = 1e-6  # a gradient norm below this counts as converged
 DEFAULT_RUN_STEPS = 1000
+INLINE_SECONDS = 0.05  # a run expected to take less than this is done in the click, without a thread
 MAX_PARAM_ITEMS = 6  # arrays with more elements are abbreviated in the readout
 _ERROR_STYLE = "color: var(--jp-error-color1, #d32f2f)"  # theme colours, with a fallback
 _SUCCESS_STYLE = "color: var(--jp-success-color1, #388e3c)"
+# Wrapped lines in an HTML widget: the widget's own line height is a control's (28px), too loose
+# for a paragraph; the padding keeps a single line level with the labels beside it.
+_WRAP_STYLE = "line-height: 18px; padding: 5px 0; overflow-wrap: anywhere"
+FIRST_NOTE = "press Step or Run N"  # inside the empty loss plot at step 0
 
 
 def short_array(value: Any) -> str:
@@ -75,10 +87,22 @@ def _wider(box: plots.Box, than: plots.Box, factor: float) -> bool:
     return bool((span > factor * np.subtract(than.hi, than.lo)).any())
 
 
-def _close_tree(widget: widgets.Widget) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
+def _close_all(widget: widgets.Widget, seen: set[int] | None = None) -> None:
+    """Close ``widget`` and every widget it holds: children, and its layout and style models."""
+    seen = set() if seen is None else seen
+    if id(widget) in seen:
+        return
+    seen.add(id(widget))
+    for name in widget.keys:
+        value = getattr(widget, name, None)
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(item, widgets.Widget):
+                _close_all(item, seen)
     widget.close()
+
+
+def _wrapping(text: str) -> str:
+    return f"<div style='{_WRAP_STYLE}'>{text}</div>"
 
 
 class PanelWidget(widgets.VBox):
@@ -102,8 +126,9 @@ class StepperPanel:
       lr_slider: the learning rate, on a log scale.
       optimizer_dropdown: the optimizer's name.
       progress: the progress of the current or last run.
-      steps_label, loss_label, grad_label, params_label: the state at a glance.
-      mark: "converged" or "diverged" when either holds, else empty.
+      steps_label, loss_label, grad_label: the state at a glance.
+      params_label: the current parameters (HTML, wraps when long).
+      mark: "converged" or "diverged" (with the stepper's reason) when either holds, else empty.
       status: the last message, or the last error (type and message).
       loss_image: the loss curve (PNG).
       landscape_image: ``f`` with the path (PNG); hidden for more than two parameters.
@@ -121,13 +146,16 @@ class StepperPanel:
         self._landscape: plots.Landscape | None = None
         self._first_box: plots.Box | None = None
         self._box: plots.Box | None = None
-        self._checked_steps: int | None = None  # the step up to which the path was checked against the box
         self._pictures: OrderedDict[plots.Box, plots.ContourPlot | plots.CurvePlot] = OrderedDict()
         self._loss_plot = plots.LossCurve()
+        self._divergence: tuple[int | None, str] | None = None  # (step, the stepper's reason) when last seen
+        self._seconds_per_step: tuple[Any, float] | None = None  # (optimizer, seconds) of the last run
         self.redraws = 0  # plot redraws so far (runs redraw at a bounded rate)
+        self.inline_runs = 0  # runs done in the click, without a thread
 
         names = [p.name for p in parameters(stepper.fn)]
         self._wrt = self._wrt_names(names)
+        self._leaf_layout = self._flat_layout()
         self._build_controls(stepper)
         self._setup_landscape(stepper, names)
         self.widget = self._layout(stepper, names)
@@ -141,21 +169,23 @@ class StepperPanel:
     # ------------------------------------------------------------------ construction
 
     def _build_controls(self, stepper: Stepper) -> None:
-        def button(description: str, style: str, icon: str, tooltip: str) -> widgets.Button:
-            return widgets.Button(
+        def button(description: str, style: str, icon: str, tooltip: str, name: str) -> widgets.Button:
+            made = widgets.Button(
                 description=description,
                 button_style=style,
                 icon=icon,
                 tooltip=tooltip,
                 layout=widgets.Layout(width="auto", min_width="68px"),
             )
+            made.add_class(f"jgm-{name}-button")
+            return made
 
-        self.step_button = button("Step", "primary", "step-forward", "Take one optimizer step")
-        self.run_button = button("Run N", "success", "play", "Run N steps in the background")
-        self.stop_button = button("Stop", "danger", "stop", "Stop the run after the current chunk")
+        self.step_button = button("Step", "primary", "step-forward", "Take one optimizer step", "step")
+        self.run_button = button("Run N", "success", "play", "Run N steps in the background", "run")
+        self.stop_button = button("Stop", "danger", "stop", "Stop the run after the current chunk", "stop")
         self.stop_button.disabled = True
-        self.reset_button = button("Reset", "warning", "undo", "Back to the start point, history cleared")
-        self.apply_button = button("Apply", "info", "check", "Write the current parameters into the notebook")
+        self.reset_button = button("Reset", "warning", "undo", "Back to the start point, history cleared", "reset")
+        self.apply_button = button("Apply", "info", "check", "Write the current parameters into the notebook", "apply")
         self.steps_input = widgets.IntText(
             value=DEFAULT_RUN_STEPS,
             description="N",
@@ -195,12 +225,28 @@ class StepperPanel:
         self.steps_label = widgets.Label("")
         self.loss_label = widgets.Label("")
         self.grad_label = widgets.Label("")
-        self.params_label = widgets.Label("", layout=widgets.Layout(max_width="260px"))
+        self.params_label = widgets.HTML("")  # HTML, not a Label: long parameters wrap instead of being cut
         self.mark = widgets.HTML("")
         self.status = widgets.HTML("")
         size = {"width": f"{plots.WIDTH}px", "height": f"{plots.HEIGHT}px"}
         self.loss_image = widgets.Image(format="png", layout=widgets.Layout(**size))
         self.landscape_image = widgets.Image(format="png", layout=widgets.Layout(**size))
+        for widget, name in (
+            (self.steps_input, "steps-input"),
+            (self.lr_slider, "lr"),
+            (self.optimizer_dropdown, "optimizer"),
+            (self.progress, "progress"),
+            (self.progress_label, "progress-text"),
+            (self.steps_label, "step"),
+            (self.loss_label, "loss"),
+            (self.grad_label, "grad-norm"),
+            (self.params_label, "params"),
+            (self.mark, "mark"),
+            (self.status, "status"),
+            (self.loss_image, "loss-plot"),
+            (self.landscape_image, "landscape-plot"),
+        ):
+            widget.add_class(f"jgm-{name}")
 
         self.step_button.on_click(lambda _: self._guarded(self._on_step, "Step"))
         self.run_button.on_click(lambda _: self._guarded(self._on_run, "Run N"))
@@ -235,9 +281,12 @@ class StepperPanel:
         title = widgets.HTML(
             f"<b>Gradient descent</b> on <code>{fn_name}</code> over {html.escape(', '.join(wrt))}",
         )
+        title.add_class("jgm-title")
 
         def key(text: str) -> widgets.Label:
-            return widgets.Label(text, layout=widgets.Layout(width="64px"))
+            label = widgets.Label(text, layout=widgets.Layout(width="64px"))
+            label.add_class("jgm-key")
+            return label
 
         readout = widgets.GridBox(
             [
@@ -250,8 +299,10 @@ class StepperPanel:
                 key("params"),
                 self.params_label,
             ],
-            layout=widgets.Layout(grid_template_columns="64px auto", grid_gap="0px 6px"),
+            # minmax(0, 1fr): the values' column fits the controls' width, so long parameters wrap.
+            layout=widgets.Layout(grid_template_columns="64px minmax(0, 1fr)", grid_gap="0px 6px"),
         )
+        readout.add_class("jgm-readout")
         controls = widgets.VBox(
             [
                 widgets.HBox([self.step_button, self.run_button, self.steps_input]),
@@ -265,14 +316,18 @@ class StepperPanel:
             ],
             layout=widgets.Layout(width="340px", min_width="320px"),
         )
+        controls.add_class("jgm-controls")
         # The pictures take the room beside the controls: side by side when it is wide enough,
         # one above the other when not; below the controls only on a narrow page.
         pictures = widgets.HBox(
             [self.loss_image, self.landscape_image],
             layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start", flex=f"1 1 {plots.WIDTH}px"),
         )
+        pictures.add_class("jgm-plots")
         body = widgets.HBox([controls, pictures], layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
-        return PanelWidget(self, [title, body])
+        top = PanelWidget(self, [title, body])
+        top.add_class("jgm-panel")
+        return top
 
     def _wrt_names(self, names: list[str]) -> list[str]:
         argnums = self.stepper.argnums
@@ -309,11 +364,22 @@ class StepperPanel:
         return not self.running
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop a run (waiting up to ``timeout`` seconds for it) and close every widget of the panel."""
+        """Stop a run and close every widget the panel made; the stepper stays usable.
+
+        The run (if any) ends after its current chunk; its thread draws nothing more. The
+        widgets' layout and style models are closed too, so nothing of the panel stays in
+        the kernel's widget registry. Closing twice does nothing more.
+
+        Args:
+          timeout: the most seconds to wait for a running chunk to end.
+        """
         self._closed = True
         self._stop.set()
         self.wait(timeout)
-        _close_tree(self.widget)
+        _close_all(self.widget)
+        with self._lock:  # the rendered pictures go with the widgets
+            self._pictures.clear()
+            self._loss_plot = plots.LossCurve()
 
     def _guarded(self, action: Callable[[], None], what: str) -> None:
         try:
@@ -327,14 +393,14 @@ class StepperPanel:
             text = html.escape(message)
         else:
             text = f"<b>{html.escape(type(exc).__name__)}</b> in {html.escape(what)}: {html.escape(message)}"
-        self.status.value = f"<span style='{_ERROR_STYLE}'>⚠ {text}</span>"
+        self.status.value = _wrapping(f"<span style='{_ERROR_STYLE}'>⚠ {text}</span>")
 
     def _say(self, message: str) -> None:
         notice, self._notice = self._notice, ""
+        text = html.escape(message)
         if notice:  # shown once, with the message that follows it
-            self.status.value = f"{html.escape(message)}<br><span style='{_ERROR_STYLE}'>⚠ {html.escape(notice)}</span>"
-        else:
-            self.status.value = html.escape(message)
+            text += f"<br><span style='{_ERROR_STYLE}'>⚠ {html.escape(notice)}</span>"
+        self.status.value = _wrapping(text)
 
     def _check_idle(self, action: str) -> None:
         if self.running:
@@ -355,9 +421,10 @@ class StepperPanel:
 
     def _on_step(self) -> None:
         self._check_idle("Step")
-        self.stepper.step()
+        info = self.stepper.step()
         self._refresh()
-        self._say(self.stepper.message)
+        # A step that diverged is explained by the mark; the status line says only what happened.
+        self._say("the step was not taken" if info.diverged else self.stepper.message)
 
     def _on_run(self) -> None:
         self._check_idle("Run N")
@@ -368,8 +435,12 @@ class StepperPanel:
             )
         self._stop.clear()
         self._run_target = int(self.stepper.steps) + n
-        self.progress.bar_style = "info"
         self.progress.max = n
+        if self._expected_seconds(n) < INLINE_SECONDS:
+            self.inline_runs += 1
+            self._run(n, inline=True)
+            return
+        self.progress.bar_style = "info"
         self.progress.value = 0
         self.progress_label.value = f"0 / {n}"
         self._set_running(True)
@@ -377,8 +448,20 @@ class StepperPanel:
         self._thread = threading.Thread(target=self._run, args=(n,), name="jaxgrad-descent-run", daemon=True)
         self._thread.start()
 
-    def _run(self, n: int) -> None:
-        """The body of the run thread: run, report progress at a bounded rate, redraw at the end."""
+    def _expected_seconds(self, n: int) -> float:
+        """How long ``n`` steps should take, from the last run with this optimizer (inf when unknown)."""
+        timed, now = self._seconds_per_step, self.stepper.optimizer
+        if timed is None or not (timed[0] is now or (isinstance(now, str) and timed[0] == now)):
+            return math.inf
+        return n * timed[1]
+
+    def _run(self, n: int, inline: bool = False) -> None:
+        """Run, report progress at a bounded rate, and draw the last frame.
+
+        Args:
+          n: the steps to run.
+          inline: the run is done in the click (short, so nothing to report or stop on the way).
+        """
         first = int(self.stepper.steps)
         now = time.perf_counter()
         next_progress = [now + PROGRESS_INTERVAL]
@@ -402,17 +485,25 @@ class StepperPanel:
                 next_redraw[0] = time.perf_counter() + REDRAW_INTERVAL
 
         error: BaseException | None = None
+        optimizer = self.stepper.optimizer
         try:
-            self.stepper.run(n, should_stop=self._stop.is_set, on_progress=on_progress)
+            if inline:
+                info = self.stepper.run(n)
+            else:
+                info = self.stepper.run(n, should_stop=self._stop.is_set, on_progress=on_progress)
         except Exception as exc:
             error = exc
+        else:
+            if info.steps and not info.diverged:
+                self._seconds_per_step = (optimizer, info.seconds / info.steps)
         if self._closed:
             return  # the widgets are gone: nothing to show
         try:
             self._finish_run(n, int(self.stepper.steps) - first, error, plot_error)
         finally:
             self._run_target = None
-            self._set_running(False)  # whatever happened, the panel stays usable
+            if self._thread is not None and threading.current_thread() is self._thread:
+                self._set_running(False)  # whatever happened, the panel stays usable
 
     def _finish_run(self, n: int, done: int, error: BaseException | None, plot_error: list[BaseException]) -> None:
         """The last frame of a run and its verdict on the progress bar and the status line."""
@@ -422,20 +513,24 @@ class StepperPanel:
             self._refresh()
         except Exception as exc:
             plot_error.append(exc)
+        s = self.stepper
         if error is not None:
             self.progress.bar_style = "danger"
             self._show_error(error, "Run N")
         elif plot_error:
             self._show_error(plot_error[0], "drawing the plots")
-        elif self.stepper.diverged:
+        elif s.diverged:
             self.progress.bar_style = "danger"
-            self._say(self.stepper.message)
+            # The mark says why and what to do; the status line says how far the run got.
+            self._say(f"the run ended after {done} of {n} steps, at step {s.steps}")
         elif done < n:
             self.progress.bar_style = "warning"
-            self._say(f"stopped after {done} of {n} steps. {self.stepper.message}".strip())
+            self._say(
+                f"stopped after {done} of {n} steps, at step {s.steps}: loss {s.loss:.6g}, ‖∇f‖ {s.grad_norm:.3g}"
+            )
         else:
             self.progress.bar_style = "success"
-            self._say(self.stepper.message)
+            self._say(s.message)
 
     def _on_stop(self) -> None:
         if self.running:
@@ -445,7 +540,6 @@ class StepperPanel:
     def _on_reset(self) -> None:
         self._check_idle("Reset")
         self.stepper.reset()
-        self._checked_steps = None
         if self._box is not None and self._first_box is not None and _wider(self._box, self._first_box, 10.0):
             self._box = None  # a diverged path blew the box up: back to the one around the start
         self.progress.value = 0
@@ -473,35 +567,69 @@ class StepperPanel:
         if self._syncing:
             return
         self.stepper.optimizer = self._given_optimizers.get(name, name)
+        self._seconds_per_step = None  # another optimizer: its speed is not known yet
         self._refresh()
         self._say(self.stepper.message)
 
     # ------------------------------------------------------------------ drawing
 
-    def _params_text(self) -> str:
+    def _labelled_leaves(self, params: Any) -> list[tuple[str, Any]]:
+        """Each differentiated leaf with its label (``x``, ``d['w']``), in ``ravel_pytree`` order."""
         import jax
 
-        s = self.stepper
-        values = (s.params,) if isinstance(s.argnums, int) else tuple(s.params)
-        leaves = [
+        values = (params,) if isinstance(self.stepper.argnums, int) else tuple(params)
+        return [
             (f"{name}{jax.tree_util.keystr(path) if path else ''}", leaf)
             for name, value in zip(self._wrt, values, strict=False)
             for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]
         ]
+
+    def _flat_layout(self) -> list[tuple[str, int, tuple[int, ...]]] | None:
+        """Where each leaf sits in the flattened parameters, when the stepper records them (two numbers at most)."""
+        if self.stepper.trajectory is None:
+            return None
+        layout, offset = [], 0
+        for label, leaf in self._labelled_leaves(self.stepper.params):
+            shape = tuple(np.shape(leaf))
+            layout.append((label, offset, shape))
+            offset += math.prod(shape)
+        return layout
+
+    def _params_text(self, flat: np.ndarray | None = None) -> str:
+        """The parameters, short: ``x = 4, y = 1.8``.
+
+        Args:
+          flat: the current parameters flattened (the last row of the stepper's trajectory);
+            read from it when given, which spares unpacking the optimizer state.
+        """
+        if flat is not None and self._leaf_layout is not None:
+            leaves = [(name, flat[at : at + math.prod(shape)].reshape(shape)) for name, at, shape in self._leaf_layout]
+        else:
+            leaves = self._labelled_leaves(self.stepper.params)
         # Only the leaves shown are formatted (and copied from the device).
         parts = [f"{label} = {short_array(leaf)}" for label, leaf in leaves[:MAX_PARAM_ITEMS]]
         if len(leaves) > MAX_PARAM_ITEMS:
             parts.append(f"… ({len(leaves) - MAX_PARAM_ITEMS} more)")
         return ", ".join(parts)
 
+    def _divergence_text(self) -> str:
+        """The stepper's own account of the divergence (which value went non-finite, and what to do)."""
+        s = self.stepper
+        seen = self._divergence
+        if seen is None or seen[0] != s.diverged_at:
+            # The stepper's message names the cause right after it diverged; later messages
+            # (a changed learning rate, say) do not, so the first one is kept.
+            message = s.message
+            if "diverged" not in message and "not finite" not in message:
+                message = f"diverged at step {s.diverged_at}: the loss, its gradient or the parameters are not finite"
+            seen = self._divergence = (s.diverged_at, message)
+        return seen[1]
+
     def _mark_html(self) -> str:
         s = self.stepper
         if s.diverged:
-            at = f" at step {s.diverged_at}" if s.diverged_at is not None else ""
-            return (
-                f"<span style='{_ERROR_STYLE}'><b>✗ diverged{at}</b>: the loss is not finite. "
-                "Lower the learning rate and Reset.</span>"
-            )
+            return _wrapping(f"<span style='{_ERROR_STYLE}'><b>✗</b> {html.escape(self._divergence_text())}</span>")
+        self._divergence = None
         if math.isfinite(s.grad_norm) and s.grad_norm < CONVERGED_GRAD_NORM:
             return f"<span style='{_SUCCESS_STYLE}'><b>✓ converged</b>: ‖∇f‖ < {CONVERGED_GRAD_NORM:g}</span>"
         return ""
@@ -510,24 +638,40 @@ class StepperPanel:
         """Show the stepper's state: the readout, the loss curve, and the landscape."""
         with self._lock:
             s = self.stepper
-            self.steps_label.value = str(int(s.steps))
-            self.loss_label.value = plots.short(float(s.loss))
-            self.grad_label.value = plots.short(float(s.grad_norm))
-            self.params_label.value = self._params_text()
-            self.mark.value = self._mark_html()
-            self._sync_controls()
+            steps = int(s.steps)
+            # The loss plot first, then the path: one large copy from the stepper at a time.
+            history = s.history
+            # A history that holds every step from 0 needs no array of step numbers.
+            numbers = range(len(history)) if len(history) == steps + 1 else s.history_steps
             self.loss_image.value = self._loss_plot.render(
-                s.history_steps, s.history, xmax=xmax, diverged_at=s.diverged_at
+                numbers,
+                history,
+                xmax=xmax,
+                diverged_at=s.diverged_at,
+                note=FIRST_NOTE if steps == 0 and xmax is None and not s.diverged else None,
             )
+            del history, numbers
+            trajectory = s.trajectory  # one row per history entry, the last the current point; or None
+            if trajectory is not None and len(trajectory):
+                trajectory = np.asarray(trajectory, dtype=np.float64).reshape(len(trajectory), -1)
+            else:
+                trajectory = None
             if self._landscape is not None:
                 try:
-                    self._draw_landscape()
+                    self._draw_landscape(trajectory)
                 except Exception as exc:
                     # f cannot be drawn on a grid (e.g. it cannot be vmapped): drop the picture, keep stepping.
                     self._landscape = None
                     self.landscape_image.layout.display = "none"
                     self._notice = f"no landscape plot: {type(exc).__name__}: {_one_paragraph(str(exc), 300)}"
-                    self.status.value = f"<span style='{_ERROR_STYLE}'>⚠ {html.escape(self._notice)}</span>"
+                    self.status.value = _wrapping(f"<span style='{_ERROR_STYLE}'>⚠ {html.escape(self._notice)}</span>")
+            self.steps_label.value = str(steps)
+            self.loss_label.value = plots.short(float(s.loss))
+            self.grad_label.value = plots.short(float(s.grad_norm))
+            flat = trajectory[-1] if trajectory is not None else None
+            self.params_label.value = _wrapping(html.escape(self._params_text(flat), quote=False))
+            self.mark.value = self._mark_html()
+            self._sync_controls()
             self.redraws += 1
 
     def _optimizer_label(self, stepper: Stepper) -> str:
@@ -560,24 +704,20 @@ class StepperPanel:
         finally:
             self._syncing = False
 
-    def _draw_landscape(self) -> None:
+    def _draw_landscape(self, trajectory: np.ndarray | None) -> None:
         landscape, s = self._landscape, self.stepper
         assert landscape is not None and self._first_box is not None
-        trajectory = s.trajectory  # its last row is the current point
-        if trajectory is not None and len(trajectory):
-            path = np.asarray(trajectory, dtype=np.float64).reshape(-1, landscape.size)
+        if trajectory is not None:
+            # The points drawn: the box is grown to hold them, so the thinned path decides it too.
+            path = plots.thin(trajectory.reshape(-1, landscape.size))
         else:
             from jax.flatten_util import ravel_pytree
 
             path = np.asarray(ravel_pytree(s.params)[0], dtype=np.float64).reshape(1, -1)
         current = path[-1]
-        # Only the rows added since the last check can have left the box.
-        checked = self._checked_steps
-        fresh = path if checked is None or checked > s.steps else path[-max(1, min(len(path), s.steps - checked)) :]
-        if self._box is None or not self._box.contains(fresh):
+        if self._box is None or not self._box.contains(path):
             # The path left the box (or there is none yet): grow it, and f is evaluated anew.
             self._box = plots.box_around(self._first_box, path)
-        self._checked_steps = s.steps
         picture = self._pictures.get(self._box)
         if picture is None:
             xs, ys, zs = landscape.grid(self._box)

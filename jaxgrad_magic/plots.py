@@ -1,22 +1,24 @@
 """Pure plots for the descent panel: arrays in, PNG bytes out; and ``f`` on a grid.
 
-Matplotlib is used through its object API on the Agg canvas (``Figure`` +
-``FigureCanvasAgg``), never pyplot's global state, so plots render in any thread and
-show in any frontend as plain images. Each renderer keeps its figure and draws the axes
-only when the limits change; between such changes only the moving artists (the loss line,
-the path, the current point) are drawn over a saved background, so a redraw costs a few
-milliseconds instead of tens. The loss axis limits move in whole decades (and the step
-axis in 1-2-5 steps), so a falling loss rarely forces a full redraw.
+Each picture has a static part and a moving part. Matplotlib renders the static part (the
+axes, ticks, labels, grid, contours) once per layout through its object API on the Agg canvas
+(``Figure`` + ``FigureCanvasAgg``, never pyplot's global state, so any thread can render);
+:mod:`jaxgrad_magic.raster` keeps it as palette indices together with where data coordinates
+land in its pixels. A frame draws the moving part (the loss line, the path, the current point)
+into a copy with NumPy and writes an indexed-colour PNG: well under a millisecond, where a
+matplotlib redraw and an RGB PNG cost several. The loss axis limits move in whole decades
+(and the step axis in 1-2-5 steps), so a falling loss rarely needs a new layout; the last few
+layouts stay rendered.
 
-Figures have a light face with dark ink on purpose: they stay readable on light and dark
-notebook themes alike (a transparent figure would put dark text on a dark page).
+Colours: one neutral look for light and dark notebook themes, since a kernel cannot tell which
+one the page uses. The pictures sit on a soft grey card (``FACE``) with a lighter plot area and
+dark ink: readable on both, and far less glaring on a dark page than a white box. (A
+transparent picture would put dark text on a dark page.)
 """
 
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
@@ -24,67 +26,155 @@ from typing import Any, NamedTuple
 import numpy as np
 from matplotlib import colormaps, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import BoundaryNorm
+from matplotlib.colors import BoundaryNorm, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.scale import SymmetricalLogTransform
 
-WIDTH, HEIGHT = 360, 260  # pixels: small, so a redraw is cheap
-FACE = "#fafafa"  # light neutral face, dark ink: readable on light and dark themes
-INK = "#262626"
-GRID = "#dddddd"
+from . import raster
+from .raster import PNG_SIGNATURE as PNG_SIGNATURE  # where the tests and callers look for it
+
+WIDTH, HEIGHT = 360, 260  # pixels
+FACE = "#e3e6ea"  # the card around the plot: soft grey, neither white nor dark
+AXES_FACE = "#f4f5f7"  # the plot area: lighter than the card, not paper white
+INK = "#222426"  # text, ticks and spines
+MUTED = "#5b6168"  # secondary text (the hint in an empty loss plot); 5.6:1 on AXES_FACE
+GRID = "#d3d7dc"
 LOSS_COLOR = "#1f77b4"
 PATH_COLOR = "#d62728"
-MAX_LINE_POINTS = 1200  # longer series are reduced to a min/max envelope per bucket
-MAX_PATH_POINTS = 3000
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+VISITED_COLOR = "#e57f80"  # PATH_COLOR at 60% over white: the visited points on a curve
+LINE_WIDTH = 2  # pixels, for the loss line and the path
+MAX_LINE_POINTS = 1200  # decimate() default: longer series are reduced to a min/max envelope per bucket
+MAX_PATH_POINTS = 3000  # a longer path is thinned to this many evenly spaced points
 _DPI = 100
 
 
 # --------------------------------------------------------------------------- helpers
 
 
+AXES_BOX = (0.17, 0.16, 0.94, 0.88)  # left, bottom, right, top of the plot area, in figure fractions
+
+
+def _plot_area(width: int, height: int) -> tuple[float, float, float, float]:
+    """The plot area in display pixels (``x0, y0, x1, y1``, y up), as matplotlib places it."""
+    left, bottom, right, top = AXES_BOX
+    return left * width, bottom * height, right * width, top * height
+
+
 def _figure(width: int, height: int) -> tuple[Figure, FigureCanvasAgg, Any]:
     fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=FACE)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    # Fixed margins: tight_layout would cost a whole extra draw on every redraw.
-    fig.subplots_adjust(left=0.17, right=0.94, bottom=0.16, top=0.88)
-    ax.set_facecolor("white")
+    # Fixed margins: tight_layout would cost a whole extra draw per layout.
+    left, bottom, right, top = AXES_BOX
+    fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top)
+    ax.set_facecolor(AXES_FACE)
     for spine in ax.spines.values():
         spine.set_color(INK)
         spine.set_linewidth(0.8)
     # Explicit colours: a dark pyplot style set by the user must not make our ink white.
-    ax.tick_params(colors=INK, labelcolor=INK, labelsize=7.5, length=3, width=0.6)
+    ax.tick_params(which="both", colors=INK, labelcolor=INK, labelsize=7.5, length=3, width=0.6)
+    ax.tick_params(which="minor", length=2)
     ax.xaxis.label.set_color(INK)
     ax.yaxis.label.set_color(INK)
     return fig, canvas, ax
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png(canvas: FigureCanvasAgg) -> bytes:
-    """The canvas as an RGB PNG (the face is opaque, so alpha carries nothing).
-
-    Written directly: rows without a filter, deflated at level 1. On these flat plot images
-    that is both faster and smaller than a general encoder's adaptive filtering.
-    """
-    width, height = canvas.get_width_height()
-    rgba = np.asarray(canvas.buffer_rgba())
-    rows = np.empty((height, 1 + 3 * width), dtype=np.uint8)
-    rows[:, 0] = 0  # each row starts with its filter type: 0, none
-    rows[:, 1:].reshape(height, width, 3)[...] = rgba[:, :, :3]  # one copy, dropping alpha
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    return (
-        PNG_SIGNATURE
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
-        + _chunk(b"IEND", b"")
-    )
+def _rgb(colour: str) -> tuple[int, int, int]:
+    r, g, b = to_rgb(colour)
+    return round(r * 255), round(g * 255), round(b * 255)
 
 
 def _title(ax: Any, text: str) -> None:
     ax.set_title(text, loc="left", fontsize=8.5, color=INK, pad=4)
+
+
+class PixelMap(NamedTuple):
+    """Where data coordinates land in a picture's pixels, captured from drawn matplotlib axes.
+
+    Pixel ``x`` is ``x_scale * x + x_offset``; pixel ``y`` (down from the top) is
+    ``y_scale * g(y) + y_offset``, where ``g`` is the y axis's scale function (identity, log10
+    or matplotlib's symlog). The same numbers as ``ax.transData``, cheap on plain arrays.
+    """
+
+    x_scale: float
+    x_offset: float
+    y_scale: float
+    y_offset: float
+    y_kind: str  # "linear", "log" or "symlog"
+    linthresh: float
+    clip: raster.Clip  # the plot area, where lines are drawn
+    scale: Callable[[np.ndarray], np.ndarray]  # g above
+
+    @classmethod
+    def from_axes(cls, ax: Any, height: int) -> PixelMap:
+        """The map of drawn axes ``ax`` in a picture ``height`` pixels tall."""
+        kind = ax.get_yscale()
+        linthresh = float(ax.yaxis.get_transform().linthresh) if kind == "symlog" else 1.0
+        x0, y0, x1, y1 = (float(v) for v in ax.bbox.extents)
+        (xl0, xl1), (yl0, yl1) = ax.get_xlim(), ax.get_ylim()
+        scale = _scale_function(kind, linthresh)
+        g0, g1 = (float(v) for v in scale(np.array([yl0, yl1], dtype=np.float64)))
+        x_scale = (x1 - x0) / (xl1 - xl0)
+        y_scale = -(y1 - y0) / (g1 - g0)  # rows grow downwards
+        clip = raster.Clip(round(x0), round(height - y1), round(x1), round(height - y0))
+        return cls(x_scale, x0 - xl0 * x_scale, y_scale, height - y0 - g0 * y_scale, kind, linthresh, clip, scale)
+
+    @staticmethod
+    def x_geometry(xlim: tuple[float, float], width: int, height: int) -> tuple[float, float, raster.Clip]:
+        """``(x_scale, x_offset, clip)`` of a picture with these x limits, known before it is drawn.
+
+        The plot area sits at fixed fractions of the figure (:data:`AXES_BOX`), so this equals
+        what :meth:`from_axes` reads from the drawn axes.
+        """
+        x0, y0, x1, y1 = _plot_area(width, height)
+        x_scale = (x1 - x0) / (xlim[1] - xlim[0])
+        return (
+            x_scale,
+            x0 - xlim[0] * x_scale,
+            raster.Clip(round(x0), round(height - y1), round(x1), round(height - y0)),
+        )
+
+    def x(self, values: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Pixel ``x`` of data ``x``."""
+        return self.x_scale * np.asarray(values, dtype=np.float64) + self.x_offset
+
+    def y(self, values: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Pixel ``y`` (down from the top) of data ``y``; NaN for values the scale cannot show."""
+        return self.y_scale * self.scale(np.asarray(values, dtype=np.float64)) + self.y_offset
+
+
+def _scale_function(kind: str, linthresh: float) -> Callable[[np.ndarray], np.ndarray]:
+    if kind == "log":
+
+        def log(v: np.ndarray) -> np.ndarray:
+            return np.log10(v, out=np.full_like(v, np.nan), where=v > 0)
+
+        return log
+    if kind == "symlog":
+        return SymmetricalLogTransform(10, linthresh, 1.0).transform_non_affine
+    return lambda v: v
+
+
+class _Picture(NamedTuple):
+    """A rendered static part and its pixel map."""
+
+    background: raster.Background
+    map: PixelMap
+
+
+def _capture(fig: Figure, canvas: FigureCanvasAgg, ax: Any, inks: Sequence[str], *, runs: bool = False) -> _Picture:
+    """Render the figure once and keep its pixels (as palette indices) and its pixel map.
+
+    Args:
+      fig, canvas, ax: the figure, its Agg canvas and its one axes, ready to draw.
+      inks: the colours frames draw in.
+      runs: compress frames for runs of one colour (see :class:`raster.Background`).
+    """
+    with np.errstate(over="ignore"):  # the log locator probes decades past 1e308 on extreme ranges
+        canvas.draw()
+    height = canvas.get_width_height()[1]
+    background = raster.Background(np.asarray(canvas.buffer_rgba()), [_rgb(c) for c in inks], runs=runs)
+    return _Picture(background, PixelMap.from_axes(ax, height))
 
 
 def short(value: float) -> str:
@@ -117,10 +207,7 @@ def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_LINE_POINTS) ->
     buckets = max(1, max_points // 2)
     starts = np.linspace(0, n, buckets + 1).astype(np.int64)[:-1]
     ends = np.append(starts[1:], n) - 1
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets are meant to stay NaN
+    with np.errstate(invalid="ignore"):  # all-NaN buckets are meant to stay NaN
         lows = np.fmin.reduceat(y, starts)
         highs = np.fmax.reduceat(y, starts)
     xs = np.stack([x[starts], x[ends]], axis=1).reshape(-1)
@@ -128,13 +215,22 @@ def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_LINE_POINTS) ->
     return xs, ys
 
 
-def _thin(path: np.ndarray, max_points: int) -> np.ndarray:
-    """Every k-th row of ``path`` (first and last always kept)."""
+def thin(path: np.ndarray, max_points: int = MAX_PATH_POINTS) -> np.ndarray:
+    """Evenly spaced rows of ``path``, at most ``max_points`` (the first and last always kept).
+
+    Args:
+      path: the points, shape ``(k, d)``.
+      max_points: the most rows to keep (at least 2).
+
+    Returns:
+      ``path`` itself when short enough, else a copy of the chosen rows.
+    """
     n = len(path)
     if n <= max_points:
         return path
-    idx = np.unique(np.append(np.linspace(0, n - 1, max_points).astype(np.int64), n - 1))
-    return path[idx]
+    m = max(2, max_points)
+    # Row i * (n - 1) // (m - 1): the first and the last, evenly spaced, distinct since n > m.
+    return path[np.arange(m) * (n - 1) // (m - 1)]
 
 
 def _nice_up(value: float) -> float:
@@ -202,9 +298,16 @@ def _symlog_limits(y: np.ndarray) -> tuple[float, float, float]:
     return lo, hi, linthresh
 
 
-def _decade_label(value: float, _: Any) -> str:
-    # Plain "1e-6" instead of mathtext's 10^-6, which costs several ms per draw.
-    return f"{value:.0e}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+def tick_label(value: float, _: Any = None) -> str:
+    """A tick value, short: ``20``, ``0.005``, ``1e-6``, ``3e8``.
+
+    Plain text rather than mathtext's 10^-6, which costs several milliseconds per draw.
+    """
+    text = f"{value:g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
 
 
 class _LossLayout(NamedTuple):
@@ -214,57 +317,58 @@ class _LossLayout(NamedTuple):
     linthresh: float
     floor: float
     diverged_at: int | None
+    note: str | None
 
 
-class _LossFrame:
-    """One figure with its axes drawn for one layout, and the moving artists to draw over it."""
-
-    def __init__(self, layout: _LossLayout, width: int, height: int) -> None:
-        self.fig, self.canvas, ax = _figure(width, height)
-        self.ax = ax
-        ax.set_title("loss", loc="left", fontsize=8.5, color=INK, pad=4)
-        ax.set_xlabel("step", fontsize=8)
-        (self.line,) = ax.plot([], [], color=LOSS_COLOR, lw=1.3, animated=True)
-        (self.dot,) = ax.plot([], [], "o", color=LOSS_COLOR, ms=4, animated=True)
-        if layout.scale == "symlog":
-            ax.set_yscale("symlog", linthresh=layout.linthresh)
+def _loss_picture(layout: _LossLayout, width: int, height: int) -> _Picture:
+    """The static part of a loss plot for one layout."""
+    fig, canvas, ax = _figure(width, height)
+    _title(ax, "loss")
+    ax.set_xlabel("step", fontsize=8)
+    if layout.scale == "symlog":
+        ax.set_yscale("symlog", linthresh=layout.linthresh)
+    else:
+        ax.set_yscale(layout.scale)
+    if layout.scale == "log":
+        ax.yaxis.set_major_locator(ticker.LogLocator(numticks=6))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(tick_label))
+        if layout.ylim[1] <= 100 * layout.ylim[0] * (1 + 1e-9):
+            # One or two decades: label 2x and 5x too, so a value can be read off the axis.
+            ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0), numticks=12))
+            ax.yaxis.set_minor_formatter(ticker.FuncFormatter(tick_label))
         else:
-            ax.set_yscale(layout.scale)
-        if layout.scale == "log":
-            ax.yaxis.set_major_locator(ticker.LogLocator(numticks=6))
             ax.yaxis.set_minor_locator(ticker.NullLocator())  # minor ticks cost draw time, say little
-            ax.yaxis.set_major_formatter(ticker.FuncFormatter(_decade_label))
-        ax.set_xlim(*layout.xlim)
-        ax.set_ylim(*layout.ylim)
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True))
-        ax.grid(True, color=GRID, lw=0.6)
-        ax.set_axisbelow(True)
-        if layout.diverged_at is not None:
-            ax.axvline(layout.diverged_at, color=PATH_COLOR, ls="--", lw=1)
-            label = ax.text(layout.diverged_at, 0.5, " diverged", transform=ax.get_xaxis_transform(), fontsize=8)
-            label.set_color(PATH_COLOR)
-        with np.errstate(over="ignore"):  # the log locator probes decades past 1e308 on extreme ranges
-            self.canvas.draw()
-        self.background = self.canvas.copy_from_bbox(self.fig.bbox)
+    ax.set_xlim(*layout.xlim)
+    ax.set_ylim(*layout.ylim)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True))
+    ax.grid(True, color=GRID, lw=0.6)
+    ax.set_axisbelow(True)
+    if layout.diverged_at is not None:
+        ax.axvline(layout.diverged_at, color=PATH_COLOR, ls="--", lw=1)
+        label = ax.text(layout.diverged_at, 0.5, " diverged", transform=ax.get_xaxis_transform(), fontsize=8)
+        label.set_color(PATH_COLOR)
+    if layout.note:
+        ax.text(0.5, 0.5, layout.note, transform=ax.transAxes, ha="center", va="center", fontsize=8.5, color=MUTED)
+    return _capture(fig, canvas, ax, [LOSS_COLOR])
 
 
 class LossCurve:
-    """A loss-curve renderer that keeps its figures between frames.
+    """A loss-curve renderer that keeps the static part of its recent layouts.
 
-    The axes of a few recent layouts (scale and limits) stay drawn, so a frame whose layout
-    was seen before only draws the line over a saved background.
+    A layout is the y scale, both axes' limits, the divergence mark and the note; a frame
+    whose layout was seen before only draws the line and the last point over a copy of it.
 
     Args:
       width: image width in pixels.
       height: image height in pixels.
     """
 
-    KEEP = 4  # layouts kept drawn
+    KEEP = 4  # layouts kept rendered
 
     def __init__(self, width: int = WIDTH, height: int = HEIGHT) -> None:
         self.width, self.height = width, height
-        self.full_draws = 0  # frames that needed the axes drawn (the rest were cheap)
-        self._frames: OrderedDict[_LossLayout, _LossFrame] = OrderedDict()
+        self.full_draws = 0  # frames that needed matplotlib to render a layout (the rest were cheap)
+        self._pictures: OrderedDict[_LossLayout, _Picture] = OrderedDict()
         self._layout: _LossLayout | None = None
 
     @property
@@ -277,85 +381,144 @@ class LossCurve:
         """``(xlim, ylim)`` of the last frame, None before one."""
         return (self._layout.xlim, self._layout.ylim) if self._layout is not None else None
 
+    @property
+    def pixel_map(self) -> PixelMap | None:
+        """Where the last frame put data coordinates, None before one."""
+        return self._pictures[self._layout].map if self._layout in self._pictures else None
+
     @staticmethod
-    def _layout_for(steps: np.ndarray, finite: np.ndarray, xmax: float | None, diverged_at: int | None) -> _LossLayout:
-        smallest = float(finite.min()) if finite.size else math.nan
-        # Positive losses (the common case) need only their min and max; the rest the full rule.
-        scale = "log" if smallest > 0 else loss_scale(finite)
+    def _xlim(steps: np.ndarray | range, xmax: float | None) -> tuple[float, float]:
         first = float(steps[0]) if len(steps) else 0.0
         last = float(steps[-1]) if len(steps) else 1.0
-        right = _nice_up(max(last, xmax or 0.0, first + 1))
-        xlim = (min(0.0, first), right)
+        return min(0.0, first), _nice_up(max(last, xmax or 0.0, first + 1))
+
+    @staticmethod
+    def _layout_for(
+        steps: np.ndarray | range,
+        finite: np.ndarray,
+        smallest: float,
+        largest: float,
+        xmax: float | None,
+        diverged_at: int | None,
+        note: str | None,
+        least_positive: float | None = None,
+    ) -> _LossLayout:
+        # Losses of no sign change (the common case) need only their min and max; the rest the full rule.
+        scale = "log" if smallest >= 0 and largest > 0 else loss_scale(finite)
+        xlim = LossCurve._xlim(steps, xmax)
         linthresh, floor = 1.0, 0.0
         if finite.size == 0:
             ylim = (0.0, 1.0)
         elif smallest > 0:
-            lo, hi, floor = _decade_limits(smallest, float(finite.max()), zeros=False)
+            lo, hi, floor = _decade_limits(smallest, largest, zeros=False)
             ylim = (lo, hi)
         elif scale == "log":
-            lo, hi, floor = _decade_limits(float(finite[finite > 0].min()), float(finite.max()), zeros=True)
+            if least_positive is None:
+                least_positive = float(np.min(finite, where=finite > 0, initial=math.inf))
+            lo, hi, floor = _decade_limits(least_positive, largest, zeros=True)
             ylim = (lo, hi)
         elif scale == "symlog":
             lo, hi, linthresh = _symlog_limits(finite)
             ylim = (lo, hi)
         else:
             ylim = _linear_limits(finite)
-        return _LossLayout(scale, xlim, ylim, linthresh, floor, diverged_at)
+        return _LossLayout(scale, xlim, ylim, linthresh, floor, diverged_at, note or None)
 
-    def _frame(self, layout: _LossLayout) -> _LossFrame:
-        frame = self._frames.get(layout)
-        if frame is None:
-            frame = self._frames[layout] = _LossFrame(layout, self.width, self.height)
+    def _picture(self, layout: _LossLayout) -> _Picture:
+        picture = self._pictures.get(layout)
+        if picture is None:
+            picture = self._pictures[layout] = _loss_picture(layout, self.width, self.height)
             self.full_draws += 1
-            if len(self._frames) > self.KEEP:
-                self._frames.popitem(last=False)
+            if len(self._pictures) > self.KEEP:
+                self._pictures.popitem(last=False)
         else:
-            self._frames.move_to_end(layout)
-        return frame
+            self._pictures.move_to_end(layout)
+        return picture
 
     def render(
         self,
-        steps: Sequence[float] | np.ndarray,
+        steps: Sequence[float] | np.ndarray | range,
         losses: Sequence[float] | np.ndarray,
         *,
         xmax: float | None = None,
         diverged_at: int | None = None,
+        note: str | None = None,
     ) -> bytes:
         """Draw the losses against their step numbers.
 
         Args:
-          steps: the step number of each loss.
+          steps: the step number of each loss, increasing; a ``range`` is never made into an array.
           losses: the losses; NaN and inf are left out of the line.
           xmax: keep the step axis at least this long (the end of a run in progress).
           diverged_at: the step where the loss stopped being finite, marked on the plot.
+          note: a line of text in the middle of the plot (e.g. what to do first), or None.
 
         Returns:
           PNG bytes.
         """
-        steps = np.asarray(steps, dtype=np.float64).reshape(-1)
+        if not isinstance(steps, range) or steps.step <= 0:
+            steps = np.asarray(steps).reshape(-1)
+            if not (np.issubdtype(steps.dtype, np.integer) or np.issubdtype(steps.dtype, np.floating)):
+                steps = steps.astype(np.float64)
         y = np.asarray(losses, dtype=np.float64).reshape(-1)
         if len(steps) != len(y):
             raise ValueError(f"steps and losses differ in length ({len(steps)} vs {len(y)}); pass one step per loss.")
-        ok = np.isfinite(y)
-        all_finite = bool(ok.all())
-        finite = y if all_finite else y[ok]
-        layout = self._layout_for(steps, finite, xmax, diverged_at)
-        self._layout = layout
-        frame = self._frame(layout)
-        shown = y if all_finite else np.where(ok, y, np.nan)
-        if layout.scale == "log" and not (finite > 0).all():
-            shown = np.where(shown > 0, shown, np.where(shown == 0, layout.floor, np.nan))
-        xs, ys = decimate(steps, shown)
-        frame.canvas.restore_region(frame.background)
-        frame.line.set_data(xs, ys)
-        last = len(shown) - 1
-        if last >= 0 and not math.isfinite(shown[last]):
-            finite_at = np.flatnonzero(np.isfinite(shown))
+        n = len(y)
+        # The line is reduced to pixel columns first: the step axis alone decides them, and the
+        # columns' extremes give the loss range, so the series is read twice in all.
+        x_scale, x_offset, clip = PixelMap.x_geometry(self._xlim(steps, xmax), self.width, self.height)
+        span = (raster.span_start(clip, LINE_WIDTH), raster.span_count(clip, LINE_WIDTH))
+        columns = raster.reduce_columns(steps, y, x_scale, x_offset, *span)
+        finite, last, least_positive = y, n - 1, None
+        if columns.finite():
+            smallest, largest = columns.value_range()
+            if smallest == 0:
+                # Zeros go on the bottom edge, a decade under the least positive loss. The columns'
+                # values stand in for the series: a smaller positive one hidden in a column between
+                # its zero and its maximum is drawn inside that column's stroke all the same.
+                least_positive = columns.least_positive()
+        else:  # NaN or inf somewhere: they break the line and stay out of the limits
+            ok = np.isfinite(y)
+            finite = y[ok]
+            smallest, largest = (float(finite.min()), float(finite.max())) if finite.size else (math.nan, math.nan)
+            y = np.where(ok, y, np.nan)
+            columns = raster.reduce_columns(steps, y, x_scale, x_offset, *span, skip_nan=True)
+            finite_at = np.flatnonzero(ok)
             last = int(finite_at[-1]) if len(finite_at) else -1
-        frame.dot.set_data(steps[last:][:1] if last >= 0 else [], shown[last:][:1] if last >= 0 else [])
-        frame.ax.draw_artist(frame.line)
-        frame.ax.draw_artist(frame.dot)
-        return _png(frame.canvas)
+        layout = self._layout_for(steps, finite, smallest, largest, xmax, diverged_at, note, least_positive)
+        self._layout = layout
+        picture = self._picture(layout)
+        pixels = picture.map
+        if pixels.clip != clip or not math.isclose(pixels.x_offset, x_offset, rel_tol=1e-9, abs_tol=1e-9):
+            # Not expected (the plot area is fixed), but the line must match the drawn axes.
+            span = (raster.span_start(pixels.clip, LINE_WIDTH), raster.span_count(pixels.clip, LINE_WIDTH))
+            columns = raster.reduce_columns(steps, y, pixels.x_scale, pixels.x_offset, *span, skip_nan=True)
+        frame = picture.background.frame()
+        if n:
+            self._draw(frame, picture, layout, columns, (float(steps[last]), float(y[last])) if last >= 0 else None)
+        return frame.png()
+
+    @staticmethod
+    def _draw(
+        frame: raster.Frame,
+        picture: _Picture,
+        layout: _LossLayout,
+        columns: raster.Columns,
+        last: tuple[float, float] | None,
+    ) -> None:
+        pixels, (ink, *_) = picture.map, picture.background.inks
+        to_pixels = pixels.y
+        if layout.scale == "log" and layout.floor > 0:
+            # Zeros on a log axis are drawn on its bottom edge. Only the few values that reach
+            # pixels go through this, never the whole series.
+            def to_pixels(v: np.ndarray) -> np.ndarray:
+                return pixels.y(np.where(v == 0, layout.floor, v))
+
+        lo, hi = raster.column_extents(columns, to_pixels)
+        raster.column_spans(frame, lo, hi, LINE_WIDTH, ink, pixels.clip)
+        if last is not None:  # the newest finite loss, as a dot
+            x, y = float(pixels.x([last[0]])[0]), float(to_pixels(np.array([last[1]]))[0])
+            raster.marker(frame, x, y, 3.2, ink)
 
 
 def loss_curve_png(
@@ -364,23 +527,25 @@ def loss_curve_png(
     *,
     xmax: float | None = None,
     diverged_at: int | None = None,
+    note: str | None = None,
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> bytes:
     """A loss curve as PNG bytes (log y when the losses are positive).
 
     Args:
-      steps: the step number of each loss.
+      steps: the step number of each loss, increasing.
       losses: the losses; NaN and inf are left out of the line.
       xmax: draw the step axis to at least this step.
       diverged_at: the step where the loss stopped being finite, marked on the plot.
+      note: a line of text in the middle of the plot, or None.
       width: image width in pixels.
       height: image height in pixels.
 
     Returns:
       PNG bytes.
     """
-    return LossCurve(width, height).render(steps, losses, xmax=xmax, diverged_at=diverged_at)
+    return LossCurve(width, height).render(steps, losses, xmax=xmax, diverged_at=diverged_at, note=note)
 
 
 # --------------------------------------------------------------------------- landscapes
@@ -421,8 +586,7 @@ class ContourPlot:
         zs = np.asarray(zs, dtype=np.float64)
         if zs.shape != (len(ys), len(xs)):
             raise ValueError(f"zs must have shape (len(ys), len(xs)) = {(len(ys), len(xs))}, got {zs.shape}.")
-        self._fig, self._canvas, ax = _figure(width, height)
-        self._ax = ax
+        fig, canvas, ax = _figure(width, height)
         ax.set_xlabel(labels[0], fontsize=8)
         ax.set_ylabel(labels[1], fontsize=8, rotation=0, labelpad=8)
         levels = _finite_levels(zs)
@@ -434,15 +598,16 @@ class ContourPlot:
             ax.contour(xs, ys, masked, levels=levels, colors="white", linewidths=0.4, alpha=0.7)
         ax.set_xlim(xs[0], xs[-1])
         ax.set_ylim(ys[0], ys[-1])
-        (self._path,) = ax.plot([], [], "-", color=PATH_COLOR, lw=1.2, animated=True)
-        (self._start,) = ax.plot([], [], "o", mfc="white", mec=PATH_COLOR, ms=5, animated=True)
-        (self._current,) = ax.plot([], [], "o", color=PATH_COLOR, mec="white", ms=7, animated=True)
         _title(ax, f"f({labels[0]}, {labels[1]})")
-        self._canvas.draw()
-        self._background = self._canvas.copy_from_bbox(self._fig.bbox)
+        self._picture = _capture(fig, canvas, ax, [PATH_COLOR, "white"], runs=True)
+
+    @property
+    def pixel_map(self) -> PixelMap:
+        """Where data coordinates land in the picture."""
+        return self._picture.map
 
     def render(self, path: np.ndarray, current: Sequence[float] | np.ndarray) -> bytes:
-        """Draw the path (rows of ``(x, y)``) and the current point over the contours.
+        """Draw the path (rows of ``(x, y)``), its start, and the current point over the contours.
 
         Args:
           path: the visited points, shape ``(k, 2)``; non-finite rows are skipped.
@@ -451,23 +616,25 @@ class ContourPlot:
         Returns:
           PNG bytes.
         """
-        drawn = _finite_rows(_thin(np.asarray(path, dtype=np.float64).reshape(-1, 2), MAX_PATH_POINTS), 2)
+        drawn = _finite_rows(thin(np.asarray(path, dtype=np.float64).reshape(-1, 2)), 2)
         current = np.asarray(current, dtype=np.float64).reshape(-1)
-        self._canvas.restore_region(self._background)
-        self._path.set_data(drawn[:, 0], drawn[:, 1])
-        self._start.set_data(drawn[:1, 0], drawn[:1, 1])
-        self._current.set_data(current[:1], current[1:2])
-        for artist in (self._path, self._start, self._current):
-            self._ax.draw_artist(artist)
-        return _png(self._canvas)
+        pixels, (red, white) = self._picture.map, self._picture.background.inks
+        frame = self._picture.background.frame()
+        if len(drawn):
+            px, py = pixels.x(drawn[:, 0]), pixels.y(drawn[:, 1])
+            raster.polyline(frame, px, py, LINE_WIDTH, red, pixels.clip)
+            # The start: a white dot ringed in red (as matplotlib draws a 5 pt marker with an edge).
+            raster.marker(frame, float(px[0]), float(py[0]), 2.8, white, ring=(4.2, red), clip=pixels.clip)
+        # The current point: red, ringed in white, so it stands out on any contour colour.
+        cx, cy = pixels.x(current[:1]), pixels.y(current[1:2])
+        raster.marker(frame, float(cx[0]), float(cy[0]), 4.2, red, ring=(5.5, white), clip=pixels.clip)
+        return frame.png()
 
 
 def _finite_rows(path: np.ndarray | Sequence[Any], width: int) -> np.ndarray:
     path = np.asarray(path, dtype=np.float64).reshape(-1, width)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if math.isfinite(path.sum()):  # the common case, without building a mask
-            return path
-    return path[np.isfinite(path).all(axis=1)]
+    finite = np.isfinite(path)
+    return path if finite.all() else path[finite.all(axis=1)]
 
 
 def contour_png(
@@ -518,8 +685,7 @@ class CurvePlot:
         if ys.shape != self._xs.shape:
             raise ValueError(f"xs and ys differ in length ({len(self._xs)} vs {len(ys)}); pass f at every x.")
         self._ys = np.where(np.isfinite(ys), ys, np.nan)
-        self._fig, self._canvas, ax = _figure(width, height)
-        self._ax = ax
+        fig, canvas, ax = _figure(width, height)
         ax.set_xlabel(label, fontsize=8)
         ax.plot(self._xs, self._ys, color=LOSS_COLOR, lw=1.4)
         ax.set_xlim(self._xs[0], self._xs[-1])
@@ -528,11 +694,13 @@ class CurvePlot:
             ax.set_ylim(*_linear_limits(finite))
         ax.grid(True, color=GRID, lw=0.6)
         ax.set_axisbelow(True)
-        (self._path,) = ax.plot([], [], ".", color=PATH_COLOR, ms=3, alpha=0.6, animated=True)
-        (self._current,) = ax.plot([], [], "o", color=PATH_COLOR, mec="white", ms=7, animated=True)
         _title(ax, f"f({label})")
-        self._canvas.draw()
-        self._background = self._canvas.copy_from_bbox(self._fig.bbox)
+        self._picture = _capture(fig, canvas, ax, [PATH_COLOR, VISITED_COLOR, "white"])
+
+    @property
+    def pixel_map(self) -> PixelMap:
+        """Where data coordinates land in the picture."""
+        return self._picture.map
 
     def render(self, point: Sequence[float] | np.ndarray, path: np.ndarray | None = None) -> bytes:
         """Draw the visited points (on the curve) and the current point ``(x, f(x))``.
@@ -545,17 +713,16 @@ class CurvePlot:
           PNG bytes.
         """
         point = np.asarray(point, dtype=np.float64).reshape(-1)
-        self._canvas.restore_region(self._background)
+        pixels, (red, visited, white) = self._picture.map, self._picture.background.inks
+        frame = self._picture.background.frame()
         if path is not None:
-            px = _finite_rows(_thin(np.asarray(path, dtype=np.float64).reshape(-1, 1), MAX_PATH_POINTS), 1)[:, 0]
+            px = _finite_rows(thin(np.asarray(path, dtype=np.float64).reshape(-1, 1)), 1)[:, 0]
             # Visited points sit on the drawn curve (interpolated on the grid).
-            self._path.set_data(px, np.interp(px, self._xs, self._ys, left=np.nan, right=np.nan))
-        else:
-            self._path.set_data([], [])
-        self._current.set_data(point[:1], point[1:2])
-        for artist in (self._path, self._current):
-            self._ax.draw_artist(artist)
-        return _png(self._canvas)
+            py = np.interp(px, self._xs, self._ys, left=np.nan, right=np.nan)
+            raster.dots(frame, pixels.x(px), pixels.y(py), 2.0, visited, pixels.clip)
+        cx, cy = pixels.x(point[:1]), pixels.y(point[1:2])
+        raster.marker(frame, float(cx[0]), float(cy[0]), 4.2, red, ring=(5.5, white), clip=pixels.clip)
+        return frame.png()
 
 
 def curve_png(

@@ -6,7 +6,10 @@ Adam's first step), not from the stepper's own code path.
 
 from __future__ import annotations
 
+import html
+import io
 import math
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -18,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from ipywidgets.widgets import widget as widget_module
+from PIL import Image
 
 from jaxgrad_magic import panel as panel_module
 from jaxgrad_magic.panel import PanelWidget, StepperPanel
@@ -48,6 +53,12 @@ def png_size(data: bytes) -> tuple[int, int]:
 def assert_image(image: widgets.Image) -> None:
     assert image.format == "png"
     assert png_size(image.value) == (WIDTH, HEIGHT)
+    Image.open(io.BytesIO(image.value)).verify()  # a complete, decodable PNG
+
+
+def shown(widget: widgets.Widget) -> str:
+    """What a Label or HTML widget reads as on the page: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", widget.value))
 
 
 def finish(panel: StepperPanel) -> None:
@@ -62,7 +73,7 @@ def bowl_panel() -> StepperPanel:
 def test_panel_shows_the_start(bowl_panel: StepperPanel) -> None:
     p = bowl_panel
     assert p.steps_label.value == "0"
-    assert p.params_label.value == "x = 5, y = 2"
+    assert shown(p.params_label) == "x = 5, y = 2"
     assert p.loss_label.value == "26"  # 25 + 1
     assert float(p.grad_label.value) == pytest.approx(math.hypot(10.0, 2.0), rel=1e-3)
     assert_image(p.loss_image)
@@ -80,13 +91,13 @@ def test_step_moves_the_point_at_once(bowl_panel: StepperPanel) -> None:
     p.step_button.click()
     # SGD on the bowl: x <- x - lr * 2x, y <- y - lr * 2(y - 1).
     assert p.steps_label.value == "1"
-    assert p.params_label.value == "x = 4, y = 1.8"
+    assert shown(p.params_label) == "x = 4, y = 1.8"
     assert float(p.loss_label.value) == pytest.approx(16.0 + 0.8**2, rel=1e-3)
     assert float(p.grad_label.value) == pytest.approx(math.hypot(8.0, 1.6), rel=1e-3)
     assert p.loss_image.value != loss_png
     assert p.landscape_image.value != landscape_png
     assert_image(p.loss_image)
-    assert "⚠" not in p.status.value
+    assert "⚠" not in shown(p.status)
 
 
 def test_run_n_runs_in_the_background_and_fills_the_progress_bar(bowl_panel: StepperPanel) -> None:
@@ -101,7 +112,7 @@ def test_run_n_runs_in_the_background_and_fills_the_progress_bar(bowl_panel: Ste
     assert p.stepper.steps == 501
     x, y = (float(v) for v in p.stepper.params)
     assert x == pytest.approx(5.0 * 0.8**501, abs=1e-6) and y == pytest.approx(1.0, abs=1e-6)
-    assert "✓ converged" in p.mark.value
+    assert "✓ converged" in shown(p.mark)
     assert not p.step_button.disabled and not p.run_button.disabled and p.stop_button.disabled
     assert_image(p.loss_image)
 
@@ -116,19 +127,21 @@ def test_stop_ends_a_long_run_and_the_panel_stays_usable() -> None:
     assert not p.stop_button.disabled
     # Clicks during a run are turned away with a message, not run concurrently.
     p.step_button.click()
-    assert "while a run is going" in p.status.value
+    assert "while a run is going" in shown(p.status)
     deadline = time.monotonic() + RUN_TIMEOUT
     while p.stepper.steps == 0 and time.monotonic() < deadline:
         time.sleep(0.01)  # let the run get going
     # The learning rate can be changed while the run goes (the next chunk uses it).
     p.lr_slider.value = 0.005
-    assert p.stepper.lr == pytest.approx(0.005) and "⚠" not in p.status.value
+    assert p.stepper.lr == pytest.approx(0.005) and "⚠" not in shown(p.status)
     p.stop_button.click()
     finish(p)
     done = p.stepper.steps
     assert 0 < done < 10**6
     assert p.progress.bar_style == "warning" and p.progress.value == done
-    assert f"stopped after {done} of 1000000 steps" in p.status.value
+    status = shown(p.status)
+    assert f"stopped after {done} of 1000000 steps, at step {done}:" in status
+    assert status.count("stopped") == 1  # said once, not the stepper's own "stopped early" after it
     assert not p.step_button.disabled and p.stop_button.disabled
     p.step_button.click()
     assert p.stepper.steps == done + 1 and p.steps_label.value == str(done + 1)
@@ -154,7 +167,7 @@ def test_learning_rate_change_continues_without_recompiling(bowl_panel: StepperP
     compiles.reset()
     p.lr_slider.value = 0.02
     assert p.stepper.lr == pytest.approx(0.02)
-    assert "continu" in p.status.value.lower()
+    assert "continu" in shown(p.status).lower()
     p.step_button.click()
     assert compiles.count == 0
     x, y = (float(v) for v in p.stepper.params)
@@ -167,7 +180,7 @@ def test_optimizer_dropdown_switches_to_adam(bowl_panel: StepperPanel) -> None:
     p = bowl_panel
     p.optimizer_dropdown.value = "adam"
     assert p.stepper.optimizer == "adam"
-    assert p.status.value
+    assert shown(p.status)
     p.step_button.click()
     # Adam's first step is lr * g / (|g| + eps): lr against the sign of each gradient.
     x, y = (float(v) for v in p.stepper.params)
@@ -182,7 +195,7 @@ def test_reset_goes_back_to_the_start(bowl_panel: StepperPanel) -> None:
     finish(p)
     p.reset_button.click()
     assert p.steps_label.value == "0"
-    assert p.params_label.value == "x = 5, y = 2"
+    assert shown(p.params_label) == "x = 5, y = 2"
     assert p.progress.value == 0
     assert p.loss_image.value == start_png  # the same picture as before any step
 
@@ -193,7 +206,7 @@ def test_apply_writes_the_parameters_into_the_namespace() -> None:
     p.step_button.click()
     p.apply_button.click()
     assert float(ns["x"]) == pytest.approx(4.0) and float(ns["y"]) == pytest.approx(1.8)
-    assert "x = 4" in p.status.value and "y = 1.8" in p.status.value
+    assert "x = 4" in shown(p.status) and "y = 1.8" in shown(p.status)
 
 
 def _check_at_least_one(x: np.ndarray) -> np.ndarray:
@@ -224,15 +237,15 @@ def test_errors_in_callbacks_show_in_the_status_line() -> None:
     p = make_panel(guarded_squares, (jnp.array([1.02, 2.0, 3.0]),), 0, lr=0.01)
     p.steps_input.value = 0
     p.run_button.click()
-    assert "⚠" in p.status.value and "at least 1" in p.status.value
+    assert "⚠" in shown(p.status) and "at least 1" in shown(p.status)
     assert not p.running
     p.step_button.click()
-    assert "⚠" in p.status.value and "x went below 1" in p.status.value
+    assert "⚠" in shown(p.status) and "x went below 1" in shown(p.status)
     assert p.stepper.steps == 0 and p.steps_label.value == "0"
     assert not p.step_button.disabled and not p.run_button.disabled
     p.lr_slider.value = 0.001  # still usable: a smaller step stays above 1
     p.step_button.click()
-    assert p.steps_label.value == "1" and "⚠" not in p.status.value
+    assert p.steps_label.value == "1" and "⚠" not in shown(p.status)
     x0 = float(p.stepper.params[0])
     assert x0 == pytest.approx(1.02 * (1 - 0.001 * 4), rel=1e-6)
 
@@ -242,7 +255,7 @@ def test_an_error_inside_the_run_shows_in_the_status_line() -> None:
     p.steps_input.value = 50
     p.run_button.click()
     finish(p)
-    assert "⚠" in p.status.value and "x went below 1" in p.status.value
+    assert "⚠" in shown(p.status) and "x went below 1" in shown(p.status)
     assert p.progress.bar_style == "danger"
     assert not p.run_button.disabled and p.stop_button.disabled
 
@@ -265,9 +278,9 @@ def no_vmap(x: jax.Array) -> jax.Array:
 def test_a_function_that_cannot_be_gridded_still_steps_without_a_landscape() -> None:
     p = make_panel(no_vmap, (3.0,), 0, lr=0.1)
     assert p.landscape_kind is None and p.landscape_image.layout.display == "none"
-    assert "no landscape plot" in p.status.value
+    assert "no landscape plot" in shown(p.status)
     p.step_button.click()
-    assert p.params_label.value == "x = 2.4" and "⚠" not in p.status.value
+    assert shown(p.params_label) == "x = 2.4" and "⚠" not in shown(p.status)
     assert_image(p.loss_image)
 
 
@@ -285,14 +298,14 @@ def test_one_2_vector_shows_the_contour() -> None:
     assert p.landscape_kind == "contour" and p.landscape_image.layout.display != "none"
     assert_image(p.landscape_image)
     p.step_button.click()
-    assert p.params_label.value == "v = [2.6, -1.4]"  # v - 0.1 * 2 (v - 1)
+    assert shown(p.params_label) == "v = [2.6, -1.4]"  # v - 0.1 * 2 (v - 1)
 
 
 def test_more_than_two_parameters_hide_the_landscape() -> None:
     p = make_panel(lambda x, y, z: x**2 + y**2 + z**2, (1.0, 2.0, 3.0), (0, 1, 2), lr=0.1)
     assert p.landscape_kind is None and p.landscape_image.layout.display == "none"
     p.step_button.click()
-    assert p.params_label.value == "x = 0.8, y = 1.6, z = 2.4"
+    assert shown(p.params_label) == "x = 0.8, y = 1.6, z = 2.4"
     assert_image(p.loss_image)
 
 
@@ -302,7 +315,10 @@ def test_a_diverging_learning_rate_is_marked() -> None:
     p.run_button.click()
     finish(p)
     assert p.stepper.diverged
-    assert "✗ diverged" in p.mark.value
+    # float32 overflows after 63 doublings of 3 (squared: 9 * 4^63 > 3.4e38): the loss is the cause.
+    assert "✗ diverged at step 63: the loss became inf" in shown(p.mark)
+    assert "the run ended after 62 of 500 steps" in shown(p.status)
+    assert "diverged" not in shown(p.status)  # the mark says why; the status line says how far
     assert p.progress.bar_style == "danger"
     assert_image(p.loss_image)
     assert_image(p.landscape_image)
@@ -310,7 +326,7 @@ def test_a_diverging_learning_rate_is_marked() -> None:
 
 def test_big_arrays_are_abbreviated() -> None:
     p = make_panel(lambda x: jnp.sum(x**2), (jnp.arange(1000.0),), 0, lr=0.1)
-    text = p.params_label.value
+    text = shown(p.params_label)
     assert text.startswith("x = [0, 1, ..., 998, 999]") and "(1000,)" in text
     assert len(text) < 60
 
@@ -319,10 +335,10 @@ def test_panel_from_a_real_shell(ip: Any) -> None:
     ip.run_cell("x = 5.0\ny = 2.0")
     result = ip.cell("jgrad", "argnums=0,1", "def f(x, y):\n    return x**2 + (y - 1.0) ** 2\n")
     p = result.stepper.widget.panel
-    assert p.params_label.value == "x = 5, y = 2"
+    assert shown(p.params_label) == "x = 5, y = 2"
     p.step_button.click()
     assert p.steps_label.value == "1"
-    assert p.params_label.value == "x = 4, y = 1.8"
+    assert shown(p.params_label) == "x = 4, y = 1.8"
     p.apply_button.click()
     assert float(ip.ns["x"]) == pytest.approx(4.0) and float(ip.ns["y"]) == pytest.approx(1.8)
 
@@ -355,5 +371,130 @@ def test_close_stops_the_run_and_closes_the_widgets() -> None:
 def test_many_parameters_are_abbreviated() -> None:
     params = {f"w{i:02d}": jnp.float32(i) for i in range(20)}
     p = make_panel(lambda d: sum(v**2 for v in d.values()), (params,), 0, lr=0.1)
-    text = p.params_label.value
+    text = shown(p.params_label)
     assert text.startswith("d['w00'] = 0, d['w01'] = 1,") and text.endswith("… (14 more)")
+
+
+def nan_gradient_below(x: jax.Array) -> jax.Array:
+    """(x - 2)^2, plus a branch that jnp.where leaves out of the value but not out of the gradient.
+
+    Below 2.5 the value stays finite, but the unused branch's derivative 1 / (2 sqrt(x - 2.5))
+    is NaN there, and 0 * NaN is NaN: descending from 4 towards 2 crosses 2.5 within a few steps.
+    """
+    return (x - 2.0) ** 2 + jnp.where(x < 2.5, 0.0, jnp.sqrt(x - 2.5))
+
+
+def test_the_diverged_mark_names_the_gradient_when_the_gradient_is_the_cause() -> None:
+    p = make_panel(nan_gradient_below, (4.0,), 0, lr=0.1)
+    p.steps_input.value = 100
+    p.run_button.click()
+    finish(p)
+    mark = shown(p.mark)
+    assert "the gradient became nan" in mark and "the loss is not finite" not in mark
+    assert math.isfinite(float(p.loss_label.value))  # the loss itself never left the finite
+    # A change of learning rate says so on the status line; the mark keeps the cause.
+    p.lr_slider.value = 0.01
+    assert "learning rate" in shown(p.status) and "the gradient became nan" in shown(p.mark)
+    p.reset_button.click()
+    assert shown(p.mark) == ""
+
+
+def test_a_step_that_diverges_is_explained_once() -> None:
+    p = make_panel(lambda x: x**2, (1e19,), 0, lr=1.5)  # x <- -2x: the loss goes from 1e38 to 4e38, past float32
+    p.step_button.click()
+    assert p.stepper.diverged and p.stepper.steps == 0
+    assert "✗ diverged" in shown(p.mark)
+    assert shown(p.status) == "the step was not taken"
+
+
+def test_every_part_carries_a_css_class() -> None:
+    p = make_panel(lr=0.1)
+    assert "jgm-panel" in p.widget._dom_classes
+    for widget, name in [
+        (p.steps_label, "jgm-step"),
+        (p.loss_label, "jgm-loss"),
+        (p.grad_label, "jgm-grad-norm"),
+        (p.params_label, "jgm-params"),
+        (p.mark, "jgm-mark"),
+        (p.status, "jgm-status"),
+        (p.progress, "jgm-progress"),
+        (p.loss_image, "jgm-loss-plot"),
+        (p.landscape_image, "jgm-landscape-plot"),
+        (p.step_button, "jgm-step-button"),
+        (p.run_button, "jgm-run-button"),
+        (p.stop_button, "jgm-stop-button"),
+    ]:
+        assert name in widget._dom_classes, name
+
+
+def test_long_parameters_wrap_instead_of_being_cut() -> None:
+    p = make_panel(lambda w: jnp.sum(w**2), (jnp.linspace(-2.84, 2.84, 10_000),), 0, lr=0.1)
+    assert isinstance(p.params_label, widgets.HTML)
+    assert p.params_label.layout.max_width is None
+    assert shown(p.params_label) == "w = [-2.84, -2.839, ..., 2.839, 2.84] (10000,)"  # the shape is there
+    assert "overflow-wrap" in p.params_label.value  # and long text breaks onto a new line
+
+
+def test_the_first_loss_picture_says_what_to_do() -> None:
+    from jaxgrad_magic import plots
+
+    p = make_panel(lr=0.1)
+    want = plots.loss_curve_png([0], [26.0], note=panel_module.FIRST_NOTE)
+    assert np.array_equal(decode(p.loss_image.value), decode(want))
+    p.step_button.click()
+    without = plots.loss_curve_png([0, 1], [26.0, 16.64])
+    assert np.array_equal(decode(p.loss_image.value), decode(without))
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_short_runs_are_done_in_the_click() -> None:
+    p = make_panel(lr=0.1)
+    p.steps_input.value = 10
+    p.run_button.click()  # the first run: its speed is not known, so it goes on the thread
+    assert p.inline_runs == 0
+    finish(p)
+    p.steps_input.value = 20
+    p.run_button.click()  # known to take far less than INLINE_SECONDS: done before click() returns
+    assert p.inline_runs == 1 and not p.running
+    assert p.stepper.steps == 30 and p.steps_label.value == "30"
+    x, y = (float(v) for v in p.stepper.params)
+    assert x == pytest.approx(5.0 * 0.8**30, rel=1e-5) and y == pytest.approx(1.0 + 0.8**30, rel=1e-5)
+    assert p.progress.value == 20 and p.progress.max == 20 and p.progress.bar_style == "success"
+    assert p.progress_label.value == "20 / 20"
+    assert not p.run_button.disabled and p.stop_button.disabled
+    assert_image(p.loss_image)
+    p.optimizer_dropdown.value = "adam"  # another optimizer: its speed is unknown again
+    p.run_button.click()
+    assert p.inline_runs == 1
+    finish(p)
+
+
+def test_close_releases_every_widget_and_leaves_the_stepper_usable() -> None:
+    stepper = Stepper(lambda x: jnp.sum(jnp.sin(x) ** 2), (jnp.linspace(0.0, 3.0, 20_000),), 0, lr=0.01)
+    before = len(widget_module._instances)
+    p = StepperPanel(stepper)
+    assert len(widget_module._instances) > before + 20  # buttons, labels, images, and their layouts and styles
+    p.steps_input.value = 10**6
+    p.run_button.click()
+    assert p.running
+    p.close()
+    assert not p.running and not stepper.running
+    assert len(widget_module._instances) == before
+    done = stepper.steps
+    assert 0 < done < 10**6
+    stepper.run(5)
+    assert stepper.steps == done + 5
+    p.close()  # closing again is harmless
+    assert len(widget_module._instances) == before
+
+
+def test_a_closed_panel_in_a_landscape_leaves_nothing_behind() -> None:
+    before = len(widget_module._instances)
+    p = make_panel(lr=0.1)
+    p.step_button.click()
+    p.close()
+    assert len(widget_module._instances) == before
+    assert p.stepper.step().step == 2  # the stepper goes on

@@ -307,3 +307,136 @@ def test_coordinate_labels() -> None:
         "p['w'][0, 0]",
         "p['w'][0, 1]",
     ]
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def rgb_of(colour: str) -> np.ndarray:
+    from matplotlib.colors import to_rgb
+
+    return np.round(np.array(to_rgb(colour)) * 255).astype(np.int16)
+
+
+def ink_rows(picture: np.ndarray, colour: str, cols: slice, tolerance: int = 40) -> np.ndarray:
+    """The rows (top down) where ``colour`` shows in the given columns."""
+    close = (np.abs(picture[:, cols] - rgb_of(colour)).sum(axis=2) <= tolerance).any(axis=1)
+    return np.flatnonzero(close)
+
+
+def blue_rows(picture: np.ndarray, col: int) -> np.ndarray:
+    """Rows where column ``col`` is clearly blue (the loss line, anti-aliased or not)."""
+    r, b = picture[:, col, 0], picture[:, col, 2]
+    return np.flatnonzero(b - r > 60)
+
+
+def groups(rows: np.ndarray) -> list[np.ndarray]:
+    """Runs of consecutive row numbers."""
+    return np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if len(rows) else []
+
+
+@pytest.mark.parametrize("scale", ["linear", "log", "symlog"])
+def test_pixel_map_is_matplotlibs_transform(scale: str) -> None:
+    _, canvas, ax = plots._figure(plots.WIDTH, plots.HEIGHT)
+    if scale == "symlog":
+        ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_ylim(-1e3, 1e4)
+    else:
+        ax.set_yscale(scale)
+        ax.set_ylim(1e-3, 1e2)
+    ax.set_xlim(-5.0, 120.0)
+    canvas.draw()
+    pixels = plots.PixelMap.from_axes(ax, plots.HEIGHT)
+    x = np.linspace(-5.0, 120.0, 7)
+    y = np.array([-500.0, -0.005, 0.0, 0.003, 2.0, 40.0, 9e3]) if scale == "symlog" else np.geomspace(1e-3, 1e2, 7)
+    display = ax.transData.transform(np.column_stack([x, y]))
+    np.testing.assert_allclose(pixels.x(x), display[:, 0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(pixels.y(y), plots.HEIGHT - display[:, 1], rtol=0, atol=1e-9)
+    # Known before drawing: the plot area sits at fixed fractions of the figure.
+    x_scale, x_offset, clip = plots.PixelMap.x_geometry((-5.0, 120.0), plots.WIDTH, plots.HEIGHT)
+    assert (x_scale, x_offset) == pytest.approx((pixels.x_scale, pixels.x_offset)) and clip == pixels.clip
+
+
+def test_the_loss_line_lies_where_matplotlib_draws_it() -> None:
+    steps = np.arange(5001)  # the step axis ends at 5000: the line spans the plot
+    losses = 40.0 * np.exp(-steps / 600.0) + 0.5 + 0.3 * np.sin(steps / 150.0)
+    curve = plots.LossCurve()
+    ours = pixels(curve.render(steps, losses))
+    _, canvas, ax = plots._figure(plots.WIDTH, plots.HEIGHT)
+    (xlim, ylim) = curve.limits
+    ax.set_yscale(curve.yscale)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.plot(steps, losses, color=plots.LOSS_COLOR, lw=1.44)  # 2 px at 100 dpi
+    canvas.draw()
+    theirs = np.asarray(canvas.buffer_rgba())[..., :3].astype(np.int16)
+    clip = curve.pixel_map.clip
+    compared = 0
+    for col in range(clip.left + 4, clip.right - 8):
+        a, b = blue_rows(ours, col), blue_rows(theirs, col)
+        if len(a) and len(b):
+            compared += 1
+            assert abs(a.mean() - b.mean()) <= 1.0, f"column {col}: rows {a} here, {b} in matplotlib"
+    assert compared > 0.9 * (clip.right - clip.left - 12)
+
+
+def test_one_decade_gets_labels_at_2x_and_5x() -> None:
+    curve = plots.LossCurve()
+    near = pixels(curve.render(np.arange(50), 30.0 + np.linspace(0, 8, 50)))  # 10 to 100
+    assert curve.limits[1] == (10.0, 100.0)
+    clip, where = curve.pixel_map.clip, curve.pixel_map
+    labels = groups(ink_rows(near, plots.INK, slice(0, clip.left - 5), tolerance=150))
+    centres = [float(g.mean()) for g in labels]
+    for value in (10, 20, 50, 100):
+        assert any(abs(c - float(where.y([value])[0])) <= 3 for c in centres), f"no label at {value}: {centres}"
+    wide = plots.LossCurve()
+    far = pixels(wide.render(np.arange(50), np.geomspace(1e4, 1e-4, 50)))
+    wide_labels = groups(ink_rows(far, plots.INK, slice(0, wide.pixel_map.clip.left - 5), tolerance=150))
+    decades = np.log10(wide.limits[1][1] / wide.limits[1][0])
+    assert len(wide_labels) <= decades + 1  # many decades: decades only
+
+
+def test_tick_labels_are_short() -> None:
+    assert [plots.tick_label(v) for v in (10.0, 20.0, 0.005, 1e-6, 3e8, 1.0, 0.1)] == [
+        "10",
+        "20",
+        "0.005",
+        "1e-6",
+        "3e8",
+        "1",
+        "0.1",
+    ]
+
+
+def test_the_first_picture_says_what_to_do() -> None:
+    plain = pixels(plots.loss_curve_png([0], [26.0]))
+    noted = pixels(plots.loss_curve_png([0], [26.0], note="press Step or Run N"))
+    middle = slice(plots.WIDTH // 3, 2 * plots.WIDTH // 3)
+    inside = slice(plots.HEIGHT // 4, 3 * plots.HEIGHT // 4)  # the middle of the plot area, no axis labels
+    assert len(ink_rows(noted[inside], plots.MUTED, middle, tolerance=30)) >= 5
+    assert not len(ink_rows(plain[inside], plots.MUTED, middle, tolerance=30))
+
+
+def test_pictures_sit_on_a_soft_card() -> None:
+    curve = plots.LossCurve()
+    picture = pixels(curve.render(np.arange(10), np.linspace(5.0, 1.0, 10)))
+    clip = curve.pixel_map.clip
+    np.testing.assert_array_equal(picture[2, 2], rgb_of(plots.FACE))
+    np.testing.assert_array_equal(picture[clip.top + 3, (clip.left + clip.right) // 2 + 7], rgb_of(plots.AXES_FACE))
+    assert picture[2, 2].sum() < 3 * 240  # not paper white
+
+
+def test_zeros_on_a_log_axis_lie_on_its_bottom_edge() -> None:
+    curve = plots.LossCurve()
+    picture = pixels(curve.render(np.arange(40), np.where(np.arange(40) < 20, np.geomspace(10, 0.01, 40), 0.0)))
+    assert curve.yscale == "log"
+    clip, where = curve.pixel_map.clip, curve.pixel_map
+    cols = slice(int(where.x([28])[0]), int(where.x([36])[0]))  # steps of loss 0
+    rows = ink_rows(picture, plots.LOSS_COLOR, cols)
+    assert len(rows) and rows.min() >= clip.bottom - 3
+
+
+def test_a_range_of_steps_draws_like_the_array() -> None:
+    losses = np.geomspace(100.0, 0.1, 5000)
+    assert plots.loss_curve_png(range(5000), losses) == plots.loss_curve_png(np.arange(5000), losses)
+    assert plots.loss_curve_png(range(5000), losses) == plots.loss_curve_png(np.arange(5000.0), losses)
