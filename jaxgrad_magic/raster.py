@@ -50,9 +50,10 @@ class Background:
     Args:
       rgb: the picture, shape ``(height, width, 3)`` or ``(height, width, 4)`` (alpha is ignored), uint8.
       inks: the colours frames draw in, as ``(r, g, b)`` in 0-255; they get the last palette entries.
-      runs: compress frames for runs of one colour only (zlib's ``Z_RLE``). Twice as fast as
-        the default search on pictures of many colour regions (contours), a little slower on
-        mostly flat ones (a loss curve).
+      busy: a picture of many colour regions (a contour). Its rows compress little and slowly:
+        twice as fast for runs of one colour only (zlib's ``Z_RLE``), and the rows a frame draws
+        into are stored as they are, which costs a copy instead of a compression. Mostly flat
+        pictures (a loss curve) compress well with the default search, and are compressed.
 
     Attributes:
       height, width: the size in pixels.
@@ -60,7 +61,7 @@ class Background:
       palette: ``(n, 3)`` uint8, every colour of the picture and the inks.
     """
 
-    def __init__(self, rgb: np.ndarray, inks: Sequence[tuple[int, int, int]], *, runs: bool = False) -> None:
+    def __init__(self, rgb: np.ndarray, inks: Sequence[tuple[int, int, int]], *, busy: bool = False) -> None:
         from PIL import Image
 
         rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., :3])
@@ -83,7 +84,7 @@ class Background:
         self.rows[:, 1:] = np.asarray(quantized, dtype=np.uint8)
         header = struct.pack(">IIBBBBB", self.width, self.height, 8, 3, 0, 0, 0)  # 8-bit palette indices
         self.head = PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"PLTE", self.palette.tobytes())
-        self.deflater = _Deflater(self.rows, zlib.Z_RLE if runs else zlib.Z_DEFAULT_STRATEGY)
+        self.deflater = _Deflater(self.rows, zlib.Z_RLE if busy else zlib.Z_DEFAULT_STRATEGY, store_drawn=busy)
 
     @property
     def pixels(self) -> np.ndarray:
@@ -167,21 +168,24 @@ class _Deflater:
     Args:
       rows: the background's scanlines (filter byte first), never changed afterwards.
       strategy: the zlib strategy.
+      store_drawn: store the drawn rows without compressing them (deflate's stored blocks).
     """
 
     BAND = 8  # rows; the kept parts start and end on a band edge
     KEEP = 4  # kept heads and tails (frames of one picture mostly start and end on the same bands)
     HEADER = b"\x78\x01"  # zlib: deflate with a 32 KiB window, fastest level
 
-    def __init__(self, rows: np.ndarray, strategy: int) -> None:
-        self.rows, self.strategy = rows, strategy
+    def __init__(self, rows: np.ndarray, strategy: int, *, store_drawn: bool = False) -> None:
+        self.rows, self.strategy, self.store_drawn = rows, strategy, store_drawn
         self._heads: OrderedDict[int, tuple[bytes, int]] = OrderedDict()  # row -> (deflated rows[:row], adler32)
         self._tails: OrderedDict[int, tuple[bytes, int]] = OrderedDict()  # row -> (deflated rows[row:], adler32)
         self._whole: bytes | None = None
 
-    def _compressor(self) -> Any:
-        # Raw deflate (negative window bits): the header and the checksum are written here.
-        return zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS, 8, self.strategy)
+    def _compressor(self, level: int = 1) -> Any:
+        # Raw deflate (negative window bits): the header and the checksum are written here. The
+        # default search is fastest here with a small hash (memory level 6), run-length with a large one.
+        memory = 8 if self.strategy == zlib.Z_RLE else 6
+        return zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, memory, self.strategy)
 
     def _kept(self, kept: OrderedDict[int, tuple[bytes, int]], row: int, head: bool) -> tuple[bytes, int]:
         part = kept.get(row)
@@ -208,7 +212,7 @@ class _Deflater:
         head, adler = self._kept(self._heads, top, head=True)
         middle = rows[top:bottom].data
         adler = zlib.adler32(middle, adler)
-        packer = self._compressor()
+        packer = self._compressor(0 if self.store_drawn else 1)
         if bottom >= height:
             body = packer.compress(middle) + packer.flush()
         else:
@@ -348,12 +352,18 @@ def polyline(frame: Frame, x: np.ndarray, y: np.ndarray, width: int, ink: int, c
         keep[0] = keep[-1] = True
         keep[1:-1] = (ix[1:-1] != ix[:-2]) | (iy[1:-1] != iy[:-2])
         x, y = x[keep], y[keep]
-        ax, ay, bx, by = x[:-1], y[:-1], x[1:], y[1:]
-    else:
-        with np.errstate(invalid="ignore"):
-            finite = np.isfinite(x) & np.isfinite(y)
-        ok = finite[:-1] & finite[1:]
-        ax, ay, bx, by = _clip_segments(x[:-1][ok], y[:-1][ok], x[1:][ok], y[1:][ok], box)
+        # One connected line: samples every pixel of its length (in the larger of the two
+        # directions), so every point of it is within half a pixel of one.
+        along = np.empty(len(x))
+        along[0] = 0.0
+        np.cumsum(np.maximum(np.abs(np.diff(x)), np.abs(np.diff(y))), out=along[1:])
+        at = np.linspace(0.0, along[-1], int(along[-1] / max(1.0, along[-1] / MAX_SAMPLES)) + 2)
+        _brush(frame, np.interp(at, along, x), np.interp(at, along, y), width, ink, clip)
+        return
+    # Breaks or points far out: each segment on its own, clipped first.
+    finite = np.isfinite(x) & np.isfinite(y)
+    ok = finite[:-1] & finite[1:]
+    ax, ay, bx, by = _clip_segments(x[:-1][ok], y[:-1][ok], x[1:][ok], y[1:][ok], box)
     if not len(ax):
         return
     dx, dy = bx - ax, by - ay
@@ -363,14 +373,25 @@ def polyline(frame: Frame, x: np.ndarray, y: np.ndarray, width: int, ink: int, c
     segment = np.repeat(np.arange(len(counts)), counts)
     step = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     t = step / np.maximum(counts - 1, 1)[segment]
-    sx, sy = ax[segment] + t * dx[segment], ay[segment] + t * dy[segment]
+    _brush(frame, ax[segment] + t * dx[segment], ay[segment] + t * dy[segment], width, ink, clip)
+
+
+@functools.lru_cache(maxsize=8)
+def _brush_offsets(width: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.divmod(np.arange(width * width), width)
+    return rows[None, :], cols[None, :]
+
+
+def _brush(frame: Frame, sx: np.ndarray, sy: np.ndarray, width: int, ink: int, clip: Clip) -> None:
+    """Set a square brush of ``width`` pixels at every sample ``(sx[i], sy[i])``, inside ``clip``."""
+    half = width / 2
     # The brush's first row and column are the first whose centre is within half the width of the sample.
-    r0 = np.ceil(sy - half - 0.5).astype(np.int64)
-    c0 = np.ceil(sx - half - 0.5).astype(np.int64)
+    r0 = np.ceil(sy - (half + 0.5)).astype(np.int64)
+    c0 = np.ceil(sx - (half + 0.5)).astype(np.int64)
     if len(r0) * width * width <= _FANCY_LIMIT:
-        dr, dc = np.divmod(np.arange(width * width), width)
-        rows = (r0[:, None] + dr[None, :]).reshape(-1)
-        cols = (c0[:, None] + dc[None, :]).reshape(-1)
+        dr, dc = _brush_offsets(width)
+        rows = (r0[:, None] + dr).reshape(-1)
+        cols = (c0[:, None] + dc).reshape(-1)
         keep = (rows >= clip.top) & (rows < clip.bottom) & (cols >= clip.left) & (cols < clip.right)
         frame.paint(rows[keep], cols[keep], ink)
         return
@@ -467,7 +488,14 @@ def reduce_columns(
         none = np.zeros(max(count, 0), dtype=bool)
         return Columns(max(count, 0), none, empty, empty, np.zeros(max(count, 0) + 1, dtype=bool), empty, empty, empty)
     edges_px = start + 0.5 * np.arange(count + 1)
-    idx = _first_at_or_after(xs, (edges_px - x_offset) / x_scale)
+    if isinstance(xs, range):
+        if xs.step <= 0:
+            raise ValueError(f"positions must increase, but the range {xs} does not.")
+        # Evenly spaced: point i is at pixel a * i + b, and no array of positions is needed.
+        a, b = x_scale * xs.step, x_scale * xs.start + x_offset
+        idx = np.minimum(np.maximum(np.ceil((edges_px - b) / a), 0), n).astype(np.int64)
+    else:
+        idx = _first_at_or_after(xs, (edges_px - x_offset) / x_scale)
     present = idx[1:] > idx[:-1]
     # Between two columns with points there are only empty ones, so each reduction ends where
     # the next column with points starts, and the last at the last edge.
@@ -479,10 +507,13 @@ def reduce_columns(
     # Where a segment crosses an edge, the line's y there belongs to the columns on both sides.
     crossed = (idx > 0) & (idx < n)
     right = idx[crossed]
-    xa = x_scale * _positions(xs, right - 1) + x_offset
-    span = x_scale * _positions(xs, right) + x_offset - xa
     # How far along its segment each edge lies (1 where the segment has no width).
-    at = np.divide(edges_px[crossed] - xa, span, out=np.ones_like(span), where=span > 0)
+    if isinstance(xs, range):
+        at = (edges_px[crossed] - b) / a - (right - 1)
+    else:
+        xa = x_scale * xs[right - 1].astype(np.float64) + x_offset
+        span = x_scale * xs[right].astype(np.float64) + x_offset - xa
+        at = np.divide(edges_px[crossed] - xa, span, out=np.ones_like(span), where=span > 0)
     return Columns(count, present, lows, highs, crossed, ys[right - 1], ys[right], at)
 
 
@@ -526,24 +557,13 @@ def monotone_extents(
     return column_extents(reduce_columns(xs, ys, x_scale, x_offset, start, count, skip_nan=True), y_to_px)
 
 
-def _first_at_or_after(xs: np.ndarray | range, edges: np.ndarray) -> np.ndarray:
+def _first_at_or_after(xs: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """For each edge, the index of the first position at or right of it (``len(xs)`` if none)."""
-    n = len(xs)
-    if isinstance(xs, range):
-        if xs.step <= 0:
-            raise ValueError(f"positions must increase, but the range {xs} does not.")
-        return np.clip(np.ceil((edges - xs.start) / xs.step), 0, n).astype(np.int64)
     if np.issubdtype(xs.dtype, np.integer):
         # Searching with integers keeps numpy from casting the whole of xs to float.
         info = np.iinfo(xs.dtype)
         return np.searchsorted(xs, np.clip(np.ceil(edges), info.min, info.max).astype(xs.dtype))
     return np.searchsorted(xs, edges)
-
-
-def _positions(xs: np.ndarray | range, idx: np.ndarray) -> np.ndarray:
-    if isinstance(xs, range):
-        return xs.start + xs.step * idx.astype(np.float64)
-    return xs[idx].astype(np.float64)
 
 
 def column_spans(frame: Frame, lo: np.ndarray, hi: np.ndarray, width: int, ink: int, clip: Clip) -> None:

@@ -102,12 +102,12 @@ def test_too_many_inks_is_a_clear_error() -> None:
         raster.Background(np.zeros((2, 2, 3), np.uint8), [INK] * 255)
 
 
-@pytest.mark.parametrize("runs", [False, True])
-def test_frames_decode_to_what_was_drawn(runs: bool) -> None:
+@pytest.mark.parametrize("busy", [False, True])
+def test_frames_decode_to_what_was_drawn(busy: bool) -> None:
     """Any rows drawn into, with the kept head and tail of the background: the PNG is exact."""
     rng = np.random.default_rng(1)
     rgb = (rng.integers(0, 4, (70, 45, 1)) * 60).repeat(3, axis=2).astype(np.uint8)
-    bg = raster.Background(rgb, [INK], runs=runs)
+    bg = raster.Background(rgb, [INK], busy=busy)
     for _ in range(60):
         frame = bg.frame()
         n = int(rng.integers(0, 6))
