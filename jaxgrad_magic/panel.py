@@ -220,7 +220,7 @@ class StepperPanel:
             style={"description_width": "70px"},
             layout=widgets.Layout(width="240px"),
         )
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="150px"))
         self.progress_label = widgets.Label("")
         self.steps_label = widgets.Label("")
         self.loss_label = widgets.Label("")

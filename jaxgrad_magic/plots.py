@@ -34,11 +34,11 @@ from . import raster
 from .raster import PNG_SIGNATURE as PNG_SIGNATURE  # where the tests and callers look for it
 
 WIDTH, HEIGHT = 360, 260  # pixels
-FACE = "#e3e6ea"  # the card around the plot: soft grey, neither white nor dark
-AXES_FACE = "#f4f5f7"  # the plot area: lighter than the card, not paper white
+FACE = "#dadee3"  # the card around the plot: soft grey, neither white nor dark
+AXES_FACE = "#eef0f3"  # the plot area: lighter than the card, not paper white
 INK = "#222426"  # text, ticks and spines
-MUTED = "#5b6168"  # secondary text (the hint in an empty loss plot); 5.6:1 on AXES_FACE
-GRID = "#d3d7dc"
+MUTED = "#555b62"  # secondary text (the hint in an empty loss plot); 5.9:1 on AXES_FACE
+GRID = "#cfd3d8"
 LOSS_COLOR = "#1f77b4"
 PATH_COLOR = "#d62728"
 VISITED_COLOR = "#e57f80"  # PATH_COLOR at 60% over white: the visited points on a curve
