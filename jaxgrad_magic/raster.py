@@ -5,7 +5,8 @@ only with the layout, and a moving part (the loss line, the path, the current po
 changes every frame. Matplotlib renders the static part once; this module keeps it as palette
 indices (:class:`Background`) and draws the moving part into a copy of it (:class:`Frame`) in
 colours reserved in the palette, without anti-aliasing. A frame is then a memcpy, a few
-vectorised NumPy passes, and a PNG of one byte per pixel deflated at the fastest level.
+vectorised NumPy passes, and a PNG of one byte per pixel in which only the rows drawn into
+are deflated again: the rows above and below them are the background's, deflated once.
 
 Coordinates are pixels: ``x`` to the right and ``y`` down from the top-left corner of the
 image; pixel ``(row r, column c)`` covers ``[c, c + 1) x [r, r + 1)``. Lines are drawn with a
