@@ -300,6 +300,9 @@ class Layout:
     def __init__(self, shapes: StepperState, packed: bool) -> None:
         leaves, self.treedef = jax.tree_util.tree_flatten(shapes)
         self.packed = packed
+        # The parameters are the state's first leaves (a NamedTuple flattens in field order).
+        self.params_def = jax.tree_util.tree_structure(shapes.params)
+        self.param_leaves = self.params_def.num_leaves
         self.shapes = [tuple(x.shape) for x in leaves]
         groups: dict[np.dtype, list[int]] = {}
         for i, x in enumerate(leaves):
@@ -323,17 +326,32 @@ class Layout:
         """:meth:`unpack` outside jit: NumPy slices put back on the carrier's device, compiling nothing."""
         if not self.packed:
             return carrier
-        device = carrier[0].sharding if carrier[0].committed else None
-        leaves = jax.device_put(self._split([np.asarray(flat) for flat in carrier]), device)
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return jax.tree_util.tree_unflatten(self.treedef, self._leaves_on_host(carrier, len(self.shapes)))
 
-    def _split(self, flats: Any) -> list[Any]:
-        leaves: list[Any] = [None] * len(self.shapes)
+    def params_on_host(self, carrier: Any) -> Any:
+        """The parameters alone, outside jit: the optimizer state and the rest stay where they are."""
+        if not self.packed:
+            return carrier.params
+        return jax.tree_util.tree_unflatten(self.params_def, self._leaves_on_host(carrier, self.param_leaves))
+
+    def _leaves_on_host(self, carrier: Any, count: int) -> list[Any]:
+        """The state's first ``count`` leaves, sliced on the host and put back on the carrier's device."""
+        device = carrier[0].sharding if carrier[0].committed else None
+        # Only the arrays that hold one of those leaves are copied (a group's indices increase).
+        wanted = [group[0] < count for group in self.groups]
+        flats = [np.asarray(flat) if want else None for want, flat in zip(wanted, carrier, strict=True)]
+        return jax.device_put(self._split(flats, count), device)
+
+    def _split(self, flats: Any, count: int | None = None) -> list[Any]:
+        """The leaves (the first ``count`` of them, default all) cut out of one flat array per dtype."""
+        count = len(self.shapes) if count is None else count
+        leaves: list[Any] = [None] * count
         for group, flat in zip(self.groups, flats, strict=True):
             offset = 0
             for i in group:
                 size = math.prod(self.shapes[i])
-                leaves[i] = flat[offset : offset + size].reshape(self.shapes[i])
+                if i < count:
+                    leaves[i] = flat[offset : offset + size].reshape(self.shapes[i])
                 offset += size
         return leaves
 
@@ -356,6 +374,7 @@ class Programs:
       guarded: jitted ``(carrier, dynamic, lr, n) -> (carrier, losses, path, stats, done, last)``:
         :func:`replay`, compiled on first use.
       unpack: carrier -> :class:`StepperState`, outside jit.
+      unpack_params: carrier -> the parameters alone, outside jit (no copy of the optimizer state).
       path_width: the parameter entries that ``stats`` and ``path`` carry (:func:`path_width`),
         or None when no path is kept.
       speculate: whether a step may be started before it is asked for: a packed state, and a
@@ -407,6 +426,7 @@ class Programs:
         self.run = jax.jit(run)
         self._guarded = guarded
         self.unpack = layout.unpack_on_host
+        self.unpack_params = layout.params_on_host
         self.seconds_per_step: float | None = None
 
     @functools.cached_property

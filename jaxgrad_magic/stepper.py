@@ -173,7 +173,8 @@ class Stepper:
         self._opt = resolve_optimizer(optimizer)
         self._programs = self._programs_for(self._opt)
         self._history = History(self._programs.path_width)
-        self._view: tuple[Any, StepperState] | None = None
+        self._view: tuple[Any, StepperState] | None = None  # (carrier, its state), read once per carrier
+        self._params_view: tuple[Any, Any] | None = None  # (carrier, its parameters)
         self._ahead: tuple[Any, ...] | None = None  # (from carrier, lr, programs, (carrier, stats))
         self._start(self._objective.params0)
         self.message = f"ready at step 0: loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}"
@@ -422,11 +423,14 @@ class Stepper:
     # ------------------------------------------------------------------ state
 
     def _state(self) -> StepperState:
-        carrier = self._carrier
-        view = self._view
-        if view is None or view[0] is not carrier:
-            view = self._view = (carrier, self._programs.unpack(carrier))
-        return view[1]
+        # Under the lock: a run thread or an optimizer change replaces the carrier and the programs
+        # that read it together.
+        with self._lock:
+            carrier = self._carrier
+            view = self._view
+            if view is None or view[0] is not carrier:
+                view = self._view = (carrier, self._programs.unpack(carrier))
+            return view[1]
 
     @property
     def state(self) -> StepperState:
@@ -436,7 +440,14 @@ class Stepper:
     @property
     def params(self) -> Any:
         """The optimized arguments now, in the structure of ``jax.grad``'s result for ``argnums``."""
-        return self._state().params
+        with self._lock:
+            carrier = self._carrier
+            if self._view is not None and self._view[0] is carrier:
+                return self._view[1].params
+            if self._params_view is None or self._params_view[0] is not carrier:
+                # Only the parameters: reading them after every run must not copy the optimizer state.
+                self._params_view = (carrier, self._programs.unpack_params(carrier))
+            return self._params_view[1]
 
     @property
     def grad(self) -> Any:

@@ -139,11 +139,16 @@ def test_a_layout_packs_one_array_per_dtype_and_unpacks_it(compiles: Any) -> Non
     for back in (jax.jit(layout.unpack)(carrier), layout.unpack_on_host(carrier)):
         jax.tree_util.tree_map(np.testing.assert_array_equal, back, state)
         assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(state)
+    params = layout.params_on_host(carrier)  # the parameters alone, in their own structure
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(state.params)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, state.params)
     compiles.reset()
     layout.unpack_on_host(carrier)
+    layout.params_on_host(carrier)
     assert compiles.count == 0
     plain = Layout(shapes, packed=False)
     assert plain.pack(state) is state and plain.unpack_on_host(state) is state
+    assert plain.params_on_host(state) is state.params
 
 
 def test_host_values_and_arrays_on_one_device_may_be_packed() -> None:
