@@ -8,6 +8,8 @@ through every notebook helper it calls, and objects by their attributes. A chang
 attribute, closure value or default gives a different key, so the cache is never stale;
 shapes and dtypes are left to ``jax.jit``'s own cache. Functions of other modules are keyed
 by code and identity: like ``jax.jit``, rebinding a module global they read is not seen.
+A walk is bounded in depth and size; what lies beyond the bound and could change in place
+makes the key volatile (unique to the call), so such a function is rebuilt, never stale.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import builtins
 import contextlib
 import functools
 import hashlib
+import itertools
 import types
 import weakref
 from collections import OrderedDict
@@ -25,10 +28,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-_MAX_DEPTH = 4  # nesting of containers and objects; functions restart it
-_MAX_ITEMS = 256
-_MAX_NESTING = 64  # notebook functions calling notebook functions; deeper ones are keyed by identity
-_MAX_VISITS = 20_000  # containers and objects walked for one key; beyond, by identity
+_MAX_DEPTH = 32  # nesting of containers and objects (an object and its __dict__ count two); functions restart it
+_MAX_NESTING = 64  # notebook functions calling notebook functions
+_MAX_VISITS = 1 << 16  # containers, objects and container items walked for one key
 _HASH_LIMIT = 1 << 20  # elements; larger arrays are keyed by identity (JAX arrays are immutable)
 _names_cache: dict[types.CodeType, tuple[str, ...]] = {}
 _BUILTINS = builtins.__dict__  # live: IPython adds names while a cell runs
@@ -64,11 +66,15 @@ def _remember(value: Any, key: Hashable) -> None:
         _array_keys[ident] = (weakref.ref(value, forget), key)
 
 
+_volatile_keys = itertools.count()
+
+
 class _Keyer:
     """Builds one key; holds strong references to everything keyed by identity."""
 
     def __init__(self) -> None:
         self.refs: list[Any] = []
+        self.volatile = False  # something was keyed by identity that can change in place
         self._active: set[int] = set()
         self._functions: dict[int, Hashable] = {}  # each function is walked once per key
         self._home: dict[str, Any] | None = None  # the namespace of the first function: the notebook's
@@ -78,6 +84,12 @@ class _Keyer:
     def ident(self, tag: str, value: Any) -> Hashable:
         self.refs.append(value)
         return (tag, id(value))
+
+    def beyond(self, tag: str, value: Any) -> Hashable:
+        """A value past the walk's bounds: by identity, and the key is volatile if it can change in place."""
+        if not _immutable(value):
+            self.volatile = True
+        return self.ident(tag, value)
 
     def array(self, value: Any) -> Hashable:
         if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
@@ -91,7 +103,7 @@ class _Keyer:
         if isinstance(value, jax.Array) and (value.size > _HASH_LIMIT or not value.is_fully_addressable):
             return ("jax.Array", shape, dtype, self.ident("array", value))
         if isinstance(value, np.ndarray) and value.dtype == object:
-            return self.ident("object-array", value)
+            return self.beyond("object-array", value)
         data = np.ascontiguousarray(np.asarray(value))
         digest = hashlib.blake2b(data.view(np.uint8).reshape(-1) if data.size else b"", digest_size=16).digest()
         weak = bool(getattr(value, "weak_type", False))
@@ -111,13 +123,12 @@ class _Keyer:
             return self.array(value)
         if isinstance(value, types.FunctionType):
             return self.function(value)
-        if depth >= _MAX_DEPTH:
-            return self.ident("deep", value)
         if id(value) in self._active:
             return ("cycle",)  # already being keyed further up
-        self._visits += 1
-        if self._visits > _MAX_VISITS:
-            return self.ident("large", value)
+        # A container is charged its items too, so the bound holds however the data is nested.
+        self._visits += 1 + (len(value) if isinstance(value, tuple | list | dict | set | frozenset) else 0)
+        if depth >= _MAX_DEPTH or self._visits > _MAX_VISITS:
+            return self.beyond("large", value)
         self._active.add(id(value))
         try:
             return self._compound(value, depth + 1)
@@ -143,20 +154,20 @@ class _Keyer:
         if isinstance(value, type) and self._home is not None and value.__module__ == self._home.get("__name__"):
             # A class defined in the notebook: by content, so a re-run cell defining it again hits.
             attrs = {k: v for k, v in vars(value).items() if k not in ("__dict__", "__weakref__")}
-            if len(attrs) <= _MAX_ITEMS:
-                return ("class", value.__qualname__, self.value(value.__bases__, depth), self.value(attrs, depth))
+            return ("class", value.__qualname__, self.value(value.__bases__, depth), self.value(attrs, depth))
         if isinstance(value, type | types.BuiltinFunctionType):
             return self.ident(type(value).__name__, value)
-        if isinstance(value, tuple | list) and len(value) <= _MAX_ITEMS:
+        if isinstance(value, tuple | list):
             return (type(value).__name__, tuple(self.value(v, depth) for v in value))
-        if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
+        if isinstance(value, dict):
             return ("dict", tuple((self.value(k, depth), self.value(v, depth)) for k, v in value.items()))
+        if isinstance(value, set | frozenset):  # `skip = {"bias"}` can change in place too
+            return (type(value).__name__, frozenset(self.value(v, depth) for v in value))
         leaves, treedef = jax.tree_util.tree_flatten(value)
-        is_pytree = len(leaves) != 1 or leaves[0] is not value
-        if is_pytree and len(leaves) <= _MAX_ITEMS:  # a registered pytree: key its leaves
+        if len(leaves) != 1 or leaves[0] is not value:  # a registered pytree: key its leaves
             return ("pytree", treedef, tuple(self.value(v, depth) for v in leaves))
         attrs = getattr(value, "__dict__", None)
-        if isinstance(attrs, dict) and len(attrs) <= _MAX_ITEMS:
+        if isinstance(attrs, dict):
             # By its attributes, not identity: `cfg.scale = 3.0` must give a new key.
             return ("object", self.value(type(value), depth), self.value(attrs, depth))
         return self.ident("object", value)
@@ -176,8 +187,10 @@ class _Keyer:
         glb = fn.__globals__
         if self._home is None:
             self._home = glb
-        if glb is not self._home or self._nesting >= _MAX_NESTING:
+        if glb is not self._home:
             key: Hashable = ("library-function", fn.__qualname__, fn.__code__, self.ident("function", fn))
+        elif self._nesting >= _MAX_NESTING:
+            key = ("deep-function", fn.__code__, self.beyond("function", fn))
         else:
             self._active.add(id(fn))
             self._nesting += 1
@@ -282,6 +295,7 @@ def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
     Returns:
       ``(key, refs)``: equal keys mean the same traced program for the same argument
       shapes; keep ``refs`` alive as long as the key is stored, so identities stay unique.
+      A volatile key (see the module docstring) equals no other key.
     """
     plain = type(fn) is types.FunctionType
     if plain:
@@ -290,6 +304,8 @@ def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
             return known[0], known[1]
     keyer = _Keyer()
     key = keyer.value(fn)
+    if keyer.volatile:
+        return ("volatile", next(_volatile_keys), key), keyer.refs
     if plain and (reads := _reads(fn)) is not None:
         _known[fn] = (key, keyer.refs, reads)
     return key, keyer.refs

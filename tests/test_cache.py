@@ -192,6 +192,35 @@ def test_cyclic_containers_have_keys(ns: dict[str, Any]) -> None:
     assert key_of(ns) == key_of(ns)
 
 
+@pytest.mark.parametrize(
+    ("setup", "change"),
+    [
+        ("data = [1.0] * 300", "data[0] = 7.0"),
+        ("data = {f'k{i}': float(i) for i in range(300)}", "data['k0'] = 7.0"),
+        ("data = {'bias', 'scale'}", "data.discard('bias')"),
+        (
+            "import types\nS = types.SimpleNamespace\ndata = S(model=S(layers=[S(w=1.0)]))",
+            "data.model.layers[0].w = 7.0",
+        ),
+    ],
+    ids=["long list", "long dict", "set", "nested attribute"],
+)
+def test_a_value_changed_in_place_changes_the_key(ns: dict[str, Any], setup: str, change: str) -> None:
+    run_cell(setup + "\ndef f(x):\n    return x * len(str(data))\n", ns)
+    before = key_of(ns)
+    assert key_of(ns) == before  # unchanged: the same key, so a re-run hits
+    run_cell(change, ns)
+    assert key_of(ns) != before
+
+
+def test_data_past_the_walks_bounds_gives_a_key_that_is_never_reused(ns: dict[str, Any]) -> None:
+    # Too many items to key by content: it may change in place unseen, so no two keys are equal.
+    run_cell("data = [1.0] * (1 << 17)\ndef f(x):\n    return data[0] * x\n", ns)
+    assert key_of(ns) != key_of(ns)
+    run_cell("data = tuple(data)", ns)  # immutable: keyed by identity, and reused
+    assert key_of(ns) == key_of(ns)
+
+
 def test_modules_are_keyed_by_name(ns: dict[str, Any]) -> None:
     run_cell("def f(x):\n    return jnp.sin(x)\n", ns)
     before = key_of(ns)

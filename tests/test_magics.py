@@ -377,6 +377,17 @@ class TestNoRecompile:
         ip.run_cell("cfg.scale = 5.0")
         close(ip.run_cell(cell).derivative, 10.0)
 
+    def test_values_changed_in_place_deep_down_or_in_long_lists(self, ip: Shell) -> None:
+        ip.run_cell(
+            "import types\nS = types.SimpleNamespace\ncfg = S(model=S(layers=[S(w=2.0)]))\n"
+            "weights = [1.0] * 300\ndef g(x):\n    return cfg.model.layers[0].w * weights[0] * x ** 2\n"
+        )
+        close(ip.run_cell("%jgrad g at=1.0").derivative, 4.0)
+        ip.run_cell("cfg.model.layers[0].w = 5.0")
+        close(ip.run_cell("%jgrad g at=1.0").derivative, 10.0)
+        ip.run_cell("weights[0] = 3.0")
+        close(ip.run_cell("%jgrad g at=1.0").derivative, 30.0)
+
     def test_a_global_read_by_a_helper(self, ip: Shell) -> None:
         ip.run_cell("%%jgrad at=1.0\nk = 2.0\ndef h(x):\n    return k * x\ndef g(x):\n    return h(x) ** 2\n")
         ip.run_cell("k = 3.0")
