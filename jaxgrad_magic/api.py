@@ -405,7 +405,7 @@ def _replay(
 ) -> tuple[Point, tuple[Any, ...]] | None:
     """The point and call arguments for ``at`` when ``plan`` holds for them, else None."""
     params = signature_facts(fn)[0]
-    if params != plan.params:
+    if not _same_parameters(params, plan.params):
         return None
     point = resolve_point(fn, plan.fields["fn_name"], at, at_names, namespace, params=params)
     call_args = _call_args(point.args, params, plan.fields["argnums"])
@@ -416,6 +416,15 @@ def _replay(
     if signature != plan.signature or function_key(fn)[0] != plan.key:
         return None
     return point, call_args
+
+
+def _same_parameters(a: Sequence[inspect.Parameter], b: Sequence[inspect.Parameter]) -> bool:
+    """Parameters alike in name, kind and default object (``Parameter.__eq__`` compares defaults
+    with ``==``, which raises for an array default)."""
+    return a is b or (
+        len(a) == len(b)
+        and all(p.name == q.name and p.kind == q.kind and p.default is q.default for p, q in zip(a, b, strict=True))
+    )
 
 
 def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], argnums: Argnums) -> tuple[Any, ...]:

@@ -153,6 +153,23 @@ class TestGrad:
         close(r.derivative, np.cos(s2) * np.cos(s1) * np.cos(0.5))
         assert "mode = str 'sin'" in str(r)
 
+    def test_repeated_calls_with_an_array_default(self) -> None:
+        weights = jnp.array([1.0, 2.0])
+
+        def f(x: Any, w: Any = weights) -> Any:
+            return jnp.sum(w * x**2)
+
+        class Model:
+            def __call__(self, x: Any, w: Any = weights) -> Any:
+                return jnp.sum(w * x**2)
+
+        model = Model()
+        for _ in range(2):  # the second call is a repeat, of the same function and point structure
+            close(grad(f, at=jnp.ones(2)).derivative, [2.0, 4.0])
+            close(grad(model, at=jnp.ones(2)).derivative, [2.0, 4.0])
+        f.__defaults__ = (jnp.array([3.0, 1.0]),)
+        close(grad(f, at=jnp.ones(2)).derivative, [6.0, 2.0])
+
     def test_result_is_a_frozen_dataclass(self) -> None:
         r = grad(bowl, at=(5.0, 2.0))
         assert isinstance(r, DerivativeResult)
