@@ -256,16 +256,24 @@ def _strong(tree: Any) -> Any:
 def _norm_and_check(grad: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
     """The gradient's global norm, and whether every gradient and parameter entry is finite.
 
-    One reduction does both: ``x * 0`` is 0 for a finite ``x`` and NaN for inf or NaN, so the
-    sum of ``g**2 + g*0 + p*0`` is NaN exactly when an entry is not finite (and only +inf when
-    the norm of a finite gradient overflows). Each extra reduction would be another kernel,
-    which on a CPU costs about as much as the arithmetic of a small step.
+    The norm is taken of the gradient divided by its largest entry, so a finite gradient has a
+    finite norm up to the dtype's largest number (squaring first overflows float32 from 1.8e19
+    on); an inf entry makes the norm inf, a NaN makes it NaN. The check adds ``x * 0`` over the
+    gradient and the parameters: 0 for a finite ``x``, NaN for inf or NaN. Both sums read the
+    same entries in one pass, and the norm does not depend on the parameters, so a report can
+    tell a bad gradient from bad parameters.
     """
-    total = jnp.zeros((), dtype)
-    for g, p in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(params), strict=True):
-        g, p = g.astype(dtype), p.astype(dtype)
-        total = total + jnp.sum(jnp.square(g) + g * 0 + p * 0)
-    return jnp.sqrt(total), ~jnp.isnan(total)
+    grads = [g.astype(dtype) for g in jax.tree_util.tree_leaves(grad)]
+    top = jnp.zeros((), dtype)
+    for g in grads:
+        top = jnp.maximum(top, jnp.max(jnp.abs(g), initial=0))
+    scale = jnp.where(top > 0, top, jnp.ones((), dtype))  # an all-zero gradient: 0, not 0 / 0
+    squares = checks = jnp.zeros((), dtype)
+    for g, p in zip(grads, jax.tree_util.tree_leaves(params), strict=True):
+        squares = squares + jnp.sum(jnp.square(g / scale))
+        checks = checks + jnp.sum(g * 0 + p.astype(dtype) * 0)
+    norm = jnp.where(jnp.isinf(top), top, scale * jnp.sqrt(squares))  # inf / inf would say NaN
+    return norm, ~jnp.isnan(checks)
 
 
 def on_one_device(tree: Any) -> bool:

@@ -90,6 +90,23 @@ def test_stats_are_loss_norm_finite_then_the_path() -> None:
     assert stats(StepperState(half, None, half, jnp.bfloat16(1.0), None)).dtype == jnp.float32
 
 
+def test_the_gradient_norm_of_a_huge_finite_gradient_is_finite() -> None:
+    def report(params: Any, grad: Any) -> list[float]:
+        """[gradient norm, 1.0 if everything is finite else 0.0]."""
+        return stats(StepperState(jnp.asarray(params), None, jnp.asarray(grad), jnp.float32(1.0), None))[1:3].tolist()
+
+    # ‖(3e19, 4e19)‖ = 5e19, though each square is past float32's largest number (3.4e38).
+    norm, ok = report([0.0, 0.0], [3e19, 4e19])
+    assert norm == pytest.approx(5e19, rel=1e-6) and ok == 1.0
+    assert report([0.0, 0.0], [0.0, 0.0]) == [0.0, 1.0]
+    # A real inf or NaN is still caught, and the norm says which: inf for inf, NaN for NaN.
+    assert report([0.0, 0.0], [3e19, jnp.inf]) == [np.inf, 0.0]
+    norm, ok = report([0.0, 0.0], [3e19, jnp.nan])
+    assert np.isnan(norm) and ok == 0.0
+    # Parameters that left the finite are caught without spoiling the gradient's norm: ‖(3, 4)‖ = 5.
+    assert report([1.0, jnp.inf], [3.0, 4.0]) == [5.0, 0.0]
+
+
 def test_the_path_is_kept_for_at_most_two_float_entries() -> None:
     assert path_width(jnp.float32(1.0)) == 1
     assert path_width(jnp.ones(2)) == 2

@@ -186,6 +186,31 @@ def test_a_nan_gradient_with_a_finite_loss_stops_the_run() -> None:
     assert "the gradient became nan" in s.message
 
 
+def test_a_huge_finite_gradient_is_neither_inf_nor_divergence() -> None:
+    # x² at 1e19: the loss 1e38 and the gradient 2e19 are finite float32, the gradient's square is not.
+    s = Stepper(lambda x: x**2, (1e19,), lr=0.1)
+    assert not s.diverged and s.loss == pytest.approx(1e38, rel=1e-6)
+    assert s.grad_norm == pytest.approx(2e19, rel=1e-6)
+    assert s.step().steps == 1 and not s.diverged  # x <- x - 0.1 * 2x = 0.8x
+    assert float(s.params) == pytest.approx(8e18, rel=1e-6) and s.grad_norm == pytest.approx(1.6e19, rel=1e-6)
+
+    c = jnp.array([3e19, 4e19])  # a linear loss c · w: its gradient is c everywhere, ‖c‖ = 5e19
+    s = Stepper(lambda w: jnp.dot(c, w), (jnp.zeros(2),), lr=1e-20)
+    assert s.grad_norm == pytest.approx(5e19, rel=1e-6) and "‖∇f‖ 5e+19" in s.message
+    info = s.run(3)
+    assert info.steps == 3 and not info.diverged and s.grad_norm == pytest.approx(5e19, rel=1e-6)
+    np.testing.assert_allclose(np.asarray(s.params), [-0.9, -1.2], rtol=1e-5)  # w - 3 lr c
+
+
+def test_an_inf_gradient_with_a_finite_loss_is_divergence() -> None:
+    # sqrt(x + 1) from 0 at lr 2: x <- 0 - 2 * 0.5 = -1, where the loss is 0 and the gradient 0.5 / 0 = inf.
+    s = Stepper(lambda x: jnp.sqrt(x + 1.0), (0.0,), lr=2.0)
+    info = s.step()
+    assert info.diverged and s.diverged_at == 1 and s.steps == 0 and float(s.params) == 0.0
+    assert "the gradient became inf" in s.message
+    assert s.run(5).diverged and s.steps == 0
+
+
 def test_a_start_where_f_is_not_finite_is_reported() -> None:
     s = Stepper(lambda x: jnp.log(x), (-1.0,), fn_name="logf")
     assert s.diverged and s.diverged_at == 0 and "not finite at the starting point" in s.message
