@@ -309,6 +309,12 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
                     or (key == "name" and not word.isidentifier())
                 ):
                     raise JaxGradUsageError(f"{key}={src} must be a Python name, e.g. `{key}=f`.")
+                if key == "name" and word.startswith("__") and word.endswith("__"):
+                    # Binding __builtins__ (or __name__, ...) would break the notebook's namespace.
+                    raise JaxGradUsageError(
+                        f"name={src} is a name Python reserves for itself; binding the derivative "
+                        "there would break the notebook. Choose an ordinary name, e.g. `name=df`."
+                    )
                 values[key] = word
             continue
         if key == "optimizer" and _word(key, src).isidentifier() and _word(key, src) not in namespace:

@@ -65,6 +65,7 @@ class TestOptions:
             ("f at=(5.0, 2.0) aux=2", "True or False"),
             ("f at=(5.0, 2.0) order=0", "order="),
             ("f at=(5.0, 2.0) name=1x", "Python name"),
+            ("f at=(5.0, 2.0) name=__builtins__", "reserves"),
             ("f at=missing_variable", "missing_variable"),
             ("f at =1.0", "no spaces"),
         ],

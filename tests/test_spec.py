@@ -172,6 +172,11 @@ class TestResolveOptions:
     def test_name_must_be_a_plain_python_name(self, src: str) -> None:
         assert "must be a Python name" in _error("grad", f"f name={src}")
 
+    @pytest.mark.parametrize("src", ["__builtins__", "__name__", "'__doc__'"])
+    def test_name_refuses_dunder_names(self, src: str) -> None:
+        assert "reserves" in _error("grad", f"f name={src}")
+        assert _resolve("grad", "f name=_private").name == "_private"
+
     def test_at_is_evaluated_in_the_namespace_and_remembers_the_names(self) -> None:
         opts = _resolve("grad", "f at=(x, y + 1.0)", x=5.0, y=2.0)
         assert opts.at == (5.0, 3.0)
