@@ -147,6 +147,7 @@ def derive(
     wrt: tuple[str, ...] | None = None,
     order: int = 1,
     mode: str = "auto",
+    mode_configured: bool = False,
     aux: bool = False,
     jit: bool = True,
     fn_name: str | None = None,
@@ -173,6 +174,8 @@ def derive(
       wrt: parameter names instead of ``argnums``.
       order: repeated ``grad`` (scalar inputs), e.g. 2 for the second derivative.
       mode: Jacobian mode, ``"rev"``, ``"fwd"`` or ``"auto"`` (from the shapes).
+      mode_configured: ``mode`` is a configured default, not given in the call (the
+        result's ``mode_reason`` says so).
       aux: the function returns ``(output, aux)`` (JAX's ``has_aux``).
       jit: compile with ``jax.jit``.
       fn_name: the name to show (default ``fn.__name__``).
@@ -195,7 +198,9 @@ def derive(
       JaxGradUsageError: bad options, or a known JAX misuse, explained.
     """
     started = time.perf_counter()
-    plan_key = _plan_key(fn, kind, fn_name, at, argnums, wrt, order, mode, aux, jit, stepper, check, show)
+    plan_key = _plan_key(
+        fn, kind, fn_name, at, argnums, wrt, order, mode, mode_configured, aux, jit, stepper, check, show
+    )
     plan = None if plan_key is None else CACHE.plan(plan_key)
     if plan is not None and plan.fn is fn and (replayed := _replay(plan, fn, at, at_names, namespace)) is not None:
         point, call_args = replayed
@@ -258,7 +263,7 @@ def derive(
     chosen, reason = None, None
     if kind == "jac":
         if mode != "auto":
-            chosen, reason = mode, f"mode={mode} (as asked)"
+            chosen, reason = mode, f"mode={mode} ({'configured' if mode_configured else 'as asked'})"
         elif point.args is None:
             chosen, reason = "rev", "auto: jacrev (no point to measure the shapes)"
         else:
@@ -366,6 +371,7 @@ def _plan_key(
     wrt: tuple[str, ...] | None,
     order: int,
     mode: str,
+    mode_configured: bool,
     aux: bool,
     jit: bool,
     stepper: bool,
@@ -379,7 +385,7 @@ def _plan_key(
     """
     if at is MISSING or kind in _VECTOR or check or show is not None:
         return None
-    key = (id(fn), kind, fn_name, argnums, wrt, order, mode, aux, jit, stepper)
+    key = (id(fn), kind, fn_name, argnums, wrt, order, mode, mode_configured, aux, jit, stepper)
     try:
         hash(key)
     except TypeError:  # options given as lists through the Python API

@@ -229,6 +229,7 @@ class JaxGradMagics(Magics):
             wrt=opts.wrt,
             order=opts.order,
             mode=opts.mode,
+            mode_configured=spec.source("mode") is None,
             aux=opts.aux,
             jit=opts.jit,
             fn_name=fn_name,

@@ -66,9 +66,12 @@ def test_jacobian_mode(configured: Shell) -> None:
     config(configured, 'mode = "fwd"')
     r = configured.run_cell("%jac pair at=x")
     assert r.mode == "fwd" and r.composition == "jax.jit(jax.jacfwd(pair))"
+    assert r.mode_reason == "mode=fwd (configured)"  # not on the line, so not "as asked"
     x = np.array([1.0, 2.0, 3.0])
     want = np.diag(np.cos(x) * x.sum()) + np.sin(x)[:, None]
     np.testing.assert_allclose(r.derivative, want, rtol=1e-5)
+    asked = configured.run_cell("%jac pair at=x mode=fwd")
+    assert asked.mode == "fwd" and asked.mode_reason == "mode=fwd (as asked)"
     assert configured.run_cell("%jac pair at=x mode=rev").mode == "rev"
 
 
