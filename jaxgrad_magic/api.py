@@ -243,7 +243,7 @@ def derive(
         raise JaxGradUsageError(f"order={order} cannot be combined with aux=True; drop one of them.")
     if kind == "jac" and mode not in ("auto", "rev", "fwd"):
         raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
-    point = resolve_point(fn, fn_name, at, at_names, namespace, params=params)
+    point = resolve_point(fn, fn_name, at, at_names, namespace, facts=(params, has_varargs))
     if point.args is not None:
         _check_numbers(fn_name, point.args, argnums, param_names)
         _check_float_inputs(fn_name, point.args, argnums, param_names)
@@ -259,6 +259,7 @@ def derive(
             f"`%{magic} {fn_name} at=x {word}=jnp.ones_like({'x' if kind == 'jvp' else fn_name + '(x)'})`."
         )
 
+    hint = _whole_tuple_hint(fn_name, params, point, at)
     key, refs = function_key(fn)
     chosen, reason = None, None
     if kind == "jac":
@@ -271,7 +272,9 @@ def derive(
             chosen, reason = CACHE.get_or_build(
                 ("mode", key, argnums, aux, sig),
                 refs,
-                lambda: _guarded(lambda: choose_mode(fn, call_args, argnums, aux), kind, fn_name, aux, fn, call_args),
+                lambda: _guarded(
+                    lambda: choose_mode(fn, call_args, argnums, aux), kind, fn_name, aux, fn, call_args, hint
+                ),
             )
     t = Transform(kind, argnums, order, chosen, aux, jit)
     built = CACHE.get_or_build(("transform", key, t), refs, lambda: build(fn, t))
@@ -280,7 +283,7 @@ def derive(
     if point.args is not None:
         extra = () if vector is MISSING else (vector,)
         value, derivative, aux_value = _guarded(
-            lambda: built.evaluate(*call_args, *extra), kind, fn_name, aux, fn, call_args
+            lambda: built.evaluate(*call_args, *extra), kind, fn_name, aux, fn, call_args, hint
         )
     elif check or show:
         raise JaxGradUsageError(
@@ -410,10 +413,11 @@ def _replay(
     namespace: MutableMapping[str, Any] | None,
 ) -> tuple[Point, tuple[Any, ...]] | None:
     """The point and call arguments for ``at`` when ``plan`` holds for them, else None."""
-    params = signature_facts(fn)[0]
+    facts = signature_facts(fn)
+    params = facts[0]
     if not _same_parameters(params, plan.params):
         return None
-    point = resolve_point(fn, plan.fields["fn_name"], at, at_names, namespace, params=params)
+    point = resolve_point(fn, plan.fields["fn_name"], at, at_names, namespace, facts=facts)
     call_args = _call_args(point.args, params, plan.fields["argnums"])
     try:
         signature = _point_signature(call_args)
@@ -481,11 +485,13 @@ def _guarded(
     aux: bool,
     fn: Callable[..., Any] | None = None,
     args: tuple[Any, ...] = (),
+    hint: str | None = None,
 ) -> Any:
     """Run ``call``; JAX misuse becomes a teaching error, the user's own errors pass through.
 
     With ``aux=True`` a failure is first checked against the output's structure: JAX's own
     error for a missing aux differs between modes (jacfwd fails unpacking a 0-d array).
+    ``hint`` is added as a note to the user's own ``TypeError`` or ``AttributeError``.
     """
     __tracebackhide__ = True
     try:
@@ -494,8 +500,22 @@ def _guarded(
         explained = _aux_mismatch(fn, args, fn_name) if aux and fn is not None else None
         explained = explained or explain_jax_error(exc, kind=kind, fn_name=fn_name, aux=aux)
         if explained is None:
+            if hint is not None and isinstance(exc, TypeError | AttributeError):
+                exc.add_note(hint)
             raise
         raise explained from None
+
+
+def _whole_tuple_hint(fn_name: str, params: Sequence[inspect.Parameter], point: Point, at: Any) -> str | None:
+    """What to say when a function of one parameter fails on the ``at=`` tuple it was given whole."""
+    if not (isinstance(at, tuple) and point.args and point.args[0] is at):
+        return None
+    name = params[0].name if params else "its argument"
+    return (
+        f"Hint: {fn_name} takes one positional argument, so at= gave it the whole tuple as {name} "
+        f"(a tuple of {len(at)}). For a vector write `at=jnp.array([...])`; for several arguments, "
+        f"give {fn_name} one parameter each."
+    )
 
 
 def grad(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:

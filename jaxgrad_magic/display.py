@@ -204,8 +204,9 @@ def point_rows(result: DerivativeResult) -> list[tuple[str, Any]]:
     """``(label, argument)`` for every argument of the point."""
     if result.point is None:
         return []
-    names = result.param_names or tuple(f"arg{i}" for i in range(len(result.point)))
-    return [(n, a) for n, a in zip(names, result.point, strict=False)]
+    names = result.param_names
+    # Past the named parameters (values for *args): labelled as the derivative labels them.
+    return [(names[i] if i < len(names) else f"arg{i}", a) for i, a in enumerate(result.point)]
 
 
 def _source_text(result: DerivativeResult) -> str:

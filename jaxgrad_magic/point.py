@@ -6,7 +6,7 @@ import contextlib
 import inspect
 import types
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeGuard
 
 import jax
@@ -115,17 +115,19 @@ def resolve_point(
     at: Any = MISSING,
     at_names: tuple[str | None, ...] | None = None,
     namespace: Mapping[str, Any] | None = None,
-    params: Sequence[inspect.Parameter] | None = None,
+    facts: _Facts | None = None,
 ) -> Point:
     """Resolve the point to evaluate ``fn`` at.
 
     Args:
       fn: the function.
       fn_name: its name, for messages.
-      at: the ``at=`` value (one argument, or a tuple of all arguments), or MISSING.
+      at: the ``at=`` value (one argument, or a tuple of all arguments), or MISSING. A
+        function of one positional parameter takes a tuple as that one argument, unless
+        it also takes ``*args``.
       at_names: the variable names written in ``at=`` (``at=(x, y)`` -> ``("x", "y")``).
       namespace: the notebook's namespace, searched for variables named like parameters.
-      params: ``fn``'s positional parameters when the caller has them already.
+      facts: ``fn``'s :func:`signature_facts` when the caller has them already.
 
     Returns:
       The point; ``args`` is None when nothing could be resolved.
@@ -133,23 +135,23 @@ def resolve_point(
     Raises:
       JaxGradUsageError: ``at=`` has the wrong number of arguments.
     """
-    if params is None:
-        params = parameters(fn)
+    params, varargs = signature_facts(fn) if facts is None else facts
     total = len(params)
     required = sum(p.default is inspect.Parameter.empty for p in params)
     if at is not MISSING:
-        if total <= 1 or (required <= 1 and not isinstance(at, tuple)):
+        spread = isinstance(at, tuple) and (total > 1 or varargs)  # a tuple of all the arguments
+        if not spread and (total <= 1 or required <= 1):
             args: tuple[Any, ...] = (at,)
             names = (at_names[0] if at_names and len(at_names) == 1 else None,)
-        elif isinstance(at, tuple) and required <= len(at) <= total:
+        elif spread and required <= len(at) and (len(at) <= total or varargs):
             args = at
             names = at_names if at_names and len(at_names) == len(at) else (None,) * len(at)
         else:
-            shape = f"a tuple of {required}" if required == total else f"a tuple of {required} to {total}"
+            more = " or more" if varargs else f" to {total}" if required < total else ""
             got = f"a tuple of {len(at)}" if isinstance(at, tuple) else "one value"
             pnames = ", ".join(p.name for p in params)
             raise JaxGradUsageError(
-                f"at= must give {fn_name}({pnames}) {shape} arguments, but got {got}. "
+                f"at= must give {fn_name}({pnames}) a tuple of {required}{more} arguments, but got {got}. "
                 f"Write `at=({pnames})` with one value per parameter."
             )
         defaults = tuple(p.default for p in params[len(args) :])

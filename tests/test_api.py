@@ -303,6 +303,14 @@ class TestBadInput:
         close(grad(f, at=1.5).derivative, 2.0)
         assert "argnums=1" in self._message(lambda: grad(f, at=1.5, argnums=1))
 
+    def test_star_args_take_the_tuple_as_their_arguments(self) -> None:
+        def f(*xs: Any) -> Any:
+            return xs[0] * xs[1] ** 2
+
+        r = grad(f, at=(2.0, 3.0), argnums=(0, 1))
+        assert r.point == (2.0, 3.0)
+        close(r.derivative, (9.0, 12.0))  # (x1^2, 2 x0 x1)
+
     def test_integer_input_suggests_a_float(self) -> None:
         message = self._message(lambda: grad(bowl, at=(5, 2.0)))
         assert "`5.0` instead of `5`" in message and "floating-point" in message

@@ -90,6 +90,11 @@ class TestEvaluated:
         assert [label for label, _ in derivative_rows(r)] == ["∂²cube/∂x²"]
         assert "order 2" in str(r)
 
+    def test_values_for_star_args_are_shown(self) -> None:
+        r = grad(lambda x, *rest: x * rest[0], at=(2.0, 3.0), argnums=(0, 1), fn_name="f")
+        assert "arg1 = float 3" in str(r) and "∂f/∂arg1 = f32[] 2" in str(r)
+        assert "<td class='jgm-k'>arg1</td>" in r._repr_html_()
+
     def test_aux_is_shown(self) -> None:
         r = grad(lambda x: (x**2, {"half": x / 2}), at=3.0, aux=True, fn_name="loss")
         for text in both(r):

@@ -182,6 +182,19 @@ class TestUsersOwnErrors:
             error = ip.user_error(f"%{magic} g at=1.0")
             assert isinstance(error, NameError) and "undefined_helper" in str(error)
 
+    @pytest.mark.parametrize(("body", "error_type"), [("jnp.sin(x)", TypeError), ("x.sum()", AttributeError)])
+    def test_a_tuple_given_whole_to_a_one_parameter_function_gets_a_hint(
+        self, ip: Shell, body: str, error_type: type[Exception]
+    ) -> None:
+        ip.run_cell(f"def g(x):\n    return jnp.sum({body})\n")
+        for magic in ("jgrad", "jac"):
+            error = ip.user_error(f"%{magic} g at=(1.0, 2.0)")
+            assert isinstance(error, error_type)  # still the user's own error
+            notes = " ".join(getattr(error, "__notes__", ()))
+            assert "whole tuple" in notes and "jnp.array" in notes, notes
+        ip.run_cell("def h(x):\n    return undefined_helper(x)\n")
+        assert not getattr(ip.user_error("%jgrad h at=(1.0, 2.0)"), "__notes__", None)  # a NameError: no hint
+
     def test_an_exception_in_the_cell(self, ip: Shell) -> None:
         ip.run_cell("calls = []")
         error = ip.user_error("%%jgrad at=1.0\ncalls.append(1)\nnot_defined + 1\ndef g(x):\n    return x\n")

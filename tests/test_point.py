@@ -63,6 +63,20 @@ class TestAt:
     def test_a_tuple_is_the_argument_of_a_one_parameter_function(self) -> None:
         assert resolve_point(one, "one", at=(1.0, 2.0)).args == ((1.0, 2.0),)
 
+    def test_a_tuple_is_all_the_arguments_of_a_function_with_star_args(self) -> None:
+        def spread(*xs: Any) -> Any:
+            return xs
+
+        def first_and_rest(x: Any, *rest: Any) -> Any:
+            return x
+
+        assert resolve_point(spread, "spread", at=(1.0, 2.0)).args == (1.0, 2.0)
+        assert resolve_point(spread, "spread", at=1.0).args == (1.0,)
+        assert resolve_point(first_and_rest, "first_and_rest", at=(1.0, 2.0, 3.0)).args == (1.0, 2.0, 3.0)
+        assert resolve_point(first_and_rest, "first_and_rest", at=((1.0, 2.0),)).args == ((1.0, 2.0),)
+        with pytest.raises(JaxGradUsageError, match="a tuple of 1 or more"):
+            resolve_point(first_and_rest, "first_and_rest", at=())
+
     def test_missing_trailing_arguments_take_their_defaults(self) -> None:
         assert resolve_point(with_default, "with_default", at=3.0).args == (3.0, 2.0)
         assert resolve_point(with_default, "with_default", at=(3.0, 4.0)).args == (3.0, 4.0)
