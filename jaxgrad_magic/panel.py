@@ -139,7 +139,10 @@ class StepperPanel:
         self._lock = threading.RLock()  # one redraw at a time (the run thread or a click)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._syncing = False  # set while the panel writes into its own controls
+        # The rate and optimizer the controls were last given by the panel or the user: only a change
+        # made elsewhere (from code) is written into them, never over a choice the stepper has yet to take.
+        self._shown_lr = float(stepper.lr)
+        self._shown_optimizer: str | None = None
         self._closed = False
         self._notice = ""  # a problem worth one mention with the next message
         self._run_target: int | None = None
@@ -210,7 +213,7 @@ class StepperPanel:
         # An optimizer given as an object (an optax transformation, or a function of the
         # learning rate) is listed under its label, so it can be picked again after a switch.
         self._given_optimizers: dict[str, Any] = {}
-        current = self._optimizer_label(stepper)
+        current = self._shown_optimizer = self._optimizer_label(stepper)
         if current not in options:
             options.append(current)
         self.optimizer_dropdown = widgets.Dropdown(
@@ -407,15 +410,10 @@ class StepperPanel:
             raise JaxGradUsageError(f"{action} is not possible while a run is going: press Stop, or wait for the run.")
 
     def _set_running(self, running: bool) -> None:
-        for control in (
-            self.step_button,
-            self.run_button,
-            self.reset_button,
-            self.apply_button,
-            self.steps_input,
-        ):
-            control.disabled = running
         self.stop_button.disabled = not running
+        # Run N last: once it can be clicked again, every other control is in place for the next run.
+        for control in (self.step_button, self.reset_button, self.apply_button, self.steps_input, self.run_button):
+            control.disabled = running
 
     # ------------------------------------------------------------------ actions
 
@@ -503,6 +501,7 @@ class StepperPanel:
         finally:
             self._run_target = None
             if self._thread is not None and threading.current_thread() is self._thread:
+                self._thread = None  # over for the controls: a click from now on starts the next run
                 self._set_running(False)  # whatever happened, the panel stays usable
 
     def _finish_run(self, n: int, done: int, error: BaseException | None, plot_error: list[BaseException]) -> None:
@@ -551,24 +550,24 @@ class StepperPanel:
     def _on_apply(self) -> None:
         self._check_idle("Apply")
         written = self.stepper.apply()
-        if written:
-            values = ", ".join(f"{name} = {short_array(value)}" for name, value in written.items())
-            self._say(f"wrote {values} into the notebook")
-        else:
-            self._say(self.stepper.message)
+        values = ", ".join(f"{name} = {short_array(value)}" for name, value in written.items())
+        self._say(f"wrote {values} into the notebook")
 
     def _on_lr(self, value: float) -> None:
-        if self._syncing:
-            return
+        if math.isclose(value, self.stepper.lr, rel_tol=1e-9):
+            return  # the slider showing the stepper's own rate
         self.stepper.lr = float(value)
+        self._shown_lr = float(self.stepper.lr)
         self._say(self.stepper.message)
 
     def _on_optimizer(self, name: str) -> None:
-        if self._syncing:
-            return
+        if name == self._optimizer_label(self.stepper):
+            return  # the dropdown showing the stepper's own optimizer
         self.stepper.optimizer = self._given_optimizers.get(name, name)
+        self._shown_optimizer = name
         self._seconds_per_step = None  # another optimizer: its speed is not known yet
-        self._refresh()
+        if not self.running:  # a run draws its own frames; only its thread draws while it goes
+            self._refresh()
         self._say(self.stepper.message)
 
     # ------------------------------------------------------------------ drawing
@@ -684,25 +683,22 @@ class StepperPanel:
         return label
 
     def _sync_controls(self) -> None:
-        """Show the stepper's learning rate and optimizer, also when set from code."""
+        """Show the stepper's learning rate and optimizer when they were set from code."""
         s = self.stepper
-        lr = float(s.lr)
-        name = self._optimizer_label(s)
+        lr, name = float(s.lr), self._optimizer_label(s)
         slider, dropdown = self.lr_slider, self.optimizer_dropdown
-        self._syncing = True
-        try:
-            if lr > 0 and not math.isclose(slider.value, lr, rel_tol=1e-6):
-                exponent = math.log10(lr)
-                slider.min, slider.max = min(slider.min, math.floor(exponent)), max(slider.max, math.ceil(exponent))
-                slider.value = lr
-            slider.disabled = not s.lr_adjustable  # a fixed optax transformation carries its own rate
-            slider.tooltip = None if s.lr_adjustable else "fixed by the optax transformation"
-            if dropdown.value != name:
-                if name not in dropdown.options:
-                    dropdown.options = [*dropdown.options, name]
-                dropdown.value = name
-        finally:
-            self._syncing = False
+        if lr != self._shown_lr:
+            self._shown_lr = lr
+            exponent = math.log10(lr)
+            slider.min, slider.max = min(slider.min, math.floor(exponent)), max(slider.max, math.ceil(exponent))
+            slider.value = lr
+        slider.disabled = not s.lr_adjustable  # a fixed optax transformation carries its own rate
+        slider.tooltip = None if s.lr_adjustable else "fixed by the optax transformation"
+        if name != self._shown_optimizer:
+            self._shown_optimizer = name
+            if name not in dropdown.options:
+                dropdown.options = [*dropdown.options, name]
+            dropdown.value = name
 
     def _draw_landscape(self, trajectory: np.ndarray | None) -> None:
         landscape, s = self._landscape, self.stepper

@@ -148,6 +148,25 @@ def test_stop_ends_a_long_run_and_the_panel_stays_usable() -> None:
     assert p.landscape_kind is None and p.landscape_image.layout.display == "none"
 
 
+def test_run_n_can_be_clicked_again_as_soon_as_it_is_enabled(bowl_panel: StepperPanel) -> None:
+    p = bowl_panel
+    p.steps_input.value = 10
+    again: list[str] = []
+
+    def click_when_enabled(change: dict[str, Any]) -> None:
+        if not change["new"] and not again:  # enabled at the end of the first run, on its thread
+            p.run_button.click()
+            again.append(shown(p.status))
+
+    p.run_button.observe(click_when_enabled, names="disabled")
+    p.run_button.click()
+    p.wait(RUN_TIMEOUT)
+    finish(p)  # the second run, on a thread of its own unless it was done in the click
+    assert again and "while a run is going" not in again[0]
+    assert p.stepper.steps == 20 and p.steps_label.value == "20"
+    assert not p.run_button.disabled and not p.step_button.disabled and p.stop_button.disabled
+
+
 def test_a_long_run_redraws_at_a_bounded_rate() -> None:
     p = make_panel(lambda x: jnp.sum(jnp.sin(x) ** 2), (jnp.linspace(0.0, 3.0, 2_000),), 0, lr=0.01)
     before = p.redraws
@@ -174,6 +193,21 @@ def test_learning_rate_change_continues_without_recompiling(bowl_panel: StepperP
     assert x == pytest.approx(4.0 - 0.02 * 8.0, rel=1e-5)  # continued from (4, 1.8), not from the start
     assert y == pytest.approx(1.8 - 0.02 * 1.6, rel=1e-5)
     assert p.steps_label.value == "2"
+
+
+def test_controls_show_changes_made_from_code_and_keep_the_users_choice(bowl_panel: StepperPanel) -> None:
+    p, s = bowl_panel, bowl_panel.stepper
+    s.lr, s.optimizer = 0.02, "adam"  # set from code: the next frame shows them
+    p.step_button.click()
+    assert p.lr_slider.value == pytest.approx(0.02) and p.optimizer_dropdown.value == "adam"
+    # A frame drawn while the controls hold a choice the stepper has not taken yet (as when a run's
+    # thread draws while the choice waits for its handler) leaves the choice alone, and it is taken.
+    with p.lr_slider.hold_trait_notifications(), p.optimizer_dropdown.hold_trait_notifications():
+        p.lr_slider.value, p.optimizer_dropdown.value = 0.005, "momentum"
+        p.step_button.click()
+        assert s.lr == pytest.approx(0.02) and s.optimizer == "adam"  # not taken yet
+    assert p.lr_slider.value == pytest.approx(0.005) and s.lr == pytest.approx(0.005)
+    assert p.optimizer_dropdown.value == "momentum" and s.optimizer == "momentum"
 
 
 def test_optimizer_dropdown_switches_to_adam(bowl_panel: StepperPanel) -> None:
