@@ -5,7 +5,6 @@ The magics call :func:`derive` too; nothing here imports IPython or widgets.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Hashable, MutableMapping, Sequence
@@ -23,13 +22,12 @@ from .results import DerivativeResult
 from .spec import MAGIC, MISSING
 from .transforms import Argnums, Transform, build, choose_mode, composition
 
-_SUFFIX = {"grad": "grad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
 _VECTOR = {"jvp": "tangent", "vjp": "cotangent"}
 
 
 def default_name(kind: str, fn_name: str, order: int = 1) -> str:
     """Where the magics bind the transformed function: ``f_grad``, ``f_jac``, ``f_hess`` (``f_grad2``)."""
-    return f"{fn_name.rsplit('.', 1)[-1]}_{_SUFFIX[kind]}{order if order > 1 else ''}"
+    return f"{fn_name.rsplit('.', 1)[-1]}_{kind}{order if order > 1 else ''}"
 
 
 def _argnums_for(
@@ -133,11 +131,6 @@ def _dtype(leaf: Any) -> Any:
     return np.result_type(leaf) if dtype is None else dtype
 
 
-def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    return (treedef, tuple((np.shape(x), str(_dtype(x)), type(x).__name__) for x in leaves))
-
-
 def derive(
     kind: str,
     fn: Callable[..., Any],
@@ -204,24 +197,8 @@ def derive(
     plan = None if plan_key is None else CACHE.plan(plan_key)
     if plan is not None and plan.fn is fn and (replayed := _replay(plan, fn, at, at_names, namespace)) is not None:
         point, call_args = replayed
-        value, derivative, aux_value = _guarded(
-            lambda: plan.evaluate(*call_args), kind, plan.fields["fn_name"], aux, fn, call_args
-        )
-        return DerivativeResult(
-            **plan.fields,
-            point=point.args,
-            point_source=point.source,
-            point_names=point.names,
-            missing=point.missing,
-            value=value,
-            derivative=derivative,
-            aux=aux_value,
-            bound_name=name,
-            seconds=time.perf_counter() - started,
-            stepper_options=dict(stepper_options or {}),
-            namespace=namespace,
-            display_limits=display_limits or DisplayLimits(),
-        )
+        evaluated = _guarded(lambda: plan.evaluate(*call_args), kind, plan.fields["fn_name"], aux, fn, call_args)
+        return _result(plan.fields, point, evaluated, started, name, stepper_options, namespace, display_limits)
     magic = MAGIC[kind]
     if not callable(fn):
         raise JaxGradUsageError(
@@ -268,9 +245,8 @@ def derive(
         elif point.args is None:
             chosen, reason = "rev", "auto: jacrev (no point to measure the shapes)"
         else:
-            sig = _signature(call_args)
             chosen, reason = CACHE.get_or_build(
-                ("mode", key, argnums, aux, sig),
+                ("mode", key, argnums, aux, _point_signature(call_args)),
                 refs,
                 lambda: _guarded(
                     lambda: choose_mode(fn, call_args, argnums, aux), kind, fn_name, aux, fn, call_args, hint
@@ -302,40 +278,57 @@ def derive(
     if show == "jaxpr":
         plain = build(fn, t._replace(jit=False)).transformed  # unwrapped: no pjit shell around the program
         jaxpr = jax.make_jaxpr(plain)(*call_args, *extra).pretty_print(use_color=False)  # no terminal colours
-    result = DerivativeResult(
-        kind=kind,
-        fn_name=fn_name,
-        fn=fn,
-        transformed=built.transformed,
-        composition=composition(t, fn_name),
-        argnums=argnums,
-        param_names=param_names,
+    fields = {
+        "kind": kind,
+        "fn_name": fn_name,
+        "fn": fn,
+        "transformed": built.transformed,
+        "composition": composition(t, fn_name),
+        "argnums": argnums,
+        "param_names": param_names,
+        "has_aux": aux,
+        "mode": chosen,
+        "mode_reason": reason,
+        "order": order,
+        "show_stepper": stepper and kind == "grad" and order == 1 and point.args is not None,
+        "direction": None if vector is MISSING else vector,
+        "check": grad_check,
+        "jaxpr": jaxpr,
+    }
+    if plan_key is not None and point.args is not None:
+        CACHE.keep_plan(plan_key, _Plan(fn, params, key, refs, _point_signature(call_args), built.evaluate, fields))
+    evaluated = (value, derivative, aux_value)
+    return _result(fields, point, evaluated, started, name, stepper_options, namespace, display_limits)
+
+
+def _result(
+    fields: dict[str, Any],
+    point: Point,
+    evaluated: tuple[Any, Any, Any],
+    started: float,
+    name: str | None,
+    stepper_options: dict[str, Any] | None,
+    namespace: MutableMapping[str, Any] | None,
+    display_limits: DisplayLimits | None,
+) -> DerivativeResult:
+    """The result from ``fields`` (what a plan keeps; nothing that depends on the point's values)
+    and what belongs to this call: the point, ``(value, derivative, aux)`` and the call's options."""
+    value, derivative, aux = evaluated
+    return DerivativeResult(
+        **fields,
         point=point.args,
         point_source=point.source,
         point_names=point.names,
+        missing=point.missing,
         value=value,
         derivative=derivative,
-        aux=aux_value,
-        has_aux=aux,
-        mode=chosen,
-        mode_reason=reason,
-        order=order,
+        aux=aux,
         bound_name=name,
-        missing=point.missing,
         seconds=time.perf_counter() - started,
-        show_stepper=stepper and kind == "grad" and order == 1 and point.args is not None,
         stepper_options=dict(stepper_options or {}),
         namespace=namespace,
-        direction=None if vector is MISSING else vector,
-        check=grad_check,
-        jaxpr=jaxpr,
         display_limits=display_limits or DisplayLimits(),
     )
-    if plan_key is not None and point.args is not None:
-        fields = {f: getattr(result, f) for f in _PLANNED}
-        plan = _Plan(fn, params, key, refs, _point_signature(call_args), built.evaluate, fields)
-        CACHE.keep_plan(plan_key, plan)
-    return result
 
 
 class _Plan(NamedTuple):
@@ -353,16 +346,7 @@ class _Plan(NamedTuple):
     refs: list[Any]  # keeps what the key holds by identity alive
     signature: Hashable
     evaluate: Callable[..., tuple[Any, Any, Any]]
-    fields: dict[str, Any]  # the result's fields that do not depend on the point's values
-
-
-# Result fields that depend on the point or the call; every other field a plan reuses. A new field
-# that depends on the point's values belongs here, or its option in _plan_key's exclusions.
-_PER_CALL = frozenset(
-    {"point", "point_source", "point_names", "missing", "value", "derivative", "aux", "seconds"}
-    | {"bound_name", "stepper_options", "namespace", "display_limits"}
-)
-_PLANNED = tuple(f.name for f in dataclasses.fields(DerivativeResult) if f.init and f.name not in _PER_CALL)
+    fields: dict[str, Any]  # the result's fields that do not depend on the point's values (see _result)
 
 
 def _plan_key(
