@@ -191,6 +191,8 @@ class TestPieces:
         big = format_array(jnp.arange(5000.0))
         assert "..." in big and "5000 values" in big and "max 4999" in big
         assert format_array("x" * 200).endswith("...") and len(format_array("x" * 200)) <= 80
+        imaginary = format_array(jnp.full(5000, 3j, dtype=jnp.complex64))
+        assert "..." in imaginary and "3.j" in imaginary and "norm 0" not in imaginary and "max" not in imaginary
 
     def test_render_text_takes_its_limits(self) -> None:
         r = grad(lambda x: jnp.sum(x**2), at=jnp.arange(30.0), fn_name="s")
