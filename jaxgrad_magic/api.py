@@ -15,7 +15,7 @@ import numpy as np
 
 from .cache import CACHE, function_key
 from .display import DisplayLimits
-from .errors import JaxGradUsageError, did_you_mean, explain_jax_error
+from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
 from .point import Point, resolve_point, signature_facts
 from .results import DerivativeResult
@@ -84,7 +84,7 @@ def _check_numbers(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names:
         jax.tree_util.tree_flatten(args)
     except (TypeError, ValueError) as exc:  # e.g. a dict whose keys do not sort: {'w': 1.0, 1: 2.0}
         raise JaxGradUsageError(
-            f"The point for {fn_name} is not a pytree JAX can flatten ({exc}). Use numbers, arrays, "
+            f"The point for {fn_name} is not a pytree JAX can flatten ({first_line(exc)}). Use numbers, arrays, "
             "and lists, tuples or dicts of them, with dict keys of one type (all strings, say)."
         ) from None
     for i in (argnums,) if isinstance(argnums, int) else argnums:

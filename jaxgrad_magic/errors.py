@@ -24,6 +24,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message: JAX's run to several, and a usage error is one paragraph."""
+    return next(iter(str(exc).splitlines()), "")
+
+
 def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool) -> JaxGradUsageError | None:
     """Translate a JAX failure while transforming ``fn_name`` into a teaching error.
 
@@ -45,7 +50,7 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
             "jax.jit every input is abstract, so Python control flow cannot branch on it. "
             "Use `jnp.where(cond, a, b)` or `jax.lax.cond(cond, f_true, f_false, x)` for "
             "branches and `jax.lax.while_loop` / `fori_loop` for loops, or pass `jit=False` "
-            f"to differentiate without compiling. JAX said: {msg.splitlines()[0]}"
+            f"to differentiate without compiling. JAX said: {first_line(exc)}"
         )
     if isinstance(exc, jax.errors.TracerArrayConversionError):
         return JaxGradUsageError(
@@ -104,7 +109,7 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
         )
     if "is not a valid JAX type" in msg:
         return JaxGradUsageError(
-            f"{fn_name} was given or returned something JAX cannot trace ({msg.splitlines()[0]}). "
+            f"{fn_name} was given or returned something JAX cannot trace ({first_line(exc)}). "
             "Arguments and outputs must be numbers, arrays, or pytrees (dicts/lists/tuples) of arrays: "
             "fix the value in `at=`, or pass `jit=False` to keep a non-array argument as plain Python."
         )

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import JaxGradUsageError, did_you_mean
+from .errors import JaxGradUsageError, did_you_mean, first_line
 
 MAGIC = {"grad": "jgrad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
 
@@ -198,7 +198,7 @@ def _evaluate(key: str, src: str, namespace: Mapping[str, Any]) -> Any:
         ) from None
     except Exception as exc:  # the expression is the user's; report it as bad input
         raise JaxGradUsageError(
-            f"Could not evaluate {key}={src}: {type(exc).__name__}: {exc}. Values are Python "
+            f"Could not evaluate {key}={src}: {type(exc).__name__}: {first_line(exc)}. Values are Python "
             "expressions evaluated in the notebook's namespace: define the names first or fix "
             "the expression."
         ) from None

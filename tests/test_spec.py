@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -194,6 +195,10 @@ class TestResolveOptions:
 
     def test_value_that_raises_is_bad_input(self) -> None:
         assert "ZeroDivisionError" in _error("grad", "f at=1/0")
+
+    def test_a_long_error_from_the_value_is_cut_to_its_first_line(self) -> None:
+        message = _error("grad", "f at=jax.jit(lambda v: float(v))(1.0)", jax=jax)
+        assert "ConcretizationTypeError: Abstract tracer value" in message and "\n" not in message
 
     def test_lr_must_be_positive(self) -> None:
         assert _resolve("grad", "f lr=0.5").lr == 0.5
