@@ -309,7 +309,21 @@ def check_directional(
     """Check ``J v`` (``jvp``) or ``uᵀ J`` (``vjp``) against central differences.
 
     For ``jvp`` the probe direction is the tangent itself. For ``vjp`` the identity
-    ``<uᵀ J, d> = <u, J d>`` is checked along random directions ``d``.
+    ``<uᵀ J, d> = <u, J d>`` is checked along probe directions ``d`` over all differentiated
+    arguments: every unit vector when they are small, else random unit vectors.
+
+    Args:
+      kind: ``"jvp"`` or ``"vjp"``.
+      fn: the differentiated function.
+      args: all positional arguments (the point).
+      argnums: the differentiated positions.
+      vector: the tangent ``v`` or the cotangent ``u``.
+      derivative: ``J v`` or ``uᵀ J`` as computed, in JAX's structure.
+      aux: ``fn`` returns ``(output, aux)``.
+      seed: for the random probe directions.
+
+    Returns:
+      A :class:`GradCheck` with one entry for all the differentiated arguments together.
     """
     idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     single = isinstance(argnums, int)

@@ -251,7 +251,17 @@ def summarize_blocks(
     blocks: Sequence[Sequence[Any]], row_shapes: Sequence[tuple[int, ...]], col_shapes: Sequence[tuple[int, ...]]
 ) -> MatrixSummary:
     """The :class:`MatrixSummary` of the matrix :func:`render_blocks` would draw: four numbers
-    computed on the device, no picture."""
+    computed on the device, no picture.
+
+    Args:
+      blocks: per output (row) leaf, per input (column) leaf, an array of shape
+        ``row_shapes[r] + col_shapes[c]``.
+      row_shapes: the shape of each output leaf.
+      col_shapes: the shape of each input leaf.
+
+    Returns:
+      The summary: shape, min, max, norm and the fraction of zeros.
+    """
     rsz = tuple(math.prod(s) for s in row_shapes)
     csz = tuple(math.prod(s) for s in col_shapes)
     stats = np.asarray(_summary_stats(blocks, rsz, csz))

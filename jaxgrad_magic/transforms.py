@@ -211,14 +211,20 @@ def choose_mode(fn: Callable[..., Any], args: tuple[Any, ...], argnums: Argnums,
     Forward mode pushes one tangent per input, reverse mode pulls one cotangent per
     output, so the cheaper one is the one with fewer passes.
 
+    Args:
+      fn: the function.
+      args: the point, every positional argument.
+      argnums: the differentiated positions.
+      aux: ``fn`` returns ``(output, aux)``; only the output counts.
+
     Returns:
       ``(mode, reason)``, mode ``"fwd"`` or ``"rev"``.
     """
-    out = jax.eval_shape(fn, *args)
+    out = jax.eval_shape(fn, *args)  # shapes only: nothing runs or compiles
     if aux:
         out = out[0]
     idx = (argnums,) if isinstance(argnums, int) else argnums
-    n_in = sum(_size(jax.eval_shape(lambda a: a, args[i])) for i in idx)
+    n_in = sum(_size(args[i]) for i in idx)  # a Python number has no shape: one element
     n_out = _size(out)
     sizes = f"{n_out} output{'s' * (n_out != 1)}, {n_in} input{'s' * (n_in != 1)}"
     if n_out > n_in:
