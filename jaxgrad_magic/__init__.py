@@ -1,8 +1,8 @@
 """See and steer JAX's automatic differentiation in IPython and Jupyter.
 
-``%load_ext jaxgrad_magic`` registers ``%jgrad``, ``%jac`` and ``%hess``; the same
-work is available as plain Python through :func:`grad`, :func:`jac`, :func:`hess` and
-:class:`Stepper`.
+``%load_ext jaxgrad_magic`` registers ``%jgrad``, ``%jac``, ``%hess``, ``%jvp`` and ``%vjp``;
+the same work is available as plain Python through :func:`grad`, :func:`jac`, :func:`hess`,
+:func:`jvp`, :func:`vjp` and :class:`Stepper`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ __all__ = [
     "grad",
     "hess",
     "jac",
+    "jvp",
     "load_ipython_extension",
     "unload_ipython_extension",
+    "vjp",
 ]
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .api import derive, grad, hess, jac
+    from .api import derive, grad, hess, jac, jvp, vjp
     from .results import DerivativeResult
     from .stepper import Stepper
 
@@ -34,6 +36,8 @@ _LAZY = {
     "grad": "api",
     "jac": "api",
     "hess": "api",
+    "jvp": "api",
+    "vjp": "api",
     "DerivativeResult": "results",
     "Stepper": "stepper",
 }

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgrad_magic import DerivativeResult, derive, grad, hess, jac
+from jaxgrad_magic import DerivativeResult, derive, grad, hess, jac, jvp, vjp
 from jaxgrad_magic.errors import JaxGradUsageError
 
 X3 = np.array([1.0, 2.0, 3.0], dtype=np.float32)
@@ -265,6 +265,18 @@ class TestHess:
         r = hess(lambda x: (jnp.sum(x**2), {"first": x[0]}), at=jnp.array([3.0, 1.0]), aux=True)
         close(r.derivative, 2 * np.eye(2))
         close(r.aux["first"], 3.0)
+
+
+class TestDirectional:
+    def test_jvp_is_the_jacobian_times_the_tangent(self) -> None:
+        x, v = np.array([0.5, 1.0, 2.0]), np.array([1.0, -1.0, 0.5])
+        r = jvp(pair, at=jnp.asarray(x), tangent=jnp.asarray(v))
+        assert r.kind == "jvp"
+        close(r.derivative, (np.cos(x) * v, -np.sin(x) * v))  # J is diagonal for an elementwise map
+
+    def test_vjp_is_the_cotangent_times_the_jacobian(self) -> None:
+        r = vjp(bowl, at=(5.0, 2.0), cotangent=3.0, argnums=(0, 1))
+        close(r.derivative, (3.0 * 10.0, 3.0 * 2.0))
 
 
 class TestBadInput:
