@@ -13,7 +13,7 @@ from traitlets import All, Bool, Enum, Float, Int, TraitError, Unicode, observe,
 
 from .api import default_name, derive
 from .display import DisplayLimits
-from .errors import JaxGradUsageError
+from .errors import JaxGradUsageError, did_you_mean
 from .results import DerivativeResult
 from .spec import MAGIC, Options, Spec, constant_but_at, evaluate_at, parse_line, resolve_options
 from .target import find_target
@@ -193,17 +193,17 @@ class JaxGradMagics(Magics):
             functions = sorted(
                 k for k, v in ns.items() if callable(v) and not k.startswith("_") and hasattr(v, "__code__")
             )
-            from .errors import did_you_mean
-
             raise JaxGradUsageError(
                 f"%{magic}: no function named '{name}' in the notebook.{did_you_mean(head, functions)} "
                 "Define it first (run its cell), or give the cell to %%" + magic + " directly."
             )
         obj = ns[head]
-        for attr in rest:
-            if not hasattr(obj, attr):
-                raise JaxGradUsageError(f"%{magic}: '{name}' not found: {head} has no attribute '{attr}'.")
-            obj = getattr(obj, attr)
+        for i, attr in enumerate(rest):
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError:
+                owner = ".".join([head, *rest[:i]])
+                raise JaxGradUsageError(f"%{magic}: '{name}' not found: {owner} has no attribute '{attr}'.") from None
         return obj
 
     def _derive(self, kind: str, spec: Spec, source: str) -> DerivativeResult:

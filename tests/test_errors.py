@@ -95,6 +95,10 @@ class TestTarget:
         expect(ip, capsys, "%%jac fn=nothere at=1.0\ndef g(x):\n    return x\n", "no function named 'nothere'")
         assert "g" not in ip.ns
 
+    def test_a_dotted_name_says_which_part_is_missing(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("import types\nmodel = types.SimpleNamespace(head=types.SimpleNamespace())")
+        expect(ip, capsys, "%jgrad model.head.loss at=1.0", "model.head has no attribute 'loss'")
+
     def test_not_a_function(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
         ip.run_cell("value = 3.0")
         expect(ip, capsys, "%jgrad value at=1.0", "needs a function", "float")
