@@ -263,8 +263,10 @@ class Stepper:
 
         A chunk takes up to :data:`CHUNK` steps, sized to last about :data:`CHUNK_SECONDS`
         once the step time is known, so a run in a background thread reports progress and
-        sees a Stop a few times a second. A change of ``lr`` or ``optimizer`` from another
-        thread takes effect at the next chunk; :meth:`reset` ends the run.
+        sees a Stop a few times a second. A chunk computes without holding the stepper, so
+        other threads never wait for one: a new ``lr`` takes effect at the next chunk, a new
+        ``optimizer`` (or a :meth:`step`) drops the chunk in flight and the run goes on from
+        there, and :meth:`reset` ends the run.
 
         Args:
           n: how many steps (0 or more).
@@ -300,7 +302,8 @@ class Stepper:
                         self.message = self._bad_start_message()
                         diverged = True
                         break
-                    done, diverged = self._chunk(n - taken)
+                    start = (self._programs, self._carrier, self._lr_array)
+                done, diverged = self._chunk(*start, n - taken)
                 taken += done
                 if on_progress is not None:
                     on_progress(taken)
@@ -318,37 +321,48 @@ class Stepper:
             seconds = time.perf_counter() - started
             return RunInfo(taken, steps, self._loss, self._grad_norm, diverged, stopped, seconds, self.message)
 
-    def _chunk(self, remaining: int) -> tuple[int, bool]:
-        """Run one chunk; returns (steps kept, diverged). Called with the lock held."""
-        programs = self._programs
+    def _chunk(self, programs: Programs, carrier: Any, lr: jax.Array, remaining: int) -> tuple[int, bool]:
+        """Run one chunk from ``carrier``; returns (steps kept, diverged).
+
+        The device works without the lock, so setting ``lr``, reading the state or stopping from
+        another thread never waits for a chunk. The chunk is kept only if the state is still
+        ``carrier`` when it ends; after a step, an optimizer change or a reset meanwhile it is
+        dropped, and the run goes on from the new state.
+        """
         per_step = programs.seconds_per_step
         hint = _FIRST_CHUNK if per_step is None else max(1, int(CHUNK_SECONDS / max(per_step, 1e-12)))
         k = min(remaining, CHUNK, hint)
         t0 = time.perf_counter()
-        carrier, losses, path, stats = programs.run(self._carrier, self._dynamic, self._lr_array, np.int32(k))
+        new, losses, path, stats = programs.run(carrier, self._dynamic, lr, np.int32(k))
         losses = np.asarray(losses)[:k]  # waits for the chunk
         values = np.asarray(stats).tolist()
         if values[2] and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
-            self._commit(carrier, values, losses, path)
-            return k, False
+            return (k, False) if self._commit(carrier, new, values, losses, path) else (0, False)
         # Something went non-finite in this chunk: replay it, stopping before the first bad step.
-        carrier, losses, path, stats, done, last = programs.guarded(
-            self._carrier, self._dynamic, self._lr_array, np.int32(k)
-        )
+        new, losses, path, stats, done, last = programs.guarded(carrier, self._dynamic, lr, np.int32(k))
         done = int(done)
-        if done:
-            self._commit(carrier, np.asarray(stats).tolist(), np.asarray(losses)[:done], path)
-        if done == k:
-            return k, False
-        self._diverge(self._history.step + 1, np.asarray(last).tolist())
-        return done, True
+        with self._lock:
+            if self._carrier is not carrier:
+                return 0, False  # the state moved on meanwhile
+            if done:
+                self._commit(carrier, new, np.asarray(stats).tolist(), np.asarray(losses)[:done], path)
+            if done == k:
+                return k, False
+            self._diverge(self._history.step + 1, np.asarray(last).tolist())
+            return done, True
 
-    def _commit(self, carrier: Any, values: list[float], losses: np.ndarray, path: Any) -> None:
-        self._carrier = carrier
-        self._read(values)
-        self._history.extend(losses, None if path is None else np.asarray(path)[: len(losses)])
-        self.diverged, self.diverged_at = False, None
+    def _commit(self, start: Any, carrier: Any, values: list[float], losses: np.ndarray, path: Any) -> bool:
+        """Keep a chunk's steps from ``start`` to ``carrier``, unless the state has moved on from ``start``."""
+        path = None if path is None else np.asarray(path)[: len(losses)]
+        with self._lock:
+            if self._carrier is not start:
+                return False
+            self._carrier = carrier
+            self._read(values)
+            self._history.extend(losses, path)
+            self.diverged, self.diverged_at = False, None
+            return True
 
     def _diverge(self, at: int, values: list[float]) -> None:
         loss, grad_norm = values[0], values[1]

@@ -527,6 +527,40 @@ def test_a_run_in_a_thread_stops_when_asked() -> None:
     assert not thread.is_alive() and out[0].stopped and out[0].steps == s.steps and not s.running
 
 
+def test_a_chunk_in_progress_holds_up_no_other_thread() -> None:
+    armed, inside, resume = threading.Event(), threading.Event(), threading.Event()
+
+    def host(x: np.ndarray) -> np.ndarray:
+        if armed.is_set() and not inside.is_set():  # the first evaluation once armed waits here
+            inside.set()
+            resume.wait(60)
+        return np.asarray(x)
+
+    @jax.custom_jvp
+    def through_host(x: jax.Array) -> jax.Array:
+        return jax.pure_callback(host, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    through_host.defjvp(lambda p, t: (through_host(p[0]), t[0]))
+    s = Stepper(lambda x: through_host(x) ** 2, (1.0,), lr=0.1)
+    armed.set()
+    out: list[RunInfo] = []
+    thread = threading.Thread(target=lambda: out.append(s.run(100)))
+    thread.start()
+    try:
+        assert inside.wait(60)  # the run's first chunk is computing, held in host code
+        # None of this waits for the chunk; the optimizer change makes the run drop it.
+        s.lr = 0.05
+        s.optimizer = "momentum"
+        assert s.steps == 0 and float(s.params) == 1.0 and list(s.history) == [1.0]
+    finally:
+        resume.set()
+        thread.join(60)
+    assert out and out[0].steps == 100 and not out[0].diverged and s.steps == 100
+    path, losses = descend_by_hand(lambda x: x**2, jnp.float32(1.0), optax.sgd(0.05, momentum=0.9), 100)
+    assert float(s.params) == pytest.approx(float(path[-1]), rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(s.history, losses, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [
