@@ -78,8 +78,8 @@ def _is_number(leaf: Any) -> bool:
     )
 
 
-def _check_numbers(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
-    """Every differentiated argument exists and holds numbers: what JAX can differentiate."""
+def _check_differentiable(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
+    """Every differentiated argument exists and holds floating-point numbers: what JAX can differentiate."""
     try:
         jax.tree_util.tree_flatten(args)
     except (TypeError, ValueError) as exc:  # e.g. a dict whose keys do not sort: {'w': 1.0, 1: 2.0}
@@ -103,17 +103,10 @@ def _check_numbers(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names:
                 "need numbers. Pass a float, an array, or a pytree (dict/list/tuple) of arrays, e.g. "
                 f"`at=1.0` or `at=jnp.array([1.0, 2.0])`."
             )
-
-
-def _check_float_inputs(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
-    for i in (argnums,) if isinstance(argnums, int) else argnums:
-        if i >= len(args):
-            continue
-        for leaf in jax.tree_util.tree_leaves(args[i]):
+        for leaf in leaves:
             dtype = _dtype(leaf)
             if not jax.dtypes.issubdtype(dtype, np.inexact):
                 shown = repr(leaf) if np.ndim(leaf) == 0 else f"an array of dtype {dtype}"
-                name = names[i] if i < len(names) else f"argument {i}"
                 plain_int = isinstance(leaf, int) and not isinstance(leaf, bool)
                 example = f" (`{leaf}.0` instead of `{leaf}`)" if plain_int else ""
                 raise JaxGradUsageError(
@@ -158,7 +151,7 @@ def derive(
     """Build ``kind`` of ``fn`` and evaluate it at a point.
 
     Args:
-      kind: ``"grad"``, ``"jac"`` or ``"hess"``.
+      kind: ``"grad"``, ``"jac"``, ``"hess"``, ``"jvp"`` or ``"vjp"``.
       fn: the function to differentiate.
       at: the point: one argument, or a tuple of all positional arguments. When missing,
         the function's defaults and then variables in ``namespace`` named like its
@@ -222,8 +215,7 @@ def derive(
         raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
     point = resolve_point(fn, fn_name, at, at_names, namespace, facts=(params, has_varargs))
     if point.args is not None:
-        _check_numbers(fn_name, point.args, argnums, param_names)
-        _check_float_inputs(fn_name, point.args, argnums, param_names)
+        _check_differentiable(fn_name, point.args, argnums, param_names)
         if order > 1:
             _check_scalar_input(fn_name, point.args[argnums], param_names, argnums, order)
     call_args = () if point.args is None else _call_args(point.args, params, argnums)
