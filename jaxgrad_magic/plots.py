@@ -43,7 +43,6 @@ LOSS_COLOR = "#1f77b4"
 PATH_COLOR = "#d62728"
 VISITED_COLOR = "#e57f80"  # PATH_COLOR at 60% over white: the visited points on a curve
 LINE_WIDTH = 2  # pixels, for the loss line and the path
-MAX_LINE_POINTS = 1200  # decimate() default: longer series are reduced to a min/max envelope per bucket
 MAX_PATH_POINTS = 3000  # a longer path is thinned to this many evenly spaced points
 _DPI = 100
 
@@ -182,37 +181,6 @@ def short(value: float) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:.4g}"
-
-
-def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_LINE_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Reduce a long series to the min and max of ``y`` per bucket of consecutive points.
-
-    A bucket is narrower than a pixel, so the drawn envelope looks like the full series
-    (spikes included) while the line has at most ``max_points`` vertices. NaN is ignored
-    inside a bucket; a bucket of only NaN stays NaN, which breaks the drawn line.
-
-    Args:
-      x: the positions, increasing.
-      y: the values, same length.
-      max_points: the most vertices to return.
-
-    Returns:
-      ``(x, y)``, unchanged when already short enough.
-    """
-    x = np.asarray(x)
-    y = np.asarray(y, dtype=np.float64)
-    n = len(y)
-    if n <= max_points:
-        return x, y
-    buckets = max(1, max_points // 2)
-    starts = np.linspace(0, n, buckets + 1).astype(np.int64)[:-1]
-    ends = np.append(starts[1:], n) - 1
-    with np.errstate(invalid="ignore"):  # all-NaN buckets are meant to stay NaN
-        lows = np.fmin.reduceat(y, starts)
-        highs = np.fmax.reduceat(y, starts)
-    xs = np.stack([x[starts], x[ends]], axis=1).reshape(-1)
-    ys = np.stack([lows, highs], axis=1).reshape(-1)
-    return xs, ys
 
 
 def thin(path: np.ndarray, max_points: int = MAX_PATH_POINTS) -> np.ndarray:

@@ -542,22 +542,6 @@ def column_extents(columns: Columns, y_to_px: Callable[[np.ndarray], np.ndarray]
     return lo, hi
 
 
-def monotone_extents(
-    xs: np.ndarray | range,
-    ys: np.ndarray,
-    x_scale: float,
-    x_offset: float,
-    y_to_px: Callable[[np.ndarray], np.ndarray],
-    start: float,
-    count: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """How far in pixel ``y`` a line that is a function of ``x`` reaches in each half-pixel column.
-
-    :func:`reduce_columns` (NaN breaks the line) then :func:`column_extents`.
-    """
-    return column_extents(reduce_columns(xs, ys, x_scale, x_offset, start, count, skip_nan=True), y_to_px)
-
-
 def _first_at_or_after(xs: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """For each edge, the index of the first position at or right of it (``len(xs)`` if none)."""
     if np.issubdtype(xs.dtype, np.integer):

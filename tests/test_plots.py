@@ -117,29 +117,6 @@ def test_step_axis_grows_in_nice_steps() -> None:
     assert curve.limits[0] == (0.0, 5000.0)
 
 
-def test_decimate_keeps_the_envelope() -> None:
-    rng = np.random.default_rng(0)
-    y = rng.normal(size=100_000)
-    y[12_345] = 50.0
-    y[67_890] = -50.0
-    x = np.arange(len(y))
-    xs, ys = plots.decimate(x, y, max_points=1000)
-    assert len(xs) == len(ys) <= 1000
-    assert ys.max() == 50.0 and ys.min() == -50.0
-    assert np.all(np.diff(xs) >= 0)
-    _, short_y = plots.decimate(x[:10], y[:10], max_points=1000)
-    assert np.array_equal(short_y, y[:10])
-
-
-def test_decimate_keeps_gaps_where_all_values_are_missing() -> None:
-    y = np.ones(10_000)
-    y[5000:6000] = np.nan
-    xs, ys = plots.decimate(np.arange(10_000), y, max_points=100)
-    gap = (xs > 5100) & (xs < 5900)
-    assert gap.any() and np.isnan(ys[gap]).all()
-    assert np.isfinite(ys[~np.isnan(ys)]).all() and (ys[xs < 4900] == 1).all()
-
-
 # --------------------------------------------------------------------------- contour and curve
 
 
