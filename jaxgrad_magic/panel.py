@@ -151,7 +151,6 @@ class StepperPanel:
         self._box: plots.Box | None = None
         self._pictures: OrderedDict[plots.Box, plots.ContourPlot | plots.CurvePlot] = OrderedDict()
         self._loss_plot = plots.LossCurve()
-        self._divergence: tuple[int | None, str] | None = None  # (step, the stepper's reason) when last seen
         self._seconds_per_step: tuple[Any, float] | None = None  # (optimizer, seconds) of the last run
         self.redraws = 0  # plot redraws so far (runs redraw at a bounded rate)
         self.inline_runs = 0  # runs done in the click, without a thread
@@ -611,24 +610,11 @@ class StepperPanel:
             parts.append(f"… ({len(leaves) - MAX_PARAM_ITEMS} more)")
         return ", ".join(parts)
 
-    def _divergence_text(self) -> str:
-        """The stepper's own account of the divergence (which value went non-finite, and what to do)."""
-        s = self.stepper
-        seen = self._divergence
-        if seen is None or seen[0] != s.diverged_at:
-            # The stepper's message names the cause right after it diverged; later messages
-            # (a changed learning rate, say) do not, so the first one is kept.
-            message = s.message
-            if "diverged" not in message and "not finite" not in message:
-                message = f"diverged at step {s.diverged_at}: the loss, its gradient or the parameters are not finite"
-            seen = self._divergence = (s.diverged_at, message)
-        return seen[1]
-
     def _mark_html(self) -> str:
         s = self.stepper
         if s.diverged:
-            return _wrapping(f"<span style='{_ERROR_STYLE}'><b>✗</b> {html.escape(self._divergence_text())}</span>")
-        self._divergence = None
+            why = s.divergence or f"diverged at step {s.diverged_at}"
+            return _wrapping(f"<span style='{_ERROR_STYLE}'><b>✗</b> {html.escape(why)}</span>")
         if math.isfinite(s.grad_norm) and s.grad_norm < CONVERGED_GRAD_NORM:
             return f"<span style='{_SUCCESS_STYLE}'><b>✓ converged</b>: ‖∇f‖ < {CONVERGED_GRAD_NORM:g}</span>"
         return ""

@@ -129,6 +129,8 @@ class Stepper:
       diverged: True when the last step or run stopped on a NaN/inf loss, gradient or
         parameter (the last finite state is kept); cleared by progress or :meth:`reset`.
       diverged_at: the step that produced the non-finite value, or None.
+      divergence: why it diverged (which value went non-finite, at which step, what to do), or
+        None; kept while ``diverged`` holds, whatever later messages say.
       lr_adjustable: False when the optimizer is a fixed transformation (``lr`` then has no effect).
       optimizer_names: the names :attr:`optimizer` accepts.
 
@@ -200,7 +202,7 @@ class Stepper:
         self._read(np.asarray(stats).tolist())
         self._history.start(self._loss, self._point)
         # A start where f or its gradient is not finite cannot descend: marked as diverged at step 0.
-        self.diverged, self.diverged_at = (False, None) if self._finite else (True, 0)
+        self._set_diverged(None if self._finite else 0, None if self._finite else self._bad_start_message())
 
     def _read(self, values: list[float]) -> None:
         """Take in a state's stats (see :func:`jaxgrad_magic.descent.stats`), as Python floats."""
@@ -246,8 +248,7 @@ class Stepper:
             self._carrier = carrier
             self._read(values)
             self._history.append(self._loss, self._point)
-            if self.diverged:
-                self.diverged, self.diverged_at = False, None
+            self._set_diverged(None, None)
             steps, loss, grad_norm = self._history.step, self._loss, self._grad_norm
             message = self.message = f"step {steps}: loss {loss:.6g}, ‖∇f‖ {grad_norm:.3g}"
             return StepInfo(1, steps, loss, grad_norm, False, message)
@@ -361,8 +362,11 @@ class Stepper:
             self._carrier = carrier
             self._read(values)
             self._history.extend(losses, path)
-            self.diverged, self.diverged_at = False, None
+            self._set_diverged(None, None)
             return True
+
+    def _set_diverged(self, at: int | None, why: str | None) -> None:
+        self.diverged, self.diverged_at, self.divergence = at is not None, at, why
 
     def _diverge(self, at: int, values: list[float]) -> None:
         loss, grad_norm = values[0], values[1]
@@ -377,11 +381,11 @@ class Stepper:
             if self._opt.adjustable
             else "lower the learning rate of the optimizer you passed"
         )
-        self.diverged, self.diverged_at = True, at
         self.message = (
             f"diverged at step {at}: {what}; {hint}. Kept the last finite state (step {self._history.step}); "
             "reset() starts over."
         )
+        self._set_diverged(at, self.message)
 
     def _bad_start_message(self) -> str:
         return (

@@ -159,9 +159,13 @@ def test_a_large_learning_rate_diverges_and_keeps_the_last_finite_state() -> Non
     step = s.step()
     assert step.diverged and step.steps == 0 and s.steps == last and float(s.params) == xs[last]
 
-    # A smaller learning rate continues from the kept state and clears the mark.
+    # A smaller learning rate continues from the kept state and clears the mark; until then the
+    # reason stays, whatever the messages say.
+    reason = s.divergence
+    assert reason is not None and f"diverged at step {last + 1}" in reason
     s.lr = 0.1
-    assert s.step().steps == 1 and not s.diverged and s.diverged_at is None
+    assert s.message.startswith("learning rate changed") and s.divergence == reason
+    assert s.step().steps == 1 and not s.diverged and s.diverged_at is None and s.divergence is None
     assert float(s.params) == pytest.approx(float(xs[last]) * 0.8, rel=1e-6)
 
 
@@ -214,6 +218,7 @@ def test_an_inf_gradient_with_a_finite_loss_is_divergence() -> None:
 def test_a_start_where_f_is_not_finite_is_reported() -> None:
     s = Stepper(lambda x: jnp.log(x), (-1.0,), fn_name="logf")
     assert s.diverged and s.diverged_at == 0 and "not finite at the starting point" in s.message
+    assert s.divergence == s.message
     assert s.step().diverged and s.run(10).steps == 0 and s.steps == 0
 
 
