@@ -317,8 +317,13 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
                     )
                 values[key] = word
             continue
-        if key == "optimizer" and _word(key, src).isidentifier() and _word(key, src) not in namespace:
-            values["optimizer"] = _word(key, src)
+        if key == "optimizer":
+            from .optimizers import resolve_optimizer  # the stepper's own check, now rather than when drawn
+
+            word = _word(key, src)
+            value = word if word.isidentifier() and word not in namespace else _evaluate(key, src, namespace)
+            resolve_optimizer(value)
+            values["optimizer"] = value
             continue
         value = _evaluate(key, src, namespace)
         if key in _BOOL_OPTIONS:
@@ -334,9 +339,9 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
                     f"order={src} must be a whole number of at least 1 (order=2 is the second derivative)."
                 )
         elif key == "lr":
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise JaxGradUsageError(f"lr={src} must be a positive number, e.g. `lr=0.1`.")
-            value = float(value)
+            from .optimizers import check_lr
+
+            value = check_lr(value)
         elif key == "at":
             values["at_names"] = _names_of(src)
         values[key] = value

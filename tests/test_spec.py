@@ -202,4 +202,12 @@ class TestResolveOptions:
 
     def test_lr_must_be_positive(self) -> None:
         assert _resolve("grad", "f lr=0.5").lr == 0.5
-        assert "positive" in _error("grad", "f lr=-1")
+        assert _resolve("grad", "f lr=np.float32(0.25)", np=np).lr == 0.25
+        for src in ("-1", "0", "float('inf')", "True", "'fast'"):
+            assert "positive" in _error("grad", f"f lr={src}"), src
+
+    def test_optimizer_is_checked_when_the_line_is_read(self) -> None:
+        assert _resolve("grad", "f optimizer=adam").optimizer == "adam"
+        message = _error("grad", "f optimizer=nesterof")
+        assert "Unknown optimizer 'nesterof'" in message and "Did you mean 'nesterov'?" in message
+        assert "not an optimizer" in _error("grad", "f optimizer=3")
