@@ -149,7 +149,7 @@ class JaxGradMagics(Magics):
 
     @validate("lr")
     def _positive_lr(self, proposal: Any) -> float:
-        if not proposal["value"] > 0:
+        if not 0 < proposal["value"] < float("inf"):  # NaN fails both
             raise TraitError(f"JaxGradMagics.lr must be a positive learning rate, e.g. 0.1; got {proposal['value']}.")
         return proposal["value"]
 

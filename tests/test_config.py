@@ -80,6 +80,7 @@ def test_jacobian_mode(configured: Shell) -> None:
     [
         ('mode = "sideways"', ("sideways", "rev", "fwd")),
         ("lr = -1", ("positive",)),
+        ("lr = float('inf')", ("positive",)),
         ('optimizer = "adamx"', ("adamx", "adam", "sgd")),
         ("max_items = 0", ("max_items",)),
     ],
