@@ -59,7 +59,10 @@ class Spec:
 
     def source(self, key: str) -> str | None:
         """The raw source text of option ``key``, or None when absent."""
-        return dict(self.options).get(key)
+        for name, src in self.options:  # a few options: a scan beats building a dict on every call
+            if name == key:
+                return src
+        return None
 
 
 def _split_words(line: str) -> tuple[str, list[tuple[str, str]]]:
