@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -790,19 +790,14 @@ def box_around(first: Box, path: np.ndarray, max_growth: float = 10.0) -> Box:
     return Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
 
 
-def _arg_signature(tree: Any) -> Hashable:
-    import jax
-
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return (treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in leaves))
-
-
 class Landscape:
     """``f`` as a function of the flattened differentiated parameters, on a grid.
 
     Drawable when those parameters have one or two elements in all (two scalars, one
     2-vector, one scalar). The grid is evaluated in one jitted ``jax.vmap`` call, cached
-    per function (so a re-run cell does not compile again).
+    per function. The arguments are split as the stepper splits them
+    (:func:`jaxgrad_magic.objective.make_objective`): arrays and floats travel as arguments,
+    so a re-run cell with new data compiles nothing and no data is baked into the program.
 
     Args:
       fn: the function; its first output is used when ``has_aux``.
@@ -810,6 +805,9 @@ class Landscape:
       argnums: which arguments are the parameters.
       has_aux: ``fn`` returns ``(value, aux)``.
       param_names: the function's positional parameter names, for labels.
+
+    Raises:
+      JaxGradUsageError: ``argnums`` does not pick arguments, or a picked one is not floating point.
     """
 
     def __init__(
@@ -823,53 +821,39 @@ class Landscape:
     ) -> None:
         from jax.flatten_util import ravel_pytree
 
-        self.fn, self.args, self.argnums, self.has_aux = fn, tuple(args), argnums, has_aux
-        params = self._select(self.args)
+        from .objective import make_objective
+
+        self.has_aux = has_aux
+        self._objective = make_objective(fn, tuple(args), argnums, getattr(fn, "__name__", "f"), has_aux)
+        params = self._objective.params0
         flat, self._unravel = ravel_pytree(params)
         self.size = int(flat.size)
         self.dtype = flat.dtype
         self.start = np.asarray(flat, dtype=np.float64)
-        self.labels = coordinate_labels(params, argnums, param_names)
-        self._evaluate: Callable[[Any], Any] | None = None
+        self.labels = coordinate_labels(params, self._objective.argnums, param_names)
+        self._evaluate: Callable[[Any, Any], Any] | None = None
 
     @property
     def drawable(self) -> bool:
         """True for one or two parameters in all."""
         return self.size in (1, 2)
 
-    def _select(self, args: tuple[Any, ...]) -> Any:
-        if isinstance(self.argnums, int):
-            return args[self.argnums]
-        return tuple(args[i] for i in self.argnums)
-
-    def _grid_function(self) -> Callable[[Any], Any]:
+    def _grid_function(self) -> Callable[[Any, Any], Any]:
         import jax
         import jax.numpy as jnp
 
-        from .cache import CACHE, function_key
+        from .cache import CACHE
 
-        wrt = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
-        fixed = tuple((i, a) for i, a in enumerate(self.args) if i not in wrt)
-        # The fixed arguments are baked in as constants (a Python int may drive a loop),
-        # so they are part of the key; the parameters only by shape and dtype.
-        key, refs = function_key((self.fn, fixed))
-        fn, argnums, unravel, has_aux, n_args = self.fn, self.argnums, self._unravel, self.has_aux, len(self.args)
+        loss_fn, unravel, has_aux = self._objective.loss_fn, self._unravel, self.has_aux
 
-        def build() -> Callable[[Any], Any]:
-            def at(flat: Any) -> Any:
-                params = unravel(flat)
-                full: list[Any] = [None] * n_args
-                for i, a in fixed:
-                    full[i] = a
-                for i, p in zip(wrt, (params,) if isinstance(argnums, int) else params, strict=True):
-                    full[i] = p
-                out = fn(*full)
+        def build() -> Callable[[Any, Any], Any]:
+            def at(flat: Any, dynamic: Any) -> Any:
+                out = loss_fn(unravel(flat), dynamic)
                 return jnp.reshape(out[0] if has_aux else out, ())
 
-            return jax.jit(jax.vmap(at))
+            return jax.jit(jax.vmap(at, in_axes=(0, None)))
 
-        sig = ("landscape", key, argnums, has_aux, _arg_signature(self._select(self.args)))
-        return CACHE.get_or_build(sig, refs, build)
+        return CACHE.get_or_build(("landscape", self._objective.key), self._objective.refs, build)
 
     def grid(self, box: Box) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """``f`` on a regular grid over ``box``.
@@ -887,13 +871,13 @@ class Landscape:
             self._evaluate = self._grid_function()
         if self.size == 1:
             xs = np.linspace(box.lo[0], box.hi[0], GRID_1D)
-            zs = np.asarray(self._evaluate(xs.astype(self.dtype)[:, None]), dtype=np.float64)
+            zs = np.asarray(self._evaluate(xs.astype(self.dtype)[:, None], self._objective.dynamic), dtype=np.float64)
             return xs, None, zs
         xs = np.linspace(box.lo[0], box.hi[0], GRID_2D)
         ys = np.linspace(box.lo[1], box.hi[1], GRID_2D)
         gx, gy = np.meshgrid(xs, ys)
         flat = np.stack([gx.reshape(-1), gy.reshape(-1)], axis=1).astype(self.dtype)
-        zs = np.asarray(self._evaluate(flat), dtype=np.float64).reshape(GRID_2D, GRID_2D)
+        zs = np.asarray(self._evaluate(flat, self._objective.dynamic), dtype=np.float64).reshape(GRID_2D, GRID_2D)
         return xs, ys, zs
 
 

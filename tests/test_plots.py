@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -247,6 +248,22 @@ def test_a_rerun_cell_does_not_compile_the_grid_again() -> None:
         np.testing.assert_array_equal(results[0], results[1])
     finally:
         jax.monitoring.clear_event_listeners()
+
+
+def test_data_arguments_travel_so_new_data_compiles_nothing(compiles: Any) -> None:
+    ns: dict[str, Any] = {"jnp": jnp}
+    source = "def fit(w, b, data):\n    return jnp.mean((w * data + b - 2.0 * data) ** 2)\n"
+    box = plots.Box((0.0, -1.0), (1.0, 1.0))
+    for top in (1.0, 3.0):  # the cell runs again with other data of the same shape
+        exec(source, ns)
+        data = np.linspace(0.0, top, 500)
+        if top == 3.0:
+            compiles.reset()
+        xs, ys, zs = plots.Landscape(ns["fit"], (0.5, 0.1, jnp.asarray(data)), (0, 1)).grid(box)
+        gx, gy = np.meshgrid(xs, ys)
+        want = np.mean(((gx - 2.0)[..., None] * data + gy[..., None]) ** 2, axis=-1)
+        np.testing.assert_allclose(zs, want, rtol=1e-5, atol=1e-5)
+    assert compiles.count == 0
 
 
 def test_a_changed_global_is_a_different_grid() -> None:
