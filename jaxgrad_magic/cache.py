@@ -167,6 +167,9 @@ class _Keyer:
         if len(leaves) != 1 or leaves[0] is not value:  # a registered pytree: key its leaves
             return ("pytree", treedef, tuple(self.value(v, depth) for v in leaves))
         attrs = getattr(value, "__dict__", None)
+        slots = _slot_names(type(value))
+        if slots:  # e.g. a dataclass with slots=True: its fields live outside __dict__
+            attrs = {**(attrs if isinstance(attrs, dict) else {}), **{n: getattr(value, n, _ABSENT) for n in slots}}
         if isinstance(attrs, dict):
             # By its attributes, not identity: `cfg.scale = 3.0` must give a new key.
             return ("object", self.value(type(value), depth), self.value(attrs, depth))
@@ -221,6 +224,20 @@ class _Keyer:
             tuple(globals_key),
             id(glb),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _slot_names(cls: type) -> tuple[str, ...]:
+    """The attribute names ``cls`` and its bases declare in ``__slots__`` (private ones mangled)."""
+    names: dict[str, None] = {}
+    for base in cls.__mro__:
+        declared = base.__dict__.get("__slots__", ())
+        for name in (declared,) if isinstance(declared, str) else declared:
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{base.__name__.lstrip('_')}{name}"
+            if name not in ("__dict__", "__weakref__"):
+                names[name] = None
+    return tuple(names)
 
 
 def _filled(cell: types.CellType) -> bool:

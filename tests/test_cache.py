@@ -202,8 +202,12 @@ def test_cyclic_containers_have_keys(ns: dict[str, Any]) -> None:
             "import types\nS = types.SimpleNamespace\ndata = S(model=S(layers=[S(w=1.0)]))",
             "data.model.layers[0].w = 7.0",
         ),
+        (
+            "import dataclasses\n@dataclasses.dataclass(slots=True)\nclass Cfg:\n    scale: float\ndata = Cfg(2.0)",
+            "data.scale = 7.0",
+        ),
     ],
-    ids=["long list", "long dict", "set", "nested attribute"],
+    ids=["long list", "long dict", "set", "nested attribute", "slotted dataclass"],
 )
 def test_a_value_changed_in_place_changes_the_key(ns: dict[str, Any], setup: str, change: str) -> None:
     run_cell(setup + "\ndef f(x):\n    return x * len(str(data))\n", ns)
