@@ -72,7 +72,9 @@ def make_objective(
     static = [x for x, d in zip(rest_leaves, mask, strict=True) if not d]
     loss_fn = _loss_fn(fn, len(point), idx, isinstance(argnums, int), rest_def, mask, static)
     fn_key, fn_refs = function_key(fn)
-    static_key, static_refs = _static_key(static)
+    # The baked-in values are keyed as the function's own globals and closures are: by what they
+    # hold (an object by its attributes), so a value changed in place is a new program, not a stale one.
+    static_key, static_refs = function_key(tuple(static))
     key = ("stepper", fn_key, argnums, has_aux, rest_def, mask, static_key, signature((params0, dynamic)))
     return Objective(argnums, idx, labels, params0, dynamic, loss_fn, key, fn_refs + static_refs)
 
@@ -154,19 +156,6 @@ def signature(tree: Any) -> Hashable:
             for x in leaves
         ),
     )
-
-
-def _static_key(values: list[Any]) -> tuple[Hashable, list[Any]]:
-    key: list[Hashable] = []
-    refs: list[Any] = []
-    for v in values:
-        try:
-            hash(v)
-            key.append(("value", type(v).__name__, v))
-        except TypeError:
-            key.append(("id", id(v)))
-            refs.append(v)
-    return tuple(key), refs
 
 
 def _loss_fn(

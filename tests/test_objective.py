@@ -52,6 +52,23 @@ def test_the_key_is_the_same_for_a_re_defined_function_and_differs_for_a_differe
     assert make_objective(ns["cell_fn"], (half, 2), 0, "cell_fn", False).key != first.key  # dtype
 
 
+def test_an_object_argument_changed_in_place_is_a_new_key() -> None:
+    class Config:
+        def __init__(self) -> None:
+            self.scale = 1.0
+
+    def scaled(x: Any, config: Config) -> Any:
+        return config.scale * x**2
+
+    config = Config()
+    first = make_objective(scaled, (1.0, config), 0, "scaled", False)
+    assert make_objective(scaled, (1.0, config), 0, "scaled", False).key == first.key
+    config.scale = 10.0  # baked into the program: a different program now
+    again = make_objective(scaled, (1.0, config), 0, "scaled", False)
+    assert again.key != first.key
+    assert float(jax.grad(again.loss_fn)(jnp.float32(1.0), again.dynamic)) == 20.0  # d/dx 10 x² at 1
+
+
 def test_params_are_strongly_typed_floats_where_they_were() -> None:
     weak = jnp.asarray(5.0)
     assert weak.weak_type

@@ -319,6 +319,24 @@ def test_an_int_argument_is_baked_in_not_traced() -> None:
     np.testing.assert_array_equal(np.asarray(s.params), [0.5, 0.5, 1.0, 1.0])
 
 
+def test_an_object_argument_changed_in_place_is_not_stepped_with_its_old_value() -> None:
+    class Config:
+        def __init__(self) -> None:
+            self.scale = 1.0
+
+    def scaled(x: Any, config: Config) -> Any:
+        return config.scale * x**2
+
+    config = Config()
+    s = Stepper(scaled, (1.0, config), lr=0.1)
+    s.step()
+    assert float(s.params) == pytest.approx(0.8)  # 1 - 0.1 * 2
+    config.scale = 10.0
+    s = Stepper(scaled, (1.0, config), lr=0.01)
+    s.step()
+    assert float(s.params) == pytest.approx(0.8)  # 1 - 0.01 * 20, not 1 - 0.01 * 2
+
+
 def test_has_aux_functions_step_on_the_loss_and_keep_the_aux() -> None:
     def f(w: Any) -> tuple[Any, dict[str, Any]]:
         pred = jnp.asarray(A) @ w
