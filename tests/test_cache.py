@@ -196,6 +196,8 @@ def test_cyclic_containers_have_keys(ns: dict[str, Any]) -> None:
     ("setup", "change"),
     [
         ("data = [1.0] * 300", "data[0] = 7.0"),
+        ("data = list(range(100_000))", "data[-1] = -1"),
+        ("data = [0.0] * 100", "data[50] = -0.0"),
         ("data = {f'k{i}': float(i) for i in range(300)}", "data['k0'] = 7.0"),
         ("data = {'bias', 'scale'}", "data.discard('bias')"),
         (
@@ -207,7 +209,7 @@ def test_cyclic_containers_have_keys(ns: dict[str, Any]) -> None:
             "data.scale = 7.0",
         ),
     ],
-    ids=["long list", "long dict", "set", "nested attribute", "slotted dataclass"],
+    ids=["long list", "long list of ints", "minus zero", "long dict", "set", "nested attribute", "slotted dataclass"],
 )
 def test_a_value_changed_in_place_changes_the_key(ns: dict[str, Any], setup: str, change: str) -> None:
     run_cell(setup + "\ndef f(x):\n    return x * len(str(data))\n", ns)
@@ -219,7 +221,7 @@ def test_a_value_changed_in_place_changes_the_key(ns: dict[str, Any], setup: str
 
 def test_data_past_the_walks_bounds_gives_a_key_that_is_never_reused(ns: dict[str, Any]) -> None:
     # Too many items to key by content: it may change in place unseen, so no two keys are equal.
-    run_cell("data = [1.0] * (1 << 17)\ndef f(x):\n    return data[0] * x\n", ns)
+    run_cell("data = ['a'] * (1 << 17)\ndef f(x):\n    return len(data[0]) * x\n", ns)
     assert key_of(ns) != key_of(ns)
     run_cell("data = tuple(data)", ns)  # immutable: keyed by identity, and reused
     assert key_of(ns) == key_of(ns)
