@@ -8,8 +8,10 @@ through every notebook helper it calls, and objects by their attributes. A chang
 attribute, closure value or default gives a different key, so the cache is never stale;
 shapes and dtypes are left to ``jax.jit``'s own cache. Functions of other modules are keyed
 by code and identity: like ``jax.jit``, rebinding a module global they read is not seen.
-A walk is bounded in depth and size; what lies beyond the bound and could change in place
-makes the key volatile (unique to the call), so such a function is rebuilt, never stale.
+Modules are keyed by name, and objects with neither ``__dict__`` nor ``__slots__`` (C types
+such as a NumPy dtype) by identity. A walk is bounded in depth and size; what lies beyond
+the bound and could change in place makes the key volatile (unique to the call), so such a
+function is rebuilt, never stale.
 """
 
 from __future__ import annotations
