@@ -363,7 +363,10 @@ class TransformCache:
         """Return the cached value for ``key``, building and storing it on a miss."""
         entry = self._entries.get(key)
         if entry is not None:
-            self._entries.move_to_end(key)
+            # The panel's run thread uses the cache too: another thread may evict the entry
+            # between get and move_to_end; the value in hand is still right.
+            with contextlib.suppress(KeyError):
+                self._entries.move_to_end(key)
             self.hits += 1
             return entry[0]
         self.misses += 1
@@ -380,7 +383,8 @@ class TransformCache:
     def keep_plan(self, key: Hashable, plan: Any) -> None:
         """Keep what a call found that a repeat of it may reuse; bounded, and cleared with the entries."""
         self._plans[key] = plan
-        self._plans.move_to_end(key)
+        with contextlib.suppress(KeyError):
+            self._plans.move_to_end(key)
         if len(self._plans) > self.maxsize:
             self._plans.popitem(last=False)
 
