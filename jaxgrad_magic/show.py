@@ -37,20 +37,11 @@ def _display_key(result: DerivativeResult) -> str:
 
 def close_panel(widget: Any) -> None:
     """Close a panel's widgets (stopping any run) and let its stepper build a fresh one."""
-    panel = getattr(widget, "panel", None)
-    if panel is not None and hasattr(panel, "close"):
+    panel = widget.panel
+    if panel.stepper.__dict__.get("widget") is widget:
+        panel.stepper.close_widget()
+    else:  # a panel its stepper no longer holds
         panel.close()
-    else:
-        _close_tree(widget)
-    stepper = getattr(panel, "stepper", None)
-    if stepper is not None and stepper.__dict__.get("widget") is widget:
-        del stepper.__dict__["widget"]  # the next .widget builds a new, open panel
-
-
-def _close_tree(widget: Any) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    widget.close()
 
 
 def close_all_panels() -> None:

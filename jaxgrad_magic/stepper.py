@@ -595,6 +595,12 @@ class Stepper:
 
         return StepperPanel(self).widget
 
+    def close_widget(self) -> None:
+        """Close the panel if one was built (stopping its run); the next ``.widget`` builds a fresh one."""
+        widget = self.__dict__.pop("widget", None)
+        if widget is not None:
+            widget.panel.close()
+
     # ------------------------------------------------------------------ text
 
     def __repr__(self) -> str:
