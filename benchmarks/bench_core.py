@@ -21,151 +21,24 @@ Run with ``.venv/bin/python benchmarks/bench_core.py`` (``--quick`` for fewer ro
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
+from harness import Check, CompileCounter, alternate, new_shell, run, table, us
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import no_var_expand
-from IPython.utils.capture import capture_output
-from traitlets.config import Config
 
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT_TARGET = 2.0
 AUTO_MODE_TARGET = 1.15
 JAC_SHAPES = ((10, 1000), (1000, 10), (2000, 1), (300, 300))  # (n inputs, m outputs)
 
 
-@dataclass(frozen=True)
-class Check:
-    """One target: what was measured, what was expected, and whether it was met."""
-
-    name: str
-    measured: str
-    expected: str
-    met: bool
-
-
 def make_shell() -> InteractiveShell:
     """A fresh shell with history off and the extension loaded."""
-    config = Config()
-    config.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=config)
-    run(shell, "%load_ext jaxgrad_magic")
-    run(shell, "import jax\nimport jax.numpy as jnp\nimport numpy as np")
-    return shell
-
-
-def run(shell: InteractiveShell, cell: str) -> Any:
-    """Run ``cell`` like a notebook cell; raise its error if it fails.
-
-    Returns:
-      The value of the cell's last expression (None for an assignment).
-    """
-    with capture_output():  # displayed results would only clutter the table
-        result = shell.run_cell(cell)
-    result.raise_error()
-    return result.result
-
-
-class CompileCounter:
-    """Counts XLA backend compilations, through JAX's public monitoring events."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-
-    def _listen(self, event: str, duration: float, **kwargs: Any) -> None:
-        if event == COMPILE_EVENT:
-            self.count += 1
-
-    @contextmanager
-    def counting(self) -> Iterator[list[int]]:
-        """Yield a one-element list that holds the number of compiles inside the block."""
-        box = [0]
-        start = self.count
-        try:
-            yield box
-        finally:
-            box[0] = self.count - start
-
-    def close(self) -> None:
-        """Stop listening."""
-        jax.monitoring.unregister_event_duration_listener(self._listen)
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Seconds per run of each cell, one number per alternating round."""
-
-    rounds: dict[str, list[float]]
-
-    def __getitem__(self, label: str) -> float:
-        """The median seconds per run of ``label``."""
-        return statistics.median(self.rounds[label])
-
-    def ratio(self, a: str, b: str | Sequence[str]) -> float:
-        """Median over rounds of ``a``'s time over ``b``'s (over the fastest of several ``b``).
-
-        Each round's ratio compares cells timed moments apart, so load that comes and goes
-        on a shared machine cancels out rather than landing on one side.
-        """
-        bs = [b] if isinstance(b, str) else list(b)
-        per_round = zip(self.rounds[a], *(self.rounds[x] for x in bs), strict=True)
-        return statistics.median(t[0] / min(t[1:]) for t in per_round)
-
-
-def alternate(shell: InteractiveShell, cells: dict[str, str], rounds: int, calls: int, warm: int = 100) -> Timings:
-    """Time each cell's ``run_cell`` in alternating rounds.
-
-    Each cell is run ``warm`` times first (compiles, caches, allocator). Then every round
-    times ``calls`` runs of each cell in turn, rotating which goes first, so drift in
-    machine load falls on all of them alike.
-
-    Args:
-      shell: the shell the cells run in.
-      cells: label -> cell source.
-      rounds: number of alternating rounds.
-      calls: runs of one cell per round.
-      warm: untimed runs of each cell before timing.
-
-    Returns:
-      The per-round seconds per run of every cell.
-    """
-    for cell in cells.values():
-        run(shell, cell)  # fail loudly once, rather than time an error
-        for _ in range(warm):
-            shell.run_cell(cell)
-    labels = list(cells)
-    times: dict[str, list[float]] = {label: [] for label in labels}
-    run_cell = shell.run_cell
-    for r in range(rounds):
-        order = labels[r % len(labels) :] + labels[: r % len(labels)]
-        for label in order:
-            cell = cells[label]
-            start = time.perf_counter()
-            for _ in range(calls):
-                run_cell(cell)
-            times[label].append((time.perf_counter() - start) / calls)
-    return Timings(times)
-
-
-def us(seconds: float) -> str:
-    """Seconds as microseconds, for the tables."""
-    return f"{seconds * 1e6:9.1f} us"
-
-
-def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    """A plain left-aligned text table."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+    return new_shell("import jax\nimport jax.numpy as jnp\nimport numpy as np")
 
 
 def bench_recompile(shell: InteractiveShell, counter: CompileCounter) -> list[Check]:

@@ -27,14 +27,11 @@ import io
 import pstats
 import statistics
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any
 
 import jax
+from harness import alternate, new_shell, run, table
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
-from traitlets.config import Config
 
 TARGET = 1.5
 SETUP = """
@@ -57,44 +54,13 @@ CELLS = {
 
 def make_shell() -> InteractiveShell:
     """A shell with history off, the extension loaded and the function and point defined."""
-    config = Config()
-    config.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=config)
-    run(shell, "%load_ext jaxgrad_magic")
-    run(shell, SETUP)
-    run(shell, "r = %jac f at=x")
-    run(shell, "%config JaxGradMagics.heatmap_above = 1_000_000_000")
-    run(shell, "rp = %jac f at=x")
-    run(shell, "%config JaxGradMagics.heatmap_above = 8")
-    return shell
-
-
-def run(shell: InteractiveShell, cell: str) -> Any:
-    """Run ``cell`` like a notebook cell, quietly; raise its error if it fails."""
-    with capture_output():
-        result = shell.run_cell(cell, store_history=False)
-    result.raise_error()
-    return result.result
-
-
-def alternate(
-    shell: InteractiveShell, cells: dict[str, str], rounds: int, calls: int, warm: int
-) -> dict[str, list[float]]:
-    """Seconds per run of each cell in each round; the rounds rotate which cell goes first."""
-    for cell in cells.values():
-        run(shell, cell)
-        for _ in range(warm):
-            shell.run_cell(cell, store_history=False)
-    labels = list(cells)
-    times: dict[str, list[float]] = {label: [] for label in labels}
-    for r in range(rounds):
-        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
-            cell = cells[label]
-            start = time.perf_counter()
-            for _ in range(calls):
-                shell.run_cell(cell, store_history=False)
-            times[label].append((time.perf_counter() - start) / calls)
-    return times
+    return new_shell(
+        SETUP,
+        "r = %jac f at=x",
+        "%config JaxGradMagics.heatmap_above = 1_000_000_000",
+        "rp = %jac f at=x",
+        "%config JaxGradMagics.heatmap_above = 8",
+    )
 
 
 def profile(shell: InteractiveShell, cell: str, calls: int = 200, top: int = 18) -> str:
@@ -107,16 +73,6 @@ def profile(shell: InteractiveShell, cell: str, calls: int = 200, top: int = 18)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
     return out.getvalue()
-
-
-def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    """A plain left-aligned text table."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = run(shell, "%jac f at=x check=True").check
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; medians of {rounds} alternating rounds")
     print(f"check: {'PASS' if check.passed else 'FAIL'}, {check.args[0].directions} random directions\n")
-    per_round = alternate(shell, CELLS, rounds, calls, warm)
+    per_round = alternate(shell, CELLS, rounds, calls, warm).rounds
     t = {label: statistics.median(times) for label, times in per_round.items()}
 
     # Ratios are taken within each round, then the median: load that drifts between rounds

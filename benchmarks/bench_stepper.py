@@ -29,19 +29,17 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from harness import Check, CompileCounter
 
 from jaxgrad_magic.stepper import Stepper
 
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 RUN_TARGET = 1.5
 STEP_TARGET = 2.0
 LR = 1e-3
@@ -54,38 +52,7 @@ def sin_sq(x):
 """
 
 
-@dataclass(frozen=True)
-class Check:
-    """One target: what was measured, what was expected, and whether it was met."""
-
-    name: str
-    measured: str
-    expected: str
-    met: bool
-
-
-class _Compiles:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, event: str, duration: float, **kwargs: Any) -> None:
-        if event == COMPILE_EVENT:
-            self.count += 1
-
-
-COMPILES = _Compiles()
-jax.monitoring.register_event_duration_secs_listener(COMPILES)
-
-
-@contextmanager
-def counting() -> Iterator[list[int]]:
-    """Yields a one-element list that holds the compilations made inside the block."""
-    box = [0]
-    start = COMPILES.count
-    try:
-        yield box
-    finally:
-        box[0] = COMPILES.count - start
+COUNTER = CompileCounter()
 
 
 def problems(namespace: dict[str, Any]) -> list[tuple[str, Callable[..., Any], jax.Array]]:
@@ -256,19 +223,19 @@ def bench_compiles() -> list[Check]:
     stepper.step()
     stepper.run(1000)
     stepper.params  # noqa: B018
-    with counting() as lr_change:
+    with COUNTER.counting() as lr_change:
         stepper.lr = 0.02
         stepper.step()
         stepper.run(1000)
         stepper.params  # noqa: B018
     checks.append(Check("compiles: lr change, step + run", str(lr_change[0]), "0", lr_change[0] == 0))
-    with counting() as again:
+    with COUNTER.counting() as again:
         stepper.reset()
         stepper.run(1234)
         stepper.step()
         stepper.history  # noqa: B018
     checks.append(Check("compiles: same stepper runs again", str(again[0]), "0", again[0] == 0))
-    with counting() as rerun:
+    with COUNTER.counting() as rerun:
         _, g, y0 = problems(namespace)[2]  # the cell runs again: a new, identical function
         assert g is not f
         other = Stepper(g, (y0,), lr=LR, optimizer="adam")
