@@ -4,24 +4,33 @@ Plain JAX recompiles whenever ``jax.grad(f)`` is rebuilt or a cell re-defines ``
 key here is built from what decides the traced program: the code object (CPython
 compares code by bytecode, constants, names and line table, not by file name, so a re-run
 cell matches), defaults, closure values and the globals the code reads (nested code included),
-through every notebook helper it calls, and objects by their attributes. A changed global,
-attribute, closure value or default gives a different key, so the cache is never stale;
-shapes and dtypes are left to ``jax.jit``'s own cache. Functions of other modules are keyed
-by code and identity: like ``jax.jit``, rebinding a module global they read is not seen.
-Modules are keyed by name, and objects with neither ``__dict__`` nor ``__slots__`` (C types
-such as a NumPy dtype) by identity. A walk is bounded in depth and size; what lies beyond
-the bound and could change in place makes the key volatile (unique to the call), so such a
-function is rebuilt, never stale.
-"""
+through every notebook helper it calls, and objects by their attributes (properties, static
+and class methods by their functions; deques, bytearrays and ``array.array`` by content). A
+changed global, attribute, closure value or default gives a different key; shapes and dtypes
+are left to ``jax.jit``'s own cache. Functions of other modules are keyed by code and
+identity: like ``jax.jit``, rebinding a module global they read is not seen. Modules are keyed
+by name.
 
+Two rules keep a hit from ever being stale:
+
+* Whatever the walk cannot read by content (C objects with no attributes, objects whose
+  attributes raise, data past the walk's bounds) makes the key volatile: unique to the call,
+  never stored, so such a function is rebuilt every time.
+* JAX keeps the converted copy of a NumPy constant keyed by the array's identity while any
+  traced program holds it, so after ``w[0] = 10`` a *new* trace still computes with the old
+  ``w``. A NumPy array seen again with other contents clears JAX's caches (``jax.clear_caches``)
+  before anything is rebuilt; JAX's own small programs then compile once more.
+"""
 from __future__ import annotations
 
 import array
 import builtins
+import collections
 import contextlib
 import functools
 import hashlib
 import itertools
+import re
 import types
 import weakref
 from collections import OrderedDict
@@ -69,6 +78,29 @@ def _remember(value: Any, key: Hashable) -> None:
         _array_keys[ident] = (weakref.ref(value, forget), key)
 
 
+# id -> (weakref, digest) of every NumPy array keyed so far. JAX keeps the converted copy of a
+# NumPy constant keyed by the array's identity for as long as a traced program holds it, so after
+# an in-place change every new trace, jit or not, still sees the old values. An array seen again
+# with new contents is the sign: JAX's caches are cleared before anything is rebuilt.
+_numpy_digests: dict[int, tuple[weakref.ref[Any], bytes]] = {}
+
+
+def _saw_numpy(value: np.ndarray, digest: bytes) -> bool:
+    """Record ``value``'s digest; True when the same array was seen before with other contents."""
+    ident = id(value)
+    known = _numpy_digests.get(ident)
+    changed = known is not None and known[0]() is value and known[1] != digest
+    if known is None or known[0]() is not value or changed:
+
+        def forget(ref: weakref.ref[Any]) -> None:
+            if _numpy_digests.get(ident, (None,))[0] is ref:  # not a newer array that reused the id
+                del _numpy_digests[ident]
+
+        with contextlib.suppress(TypeError):
+            _numpy_digests[ident] = (weakref.ref(value, forget), digest)
+    return changed
+
+
 _volatile_keys = itertools.count()
 
 
@@ -78,6 +110,7 @@ class _Keyer:
     def __init__(self) -> None:
         self.refs: list[Any] = []
         self.volatile = False  # something was keyed by identity that can change in place
+        self.changed_in_place = False  # a NumPy array seen before now holds other values
         self._active: set[int] = set()
         self._functions: dict[int, Hashable] = {}  # each function is walked once per key
         self._home: dict[str, Any] | None = None  # the namespace of the first function: the notebook's
@@ -113,6 +146,8 @@ class _Keyer:
         key = ("array", shape, dtype, weak, digest)
         if isinstance(value, jax.Array):
             _remember(value, key)
+        elif isinstance(value, np.ndarray) and _saw_numpy(value, digest):
+            self.changed_in_place = True
         return key
 
     def value(self, value: Any, depth: int = 0) -> Hashable:
@@ -137,6 +172,9 @@ class _Keyer:
         self._active.add(id(value))
         try:
             return self._compound(value, depth + 1)
+        except Exception:  # an object whose attributes raise (a dict with __getattr__ = __getitem__)
+            self.volatile = True
+            return self.ident("unkeyable", value)
         finally:
             self._active.discard(id(value))
 
@@ -148,12 +186,21 @@ class _Keyer:
                 self.value(value.args, depth),
                 self.value(value.keywords, depth),
             )
-        wrapped = getattr(value, "__wrapped__", None)
-        if wrapped is not None and callable(value) and type(value).__module__.startswith("jax"):
+        jax_wrapper = callable(value) and type(value).__module__.startswith("jax")
+        wrapped = getattr(value, "__wrapped__", None) if jax_wrapper else None
+        if wrapped is not None:
             # Public attributes hold what changes the derivative (a custom_jvp's rule, a custom_vjp's
             # fwd/bwd); private ones hold source locations that differ on every cell run.
             public = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")}
             return ("jax-wrapped", type(value).__name__, self.value(wrapped, depth), self.value(public, depth))
+        if isinstance(value, property):  # a notebook class's property reads what its getter reads
+            return ("property", self.value(value.fget, depth), self.value(value.fset, depth))
+        if isinstance(value, staticmethod | classmethod | functools.cached_property):
+            return (type(value).__name__, self.value(value.__func__ if hasattr(value, "__func__") else value.func))
+        if isinstance(value, collections.deque):
+            return ("deque", value.maxlen, tuple(self.value(v, depth) for v in value))
+        if isinstance(value, bytearray | array.array | memoryview):
+            return (type(value).__name__, getattr(value, "typecode", None), bytes(value))
         if isinstance(value, types.MethodType):  # a bound method reads its object
             return ("method", self.value(value.__func__, depth), self.value(value.__self__, depth))
         if isinstance(value, type) and self._home is not None and value.__module__ == self._home.get("__name__"):
@@ -178,7 +225,8 @@ class _Keyer:
         if isinstance(attrs, dict):
             # By its attributes, not identity: `cfg.scale = 3.0` must give a new key.
             return ("object", self.value(type(value), depth), self.value(attrs, depth))
-        return self.ident("object", value)
+        # A C object with no attributes to read: by identity, and rebuilt each time if it could change.
+        return self.beyond("object", value)
 
     def function(self, fn: types.FunctionType) -> Hashable:
         """A function's key: its code, defaults, closure and the globals it reads, helpers included.
@@ -270,7 +318,26 @@ def _filled(cell: types.CellType) -> bool:
 
 
 # Values whose key cannot change while the object stays the same (JAX arrays are immutable).
-_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, types.ModuleType, np.number, np.bool_, jax.Array)
+_IMMUTABLE = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    range,
+    slice,
+    re.Pattern,
+    types.ModuleType,
+    np.number,
+    np.bool_,
+    np.dtype,
+    np.ufunc,
+    jax.Array,
+    jax.sharding.Sharding,
+    jax.sharding.Mesh,
+)
 _ABSENT = object()
 
 
@@ -342,11 +409,21 @@ def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
             return known[0], known[1]
     keyer = _Keyer()
     key = keyer.value(fn)
+    if keyer.changed_in_place:
+        # The only public way to drop JAX's identity-keyed copy of the old values; without it the
+        # rebuilt program (and the user's own jitted functions) would compute with them.
+        jax.clear_caches()
     if keyer.volatile:
         return ("volatile", next(_volatile_keys), key), keyer.refs
     if plain and (reads := _reads(fn)) is not None:
         _known[fn] = (key, keyer.refs, reads)
     return key, keyer.refs
+
+
+def _is_volatile(key: Hashable) -> bool:
+    """Whether ``key`` (a tuple of parts, one of which may be a function key) contains a volatile key."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(p, tuple) and p[:1] == ("volatile",) for p in parts)
 
 
 class TransformCache:
@@ -371,6 +448,8 @@ class TransformCache:
             return entry[0]
         self.misses += 1
         value = build()
+        if _is_volatile(key):  # it can never be asked for again: keeping it only holds memory
+            return value
         self._entries[key] = (value, refs)
         if len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)

@@ -265,3 +265,41 @@ class TestTransformCache:
             cache.get_or_build("k", [], fail)
         assert len(cache) == 0
         assert cache.get_or_build("k", [], lambda: 1) == 1
+
+    def test_a_volatile_key_is_built_but_never_stored(self, ns: dict[str, Any]) -> None:
+        cache = TransformCache()
+        run_cell("data = ['a'] * (1 << 17)\ndef f(x):\n    return len(data[0]) * x\n", ns)
+        key, refs = function_key(ns["f"])
+        assert cache.get_or_build(("transform", key), refs, lambda: 1) == 1
+        assert len(cache) == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "change"),
+    [
+        ("from collections import deque\nv = deque([1.0, 2.0])", "v.append(3.0)"),
+        ("v = bytearray(b'ab')", "v[0] = 0"),
+        ("import array\nv = array.array('d', [1.0])", "v[0] = 2.0"),
+    ],
+)
+def test_mutable_containers_are_keyed_by_content(ns: dict[str, Any], setup: str, change: str) -> None:
+    run_cell(setup + "\ndef f(x):\n    return len(v) * x\n", ns)
+    before = key_of(ns)
+    assert key_of(ns) == before  # reused while nothing changes
+    run_cell(change, ns)
+    assert key_of(ns) != before
+
+
+def test_a_dict_whose_attribute_lookup_raises_is_keyed_by_its_items(ns: dict[str, Any]) -> None:
+    run_cell("class AttrDict(dict):\n    __getattr__ = lambda s, k: s[k]\ncfg = AttrDict(a=1)\n", ns)
+    run_cell("def f(x):\n    return cfg.a * x\n", ns)
+    before = key_of(ns)
+    assert key_of(ns) == before
+    run_cell("cfg['a'] = 2", ns)
+    assert key_of(ns) != before
+
+
+def test_an_object_whose_attribute_lookup_raises_gets_a_volatile_key(ns: dict[str, Any]) -> None:
+    run_cell("class Odd:\n    __slots__ = ('a',)\n    def __getattr__(self, k):\n        raise KeyError(k)\n", ns)
+    run_cell("o = Odd()\ndef f(x):\n    return 2.0 * x\ndef g(x):\n    return f(x) + len(str(o))\n", ns)
+    assert key_of(ns, "g") != key_of(ns, "g")  # its unset slot raises KeyError: rebuilt, never stale
