@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.extend.core import subjaxprs
 
 from .errors import JaxGradUsageError, explain_jax_error
+from .jaxprs import subjaxprs
 
 CHUNK = 16_384
 """Steps one compiled chunk of ``run(n)`` can take; longer runs take several chunks."""
