@@ -35,7 +35,7 @@ import types
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -341,54 +341,10 @@ _IMMUTABLE = (
 _ABSENT = object()
 
 
-class _Reads(NamedTuple):
-    """Everything a plain function's key was built from, each by identity."""
-
-    code: types.CodeType
-    defaults: Any
-    kwdefaults: Any
-    cells: tuple[Any, ...]
-    names: tuple[tuple[str, Any, bool], ...]  # (global name, value or _ABSENT, is a builtin)
-
-
 def _immutable(value: Any) -> bool:
     if isinstance(value, tuple):
         return all(_immutable(v) for v in value)
     return isinstance(value, _IMMUTABLE)
-
-
-def _reads(fn: types.FunctionType) -> _Reads | None:
-    """What ``fn``'s key read, when all of it is immutable (else None: key it every time)."""
-    cells = tuple(c.cell_contents if _filled(c) else _ABSENT for c in fn.__closure__ or ())
-    glb = fn.__globals__
-    names = tuple((n, glb.get(n, _ABSENT), n in _BUILTINS) for n in _global_names(fn.__code__))
-    reads = _Reads(fn.__code__, fn.__defaults__, fn.__kwdefaults__, cells, names)
-    if not all(v is _ABSENT or _immutable(v) for v in (*cells, *(v for _, v, _ in names))):
-        return None  # a helper function, a NumPy array, an object: they can change in place
-    if not _immutable(reads.defaults) or reads.kwdefaults is not None:  # a kwdefaults dict can change in place
-        return None
-    return reads
-
-
-def _unchanged(fn: types.FunctionType, reads: _Reads) -> bool:
-    if fn.__code__ is not reads.code or fn.__defaults__ is not reads.defaults:
-        return False
-    if fn.__kwdefaults__ is not reads.kwdefaults:
-        return False
-    if reads.cells:
-        for cell, was in zip(fn.__closure__, reads.cells, strict=True):
-            if (cell.cell_contents if _filled(cell) else _ABSENT) is not was:
-                return False
-    glb = fn.__globals__
-    for name, was, builtin in reads.names:
-        if glb.get(name, _ABSENT) is not was or (name in _BUILTINS) is not builtin:
-            return False
-    return True
-
-
-# fn -> (key, refs, reads) for plain functions that read only immutable values: while each of
-# those is still the same object, the key is the same, so a cache hit skips rebuilding it.
-_known: weakref.WeakKeyDictionary[types.FunctionType, tuple[Hashable, list[Any], _Reads]] = weakref.WeakKeyDictionary()
 
 
 def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
@@ -402,11 +358,6 @@ def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
       shapes; keep ``refs`` alive as long as the key is stored, so identities stay unique.
       A volatile key (see the module docstring) equals no other key.
     """
-    plain = type(fn) is types.FunctionType
-    if plain:
-        known = _known.get(fn)
-        if known is not None and _unchanged(fn, known[2]):
-            return known[0], known[1]
     keyer = _Keyer()
     key = keyer.value(fn)
     if keyer.changed_in_place:
@@ -415,8 +366,6 @@ def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
         jax.clear_caches()
     if keyer.volatile:
         return ("volatile", next(_volatile_keys), key), keyer.refs
-    if plain and (reads := _reads(fn)) is not None:
-        _known[fn] = (key, keyer.refs, reads)
     return key, keyer.refs
 
 
