@@ -372,7 +372,8 @@ def function_key(fn: Callable[..., Any]) -> tuple[Hashable, list[Any]]:
 def _is_volatile(key: Hashable) -> bool:
     """Whether ``key`` (a tuple of parts, one of which may be a function key) contains a volatile key."""
     parts = key if isinstance(key, tuple) else (key,)
-    return any(isinstance(p, tuple) and p[:1] == ("volatile",) for p in parts)
+    # p[0] is checked to be a str first: a PyTreeDef compared with a str raises in older jaxlib.
+    return any(isinstance(p, tuple) and p and isinstance(p[0], str) and p[0] == "volatile" for p in parts)
 
 
 class TransformCache:
