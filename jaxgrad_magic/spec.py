@@ -10,11 +10,13 @@ import ast
 import dataclasses
 import functools
 import keyword
-import re
 import types
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .errors import JaxGradUsageError, did_you_mean, first_line
 
@@ -33,8 +35,6 @@ _WORD_OPTIONS = frozenset({"fn", "name", "mode", "show", "wrt"})
 _BOOL_OPTIONS = frozenset({"aux", "jit", "stepper", "check"})
 _MODES = ("auto", "rev", "fwd")
 _SHOWS = ("jaxpr",)
-_KEY = re.compile(r"([A-Za-z_]\w*)=(?!=)")
-_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _OPEN, _CLOSE = "([{", ")]}"
 
 
@@ -65,6 +65,31 @@ class Spec:
         return None
 
 
+def _key_at(line: str, i: int) -> tuple[int, str] | None:
+    """The ``key=`` word that starts at ``line[i]`` as ``(end, key)``, else None.
+
+    A key is a Python name in any script (``δf=``), so it is read with ``str.isidentifier``
+    rather than an ASCII pattern; ``key==`` is a comparison, not an option.
+    """
+    j = i
+    while j < len(line) and ("_" + line[j]).isidentifier():  # line[j] may continue a name
+        j += 1
+    key = line[i:j]
+    if key.isidentifier() and line.startswith("=", j) and not line.startswith("==", j):
+        return j + 1, key
+    return None
+
+
+def _dotted(text: str) -> bool:
+    """``text`` is a name or a dotted name (``f``, ``model.loss``, ``φ``)."""
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def _python_name(text: str) -> str:
+    """``text`` as Python itself spells the name: identifiers are NFKC-normalised when parsed."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
 def _split_words(line: str) -> tuple[str, list[tuple[str, str]]]:
     """Split ``line`` at ``key=`` words that stand outside brackets and strings."""
     depth, quote, starts = 0, "", []
@@ -86,9 +111,9 @@ def _split_words(line: str) -> tuple[str, list[tuple[str, str]]]:
             if depth < 0:
                 raise JaxGradUsageError(f"Unbalanced '{ch}' in the magic line {line!r}: check the brackets.")
         elif depth == 0 and (i == 0 or line[i - 1].isspace()):
-            m = _KEY.match(line, i)
-            if m:
-                starts.append((m.start(), m.end(), m.group(1)))
+            found = _key_at(line, i)
+            if found:
+                starts.append((i, *found))
         i += 1
     if quote or depth:
         raise JaxGradUsageError(
@@ -123,7 +148,8 @@ def parse_line(kind: str, line: str) -> Spec:
     if stripped.endswith(";"):
         line = stripped[:-1]
     head, words = _split_words(line)
-    if head and not _DOTTED.fullmatch(head):
+    head = _python_name(head)
+    if head and not _dotted(head):
         raise JaxGradUsageError(
             f"%{magic} expected a function name before the options, got {head!r}. Write "
             f"`%{magic} f at=x` (the function's name, then key=value options with no spaces "
@@ -221,17 +247,58 @@ def _names_of(src: str) -> tuple[str | None, ...] | None:
     return None
 
 
-def _argnums(src: str, value: Any) -> int | tuple[int, ...]:
-    if isinstance(value, bool) or not isinstance(value, int | tuple | list):
+def _position(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer (NumPy's too), else None; booleans are not positions."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        return None
+    return int(value)
+
+
+def as_argnums(value: Any, src: str | None = None) -> int | tuple[int, ...]:
+    """``value`` as JAX's ``argnums``: an int or a tuple of ints.
+
+    NumPy integers (``np.int64(1)``, what array code hands around) count as ints, and a list
+    or a 1-d integer array as a tuple.
+
+    Args:
+      value: the given argnums.
+      src: how the user wrote it, for the message (default: its repr).
+
+    Returns:
+      A Python int, or a non-empty tuple of Python ints.
+
+    Raises:
+      JaxGradUsageError: ``value`` is not an integer or a sequence of integers.
+    """
+    shown = repr(value) if src is None else src
+    single = _position(value)
+    if single is not None:
+        return single
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if not isinstance(value, tuple | list):
         raise JaxGradUsageError(
-            f"argnums={src} must be an integer or integers: `argnums=0`, `argnums=0,1` or "
+            f"argnums={shown} must be an integer or integers: `argnums=0`, `argnums=0,1` or "
             "`argnums=(0, 1)`; or name the parameters with `wrt=x,y`."
         )
-    if isinstance(value, int):
-        return value
-    if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise JaxGradUsageError(f"argnums={src} must list integer positions, e.g. `argnums=0,1`; got {value!r}.")
-    return tuple(value)
+    positions = [_position(v) for v in value]
+    if not positions or None in positions:
+        raise JaxGradUsageError(f"argnums={shown} must list integer positions, e.g. `argnums=0,1`; got {value!r}.")
+    return tuple(p for p in positions if p is not None)
+
+
+def as_flag(key: str, value: Any, src: str | None = None) -> bool:
+    """``value`` of a True/False option as a Python bool; ``np.True_`` and 0/1 count.
+
+    Raises:
+      JaxGradUsageError: ``value`` is not a boolean, 0 or 1.
+    """
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    # Type first: `in` on an array compares elementwise and raises.
+    if _position(value) not in (0, 1):
+        raise JaxGradUsageError(f"{key}={repr(value) if src is None else src} must be True or False.")
+    return bool(value)
 
 
 @functools.lru_cache(maxsize=512)
@@ -283,7 +350,7 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
             word = _word(key, src)
             if key == "wrt":
                 names = tuple(w.strip() for w in word.strip("()[]").split(",") if w.strip())
-                names = tuple(_word(key, n) for n in names)
+                names = tuple(_python_name(_word(key, n)) for n in names)
                 bad = [n for n in names if not n.isidentifier()]
                 if bad or not names:
                     raise JaxGradUsageError(
@@ -306,8 +373,9 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
                     )
                 values["show"] = word
             else:  # fn, name
+                word = _python_name(word)
                 if (
-                    not _DOTTED.fullmatch(word)
+                    not _dotted(word)
                     or any(keyword.iskeyword(part) for part in word.split("."))
                     or (key == "name" and not word.isidentifier())
                 ):
@@ -330,12 +398,9 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
             continue
         value = _evaluate(key, src, namespace)
         if key in _BOOL_OPTIONS:
-            # Type first: `in` on an array compares elementwise and raises.
-            if not isinstance(value, int) or value not in (0, 1):
-                raise JaxGradUsageError(f"{key}={src} must be True or False.")
-            value = bool(value)
+            value = as_flag(key, value, src)
         elif key == "argnums":
-            value = _argnums(src, value)
+            value = as_argnums(value, src)
         elif key == "order":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise JaxGradUsageError(

@@ -211,3 +211,59 @@ class TestResolveOptions:
         message = _error("grad", "f optimizer=nesterof")
         assert "Unknown optimizer 'nesterof'" in message and "Did you mean 'nesterov'?" in message
         assert "not an optimizer" in _error("grad", "f optimizer=3")
+
+
+class TestPythonNamesInAnyScript:
+    """Python names are not ASCII-only: `def φ(x)` is a function, and the line must name it."""
+
+    def test_a_greek_target_and_options(self) -> None:
+        spec = parse_line("grad", "φ at=1.0 name=δf")
+        assert spec.target == "φ"
+        assert spec.options == (("at", "1.0"), ("name", "δf"))
+        assert _resolve("grad", "φ at=1.0 name=δf").name == "δf"
+
+    def test_dotted_names_wrt_and_fn_in_other_scripts(self) -> None:
+        assert parse_line("jac", "модель.потеря at=p").target == "модель.потеря"
+        opts = _resolve("grad", "fn=損失 wrt=θ,β name=勾配")
+        assert (opts.fn, opts.wrt, opts.name) == ("損失", ("θ", "β"), "勾配")
+
+    def test_names_are_read_as_python_spells_them(self) -> None:
+        # Python NFKC-normalises identifiers: `def ﬁt(x)` defines `fit`.
+        namespace: dict[str, object] = {}
+        exec("def ﬁt(x):\n    return x\n", namespace)
+        assert "fit" in namespace
+        assert parse_line("grad", "ﬁt at=1.0").target == "fit"
+        assert _resolve("grad", "f name=ﬁt_grad").name == "fit_grad"
+
+    @pytest.mark.parametrize("line", ["1φ at=1.0", "φ-ψ at=1.0", "φ. at=1.0"])
+    def test_what_is_not_a_name_is_still_refused(self, line: str) -> None:
+        with pytest.raises(JaxGradUsageError, match="expected a function name"):
+            parse_line("grad", line)
+
+    def test_a_comparison_in_another_script_is_not_an_option(self) -> None:
+        assert parse_line("grad", "f at=(λ==1)").options == (("at", "(λ==1)"),)
+
+
+class TestNumpyScalarsAsOptions:
+    """Array code hands around NumPy scalars; an option that takes an int or a bool takes them too."""
+
+    @pytest.mark.parametrize(
+        ("src", "expected"),
+        [("np.int64(1)", 1), ("np.int32(0)", 0), ("(np.int64(0), 1)", (0, 1)), ("np.array([0, 1])", (0, 1))],
+    )
+    def test_numpy_integers_as_argnums(self, src: str, expected: object) -> None:
+        argnums = _resolve("grad", f"f argnums={src}", np=np).argnums
+        assert argnums == expected and type(argnums) is type(expected)
+        if isinstance(argnums, tuple):
+            assert all(type(a) is int for a in argnums)
+
+    @pytest.mark.parametrize("src", ["np.True_", "np.bool_(True)", "np.int64(1)"])
+    def test_numpy_booleans_as_flags(self, src: str) -> None:
+        opts = _resolve("grad", f"f aux={src} check={src}", np=np)
+        assert opts.aux is True and opts.check is True
+        assert _resolve("grad", "f jit=np.False_", np=np).jit is False
+
+    @pytest.mark.parametrize("src", ["np.bool_(True)", "np.float64(1.0)", "(np.int64(0), np.True_)"])
+    def test_numpy_values_that_are_not_positions_are_refused(self, src: str) -> None:
+        assert "argnums=" in _error("grad", f"f argnums={src}", np=np)
+        assert "must be True or False" in _error("grad", "f aux=np.int64(2)", np=np)
