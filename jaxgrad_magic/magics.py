@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.displayhook import DisplayHook
@@ -103,15 +103,6 @@ def _usage(kind: str) -> str:
         examples=_EXAMPLES[kind],
         result_extra=_RESULT_EXTRA[kind],
     )
-
-
-def _restore(ns: MutableMapping[str, Any], snapshot: dict[str, Any]) -> None:
-    """Put the namespace back as it was before the cell ran (bad input changes nothing)."""
-    for key in [k for k in ns if k not in snapshot]:
-        del ns[key]
-    for key, value in snapshot.items():
-        if ns.get(key, snapshot) is not value:
-            ns[key] = value
 
 
 def _silenced(line: str) -> bool:
@@ -257,17 +248,16 @@ class JaxGradMagics(Magics):
                 )
         except JaxGradUsageError as exc:
             raise UsageError(str(exc)) from None
-        ns = self.shell.user_ns
-        snapshot = dict(ns) if cell is not None else None
+        # The cell runs like any cell: what it defines stays, also when the magic then fails (the
+        # user fixes the line and goes on with `%jac vec`). What the magic binds is bound only
+        # after it succeeded, so a failure binds nothing and overwrites nothing.
         source = self._run_cell(cell) if cell is not None else ""
         try:
             result = self._derive(kind, spec, source)
         except JaxGradUsageError as exc:
-            if snapshot is not None:
-                _restore(ns, snapshot)
             raise UsageError(str(exc)) from None
         if result.bound_name:
-            ns[result.bound_name] = result.transformed
+            self.shell.user_ns[result.bound_name] = result.transformed
         return None if _silenced(line) else result
 
     @no_var_expand

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import jax
+import numpy as np
 import pytest
 
 if TYPE_CHECKING:
@@ -17,17 +18,22 @@ BOWL = "def f(x, y):\n    return x**2 + (y - 1) ** 2\n"
 DERIVED = ("f_grad", "f_jac", "f_hess", "g_grad", "g_jac", "g_hess")
 
 
-def expect(ip: Shell, capsys: pytest.CaptureFixture[str], source: str, *fragments: str) -> str:
+def expect(
+    ip: Shell, capsys: pytest.CaptureFixture[str], source: str, *fragments: str, cell_defines: tuple[str, ...] = ()
+) -> str:
     """Run ``source``; it must fail with a one-paragraph UsageError containing ``fragments``,
-    leave the namespace as it was and bind nothing."""
+    bind nothing and leave the namespace as it was, but for ``cell_defines``: what a cell
+    magic's own cell defined (it ran, like any cell) stays."""
     before = dict(ip.ns)
     message = ip.usage_error(source, capsys)
     assert "\n" not in message.strip(), message
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
-    assert set(ip.ns) - {"_", "__", "___"} == set(before) - {"_", "__", "___"}, "the namespace changed"
+    ignored = {"_", "__", "___", *cell_defines}
+    assert set(ip.ns) - ignored == set(before) - ignored, "the namespace changed"
+    assert all(name in ip.ns for name in cell_defines), "what the cell defined was taken back"
     for key, value in before.items():
-        if key not in ("_", "__", "___"):
+        if key not in ignored:
             assert ip.ns[key] is value, f"{key} was rebound"
     assert not any(name in ip.ns for name in DERIVED if name not in before)
     return message
@@ -86,14 +92,22 @@ class TestTarget:
     def test_a_cell_that_defines_no_function_says_what_it_defined(
         self, ip: Shell, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        expect(ip, capsys, "%%jgrad\nx = 5.0\nimport math\n", "defines only x, math", "fn=NAME")
-        assert "x" not in ip.ns and "math" not in ip.ns  # the cell's names are taken back
+        expect(
+            ip, capsys, "%%jgrad\nx = 5.0\nimport math\n", "defines only x, math", "fn=NAME", cell_defines=("x", "math")
+        )
+        assert ip.ns["x"] == 5.0  # the cell ran, like any cell: what it defined stays
 
     def test_fn_not_found(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
         ip.run_cell("def pipeline(x):\n    return x\n")
         expect(ip, capsys, "%jgrad pipelin at=1.0", "no function named 'pipelin'", "Did you mean 'pipeline'?")
-        expect(ip, capsys, "%%jac fn=nothere at=1.0\ndef g(x):\n    return x\n", "no function named 'nothere'")
-        assert "g" not in ip.ns
+        expect(
+            ip,
+            capsys,
+            "%%jac fn=nothere at=1.0\ndef g(x):\n    return x\n",
+            "no function named 'nothere'",
+            cell_defines=("g",),
+        )
+        assert "g_jac" not in ip.ns
 
     def test_a_dotted_name_says_which_part_is_missing(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
         ip.run_cell("import types\nmodel = types.SimpleNamespace(head=types.SimpleNamespace())")
@@ -104,7 +118,7 @@ class TestTarget:
         expect(ip, capsys, "%jgrad value at=1.0", "needs a function", "float")
 
     def test_a_function_without_parameters(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
-        expect(ip, capsys, "%%jgrad\ndef g():\n    return 1.0\n", "no positional parameters")
+        expect(ip, capsys, "%%jgrad\ndef g():\n    return 1.0\n", "no positional parameters", cell_defines=("g",))
 
 
 class TestArguments:
@@ -135,20 +149,24 @@ class TestArguments:
 
 class TestJaxMisuse:
     def test_grad_of_a_vector_output(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
-        message = expect(ip, capsys, "%%jgrad at=jnp.ones(3)\ndef g(x):\n    return 2.0 * x\n", "%jac", ".sum()")
+        message = expect(
+            ip, capsys, "%%jgrad at=jnp.ones(3)\ndef g(x):\n    return 2.0 * x\n", "%jac", ".sum()", cell_defines=("g",)
+        )
         assert "(3,)" in message
-        assert "g" not in ip.ns
+        assert "g_grad" not in ip.ns
 
     def test_aux_on_a_function_that_returns_one_value(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
         for magic in ("jgrad", "jac", "hess"):
             expect(bowl, capsys, f"%{magic} f at=(5.0, 2.0) aux=True", "aux=True", "(output, aux)")
 
     def test_a_pair_without_aux(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
-        expect(ip, capsys, "%%jgrad at=1.0\ndef g(x):\n    return x ** 2, {'note': x}\n", "aux=True")
+        expect(
+            ip, capsys, "%%jgrad at=1.0\ndef g(x):\n    return x ** 2, {'note': x}\n", "aux=True", cell_defines=("g",)
+        )
 
     def test_python_control_flow_on_a_traced_value(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
         cell = "%%jgrad at=1.0\ndef g(x):\n    if x > 0:\n        return x ** 2\n    return -x\n"
-        message = expect(ip, capsys, cell, "jnp.where", "jax.lax.cond")
+        message = expect(ip, capsys, cell, "jnp.where", "jax.lax.cond", cell_defines=("g",))
         assert "g uses a traced value" in message
         # Without jit the value is concrete: the same cell works.
         ip.run_cell(cell.replace("at=1.0", "at=1.0 jit=False"))
@@ -160,13 +178,31 @@ class TestJaxMisuse:
 
 
 class TestNamespace:
-    def test_a_failed_cell_magic_leaves_the_namespace_as_it_was(
+    def test_a_failed_cell_magic_keeps_what_the_cell_defined_and_binds_nothing(
         self, ip: Shell, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        ip.run_cell("x = 1.0\ndef g(x):\n    return x\n")
-        old_x, old_g = ip.ns["x"], ip.ns["g"]
-        expect(ip, capsys, "%%jgrad at=(1.0, 2.0, 3.0)\nx = 99.0\nnew = 1\ndef g(x, y):\n    return x * y\n", "at=")
-        assert ip.ns["x"] is old_x and ip.ns["g"] is old_g and "new" not in ip.ns
+        ip.run_cell("x = 1.0\ndef g(x):\n    return x\ng_grad = 'mine'\n")
+        cell = "%%jgrad at=(1.0, 2.0, 3.0)\nx = 99.0\nnew = 1\ndef g(x, y):\n    return x * y\n"
+        expect(ip, capsys, cell, "at=", cell_defines=("x", "new", "g"))
+        assert ip.ns["x"] == 99.0 and ip.ns["new"] == 1 and ip.ns["g"](2.0, 3.0) == 6.0
+        assert ip.ns["g_grad"] == "mine"  # what the magic would have bound there stays as it was
+
+    def test_after_the_jgrad_error_for_a_vector_output_jac_works_on_the_same_function(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ip.run_cell("vec_grad = 'earlier'")
+        message = expect(
+            ip,
+            capsys,
+            "%%jgrad at=jnp.ones(3)\ndef vec(x):\n    return jnp.sin(x)\n",
+            "Use `%jac`",
+            cell_defines=("vec",),
+        )
+        assert "(3,)" in message
+        assert ip.ns["vec_grad"] == "earlier"
+        r = ip.run_cell("%jac vec at=jnp.array([0.5, 1.0, 2.0])")
+        np.testing.assert_allclose(r.derivative, np.diag(np.cos([0.5, 1.0, 2.0])), rtol=1e-6)
+        assert ip.ns["vec_jac"] is r.transformed and ip.ns["vec_grad"] == "earlier"
 
     def test_a_failure_keeps_an_earlier_binding(self, bowl: Shell, capsys: pytest.CaptureFixture[str]) -> None:
         first = bowl.run_cell("%jgrad f at=(5.0, 2.0)")
