@@ -5,6 +5,7 @@ The magics call :func:`derive` too; nothing here imports IPython or widgets.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable, Hashable, MutableMapping, Sequence
@@ -19,8 +20,8 @@ from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_li
 from .gradcheck import check_derivative, check_directional
 from .point import Point, resolve_point, signature_facts
 from .results import DerivativeResult
-from .spec import MAGIC, MISSING
-from .transforms import Argnums, Transform, build, choose_mode, composition
+from .spec import MAGIC, MISSING, as_argnums, as_flag
+from .transforms import Argnums, Transform, build, choose_mode, composition, direction_error, not_a_direction
 
 _VECTOR = {"jvp": "tangent", "vjp": "cotangent"}
 
@@ -184,6 +185,11 @@ def derive(
       JaxGradUsageError: bad options, or a known JAX misuse, explained.
     """
     started = time.perf_counter()
+    # NumPy scalars (np.int64(1), np.True_) are what array code hands around: take them as Python's.
+    if argnums is not None and type(argnums) is not int:
+        argnums = as_argnums(argnums)
+    if type(aux) is not bool:
+        aux = as_flag("aux", aux)
     plan_key = _plan_key(
         fn, kind, fn_name, at, argnums, wrt, order, mode, mode_configured, aux, jit, stepper, check, show
     )
@@ -199,6 +205,7 @@ def derive(
             "Name a function defined with `def` or `lambda`."
         )
     fn_name = fn_name or getattr(fn, "__name__", "f")
+    _check_plain_function(fn, fn_name, magic)
     params, has_varargs = signature_facts(fn)  # once: inspect.signature of a jitted function costs ~10 us
     param_names = tuple(p.name for p in params)
     argnums = _argnums_for(kind, fn_name, param_names, has_varargs, argnums, wrt)
@@ -228,7 +235,16 @@ def derive(
             f"`%{magic} {fn_name} at=x {word}=jnp.ones_like({'x' if kind == 'jvp' else fn_name + '(x)'})`."
         )
 
+    if vector is not MISSING and (bad := not_a_direction(vector)) is not None:
+        # Found before jax.jit sees it: jit would fail on the argument with a message about JAX types.
+        i = argnums if isinstance(argnums, int) else argnums[0]
+        first = param_names[i] if i < len(param_names) else "x"
+        what = "the differentiated argument(s)" if kind == "jvp" else f"the output of {fn_name}"
+        example = f"jnp.ones_like({first})" if kind == "jvp" else f"jnp.ones_like({fn_name}({first}))"
+        raise direction_error(_VECTOR[kind], what, bad, example)
+
     hint = _whole_tuple_hint(fn_name, params, point, at)
+    static = _static_positions(call_args)
     key, refs = function_key(fn)
     chosen, reason = None, None
     if kind == "jac":
@@ -237,14 +253,15 @@ def derive(
         elif point.args is None:
             chosen, reason = "rev", "auto: jacrev (no point to measure the shapes)"
         else:
+            probe, probe_args = _with_static(fn, call_args, static)
             chosen, reason = CACHE.get_or_build(
                 ("mode", key, argnums, aux, _point_signature(call_args)),
                 refs,
                 lambda: _guarded(
-                    lambda: choose_mode(fn, call_args, argnums, aux), kind, fn_name, aux, fn, call_args, hint
+                    lambda: choose_mode(probe, probe_args, argnums, aux), kind, fn_name, aux, fn, call_args, hint
                 ),
             )
-    t = Transform(kind, argnums, order, chosen, aux, jit)
+    t = Transform(kind, argnums, order, chosen, aux, jit, static=static)
     built = CACHE.get_or_build(("transform", key, t), refs, lambda: build(fn, t))
 
     value = derivative = aux_value = None
@@ -260,16 +277,17 @@ def derive(
         )
     grad_check = None
     if check:
+        checked_fn, checked_args = _with_static(fn, call_args, static)  # the check traces every argument
         if kind in _VECTOR:
-            grad_check = check_directional(kind, fn, call_args, argnums, vector, derivative, aux=aux)
+            grad_check = check_directional(kind, checked_fn, checked_args, argnums, vector, derivative, aux=aux)
         else:
             grad_check = check_derivative(
-                kind, fn, call_args, argnums, derivative, value, names=param_names, aux=aux, order=order
+                kind, checked_fn, checked_args, argnums, derivative, value, names=param_names, aux=aux, order=order
             )
     jaxpr = None
     if show == "jaxpr":
         plain = build(fn, t._replace(jit=False)).transformed  # unwrapped: no pjit shell around the program
-        jaxpr = jax.make_jaxpr(plain)(*call_args, *extra).pretty_print(use_color=False)  # no terminal colours
+        jaxpr = _jaxpr(plain, (*call_args, *extra), static, kind, fn_name, aux)
     fields = {
         "kind": kind,
         "fn_name": fn_name,
@@ -373,10 +391,17 @@ def _plan_key(
 
 
 def _point_signature(args: tuple[Any, ...]) -> Hashable:
-    """What the checks, the Jacobian mode and the compiled program depend on: all but the values."""
+    """What the checks, the Jacobian mode and the compiled program depend on: all but the values.
+
+    Python ints and strings count with their values: as static arguments (a size, a mode) they
+    shape the program, and the Jacobian mode with it.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(args)
     leaf_facts = tuple(
-        (type(x), getattr(x, "shape", None), getattr(x, "dtype", None), getattr(x, "weak_type", None)) for x in leaves
+        (type(x), x)
+        if isinstance(x, int | str | bytes)
+        else (type(x), getattr(x, "shape", None), getattr(x, "dtype", None), getattr(x, "weak_type", None))
+        for x in leaves
     )
     return treedef, leaf_facts
 
@@ -454,6 +479,135 @@ def _aux_mismatch(fn: Callable[..., Any], args: tuple[Any, ...], fn_name: str) -
     )
 
 
+def _output_mismatch(
+    kind: str, fn: Callable[..., Any], args: tuple[Any, ...], fn_name: str, aux: bool
+) -> JaxGradUsageError | None:
+    """The teaching error when ``fn``'s output is nothing to differentiate for ``kind``, else None.
+
+    ``jax.grad`` and ``jax.jacrev`` need floating-point outputs; JAX's own errors for None, bool,
+    int and complex outputs differ by transform (a bare ``ValueError`` for ``jacrev`` of None),
+    so the output is looked at directly, and only after a failure.
+    """
+    if kind not in ("grad", "jac", "hess"):
+        return None
+    try:
+        out = jax.eval_shape(fn, *args)  # shapes only: nothing runs or compiles
+    except Exception:
+        return None  # the function's own error: it surfaces as it is
+    if aux and isinstance(out, tuple | list) and len(out) == 2:
+        out = out[0]
+    magic = f"%{MAGIC[kind]}"
+    leaves = jax.tree_util.tree_leaves(out)
+    if not leaves:
+        got = "None" if out is None else f"an empty {type(out).__name__}"
+        return JaxGradUsageError(
+            f"{magic} needs {fn_name} to return a number or an array, but it returned {got}, so there is "
+            f"nothing to differentiate. Check that {fn_name} ends with `return <value>` (a function without "
+            "`return` returns None)."
+        )
+    dtype = next((leaf.dtype for leaf in leaves if not jax.dtypes.issubdtype(leaf.dtype, np.floating)), None)
+    if dtype is None:
+        return None
+    if jax.dtypes.issubdtype(dtype, np.complexfloating):
+        return JaxGradUsageError(
+            f"{magic} differentiates real-valued outputs, but {fn_name} returns complex numbers ({dtype}) here. "
+            "Give a real point (`at=1.0` rather than `at=1+2j`), return a real quantity (`jnp.abs(z) ** 2` or "
+            "`z.real`), or use `%jvp` / `%vjp`, which carry complex values."
+        )
+    what = "a comparison or another boolean" if dtype == np.dtype(bool) else "an integer"
+    return JaxGradUsageError(
+        f"{magic} needs {fn_name} to return floating-point numbers, but it returns {what} ({dtype}), which is "
+        "piecewise constant and has no useful derivative. Return a float instead: `3.0` rather than `3`, "
+        "`jnp.where(x > 0, x, 0.0)` rather than `x > 0`, or `out.astype(jnp.float32)`."
+    )
+
+
+def _is_static(value: Any) -> bool:
+    """A plain, immutable Python value: an int, a bool, a string, None, or a tuple of them.
+
+    As an argument that is not differentiated, such a value is a loop count, a size, a flag or a
+    mode, and user code treats it as Python (``range(n)``, ``jnp.zeros(n)``, ``if mode == 'l2'``).
+    Floats and arrays are not: they stay traced, so a new value does not recompile.
+    """
+    if value is None or isinstance(value, int | str | bytes):  # bool is an int
+        return True
+    return isinstance(value, tuple) and all(_is_static(v) for v in value)
+
+
+def _static_positions(args: tuple[Any, ...]) -> tuple[int, ...]:
+    """Positions of ``args`` that :func:`_is_static` keeps out of tracing.
+
+    Differentiated arguments never qualify: they were checked to hold floating-point numbers.
+    """
+    return tuple(i for i, a in enumerate(args) if _is_static(a))
+
+
+def _call_with_static(fn: Callable[..., Any], fixed: tuple[tuple[int, Any], ...], *args: Any) -> Any:
+    full = list(args)
+    for i, value in fixed:
+        full[i] = value
+    return fn(*full)
+
+
+def _with_static(
+    fn: Callable[..., Any], args: tuple[Any, ...], static: tuple[int, ...]
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """``fn`` and ``args`` for code that traces every argument (``jax.eval_shape``, the gradient check).
+
+    The static arguments travel as None (an empty pytree) and are put back in place inside, so
+    positions, and with them ``argnums``, stay as they were. A partial of a module function, so
+    the cache keys it by what it holds.
+    """
+    if not static:
+        return fn, args
+    fixed = tuple((i, args[i]) for i in static)
+    return (
+        functools.partial(_call_with_static, fn, fixed),
+        tuple(None if i in static else a for i, a in enumerate(args)),
+    )
+
+
+def _check_plain_function(fn: Callable[..., Any], fn_name: str, magic: str) -> None:
+    """A generator or async function returns a generator or coroutine, never numbers: say so first."""
+    try:
+        inner = inspect.unwrap(fn)  # through jax.jit and functools.wraps
+    except Exception:  # an object whose attribute lookup raises, or a loop of __wrapped__
+        inner = fn
+    if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
+        raise JaxGradUsageError(
+            f"%{magic} cannot differentiate {fn_name}: it is a generator function (it uses `yield`), so calling "
+            "it gives a generator, not numbers. Return the value instead of yielding it, or differentiate a "
+            f"function that consumes it, e.g. `def total(x): return sum({fn_name}(x))`."
+        )
+    if inspect.iscoroutinefunction(inner):
+        raise JaxGradUsageError(
+            f"%{magic} cannot differentiate {fn_name}: it is an `async def` function, so calling it gives a "
+            "coroutine, not numbers. Define it with a plain `def`."
+        )
+
+
+def _jaxpr(
+    plain: Callable[..., Any], args: tuple[Any, ...], static: tuple[int, ...], kind: str, fn_name: str, aux: bool
+) -> str:
+    """``show=jaxpr``: the transformed program as text, traced with every input abstract."""
+    try:
+        traced = jax.make_jaxpr(plain, static_argnums=static)(*args)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError) as exc:
+        # Also with jit=False: a program is a trace, so Python branches on inputs cannot be in it.
+        raise JaxGradUsageError(
+            f"show=jaxpr cannot show the program of {fn_name}: a program is traced with abstract inputs, "
+            f"even with jit=False, and {fn_name} uses Python control flow (`if`, `while`, `int()`) on an "
+            "input-dependent value. The derivative itself works without jit: drop show=jaxpr, or write the "
+            f"branch with `jnp.where(cond, a, b)` or `jax.lax.cond` so it can be traced. JAX said: {first_line(exc)}"
+        ) from None
+    except Exception as exc:
+        explained = explain_jax_error(exc, kind=kind, fn_name=fn_name, aux=aux)
+        if explained is None:
+            raise
+        raise explained from None
+    return traced.pretty_print(use_color=False)  # no terminal colours
+
+
 def _guarded(
     call: Callable[[], Any],
     kind: str,
@@ -473,7 +627,10 @@ def _guarded(
     try:
         return call()
     except Exception as exc:
-        explained = _aux_mismatch(fn, args, fn_name) if aux and fn is not None else None
+        probe, probe_args = (None, ()) if fn is None else _with_static(fn, args, _static_positions(args))
+        explained = _aux_mismatch(probe, probe_args, fn_name) if aux and probe is not None else None
+        if explained is None and probe is not None and isinstance(exc, TypeError | ValueError):
+            explained = _output_mismatch(kind, probe, probe_args, fn_name, aux)
         explained = explained or explain_jax_error(exc, kind=kind, fn_name=fn_name, aux=aux)
         if explained is None:
             if hint is not None and isinstance(exc, TypeError | AttributeError):

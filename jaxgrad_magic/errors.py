@@ -52,6 +52,13 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
             "branches and `jax.lax.while_loop` / `fori_loop` for loops, or pass `jit=False` "
             f"to differentiate without compiling. JAX said: {first_line(exc)}"
         )
+    if isinstance(exc, jax.errors.TracerIntegerConversionError):
+        return JaxGradUsageError(
+            f"{fn_name} uses a traced value where Python needs an int (`range(n)`, an index, a size). "
+            "Arguments that are not differentiated stay plain Python when given as Python ints, strings "
+            "or tuples of them: pass `n` as `3`, not `np.int64(3)` or `jnp.array(3)` (`int(n)` converts "
+            f"it), or pass `jit=False`. JAX said: {first_line(exc)}"
+        )
     if isinstance(exc, jax.errors.TracerArrayConversionError):
         return JaxGradUsageError(
             f"{fn_name} converts a traced value to a NumPy array (a `numpy` function or "
@@ -94,6 +101,14 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
         return JaxGradUsageError(f"{magic} needs {fn_name} to return a scalar{had}. {hint}")
     if "requires real" in msg and "valued inputs" in msg:
         got = msg.split("but got", 1)[1].split(".")[0].strip() if "but got" in msg else "an integer dtype"
+        if got.startswith("complex"):
+            # jacfwd's check: forward mode here takes real inputs only.
+            rev = "use `mode=rev` (jax.jacrev) for a real-valued output, " if kind == "jac" else ""
+            return JaxGradUsageError(
+                f"Cannot differentiate {fn_name} in forward mode (jax.jacfwd) at a complex point ({got}): it "
+                "takes real inputs only. Give a real point (e.g. the real and imaginary parts as two float "
+                f"arguments), {rev}or use `%jvp` / `%vjp`, which carry complex values."
+            )
         return JaxGradUsageError(
             f"Cannot differentiate {fn_name} with respect to an input of dtype {got}: "
             "derivatives need floating-point inputs. Write `1.0` instead of `1`, or convert "
@@ -104,8 +119,9 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
         what = found.group(1) if found else ""
         return JaxGradUsageError(
             f"{fn_name} was given a non-array argument{f' (of type {what})' if what else ''}, and jax.jit "
-            "traces every argument as an array. Make it a default value of the parameter (defaults stay "
-            "plain Python), close over it, or pass `jit=False`."
+            "traces arguments as arrays (plain ints, strings and tuples of them are kept static; lists and "
+            "dicts are not). Make it a default value of the parameter (defaults stay plain Python), a "
+            "plain string or tuple, close over it, or pass `jit=False`."
         )
     if "is not a valid JAX type" in msg:
         return JaxGradUsageError(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from .point import parameters
 
@@ -22,6 +23,9 @@ class Transform(NamedTuple):
     mode: str | None = None  # "rev" | "fwd" for jac, else None
     aux: bool = False
     jit: bool = True
+    # Positions of non-differentiated plain-Python arguments (a loop count, a size, a mode
+    # string): static under jax.jit, so `range(n)` sees an int, as in the user's own code.
+    static: tuple[int, ...] = ()
 
 
 class Built(NamedTuple):
@@ -52,7 +56,10 @@ def composition(t: Transform, fn_name: str = "f") -> str:
         text = f"jax.jvp({fn_name}, primals, (tangent,)){_wrt_text(t.argnums)}"
     else:
         text = f"jax.vjp({fn_name}, *primals)[1](cotangent){_wrt_text(t.argnums)}"
-    return f"jax.jit({text})" if t.jit else text
+    if not t.jit:
+        return text
+    static = "" if not t.static else f", static_argnums={t.static[0] if len(t.static) == 1 else t.static}"
+    return f"jax.jit({text}{static})"
 
 
 def _wrt_text(argnums: Argnums) -> str:
@@ -73,6 +80,38 @@ class _Shown(str):
         return str(self)
 
 
+def not_a_direction(vector: Any) -> str | None:
+    """What in ``vector`` cannot be a tangent or cotangent (``"a str ('abc')"``), else None.
+
+    A direction is numbers: Python numbers, NumPy or JAX arrays, in a pytree. Anything else
+    would fail inside ``jax.jit`` or ``jax.jvp`` with an error about JAX types, not about the
+    direction, so it is found here first.
+    """
+    try:
+        leaves = jax.tree_util.tree_leaves(vector)
+    except (TypeError, ValueError):  # e.g. a dict whose keys do not sort
+        return f"a {type(vector).__name__} that JAX cannot flatten"
+    for leaf in leaves:
+        if isinstance(leaf, int | float | complex | jax.Array) or hasattr(leaf, "__jax_array__"):
+            continue
+        dtype = getattr(leaf, "dtype", None)
+        numeric = dtype is not None and (dtype.kind in "biufc" or jax.dtypes.issubdtype(dtype, np.inexact))
+        if isinstance(leaf, np.ndarray | np.generic) and numeric:
+            continue
+        return f"a {type(leaf).__name__} ({leaf!r:.40})"
+    return None
+
+
+def direction_error(word: str, what: str, bad: str, example: str) -> Exception:
+    """The teaching error for a ``tangent=`` / ``cotangent=`` that is not numbers (see :func:`not_a_direction`)."""
+    from .errors import JaxGradUsageError
+
+    return JaxGradUsageError(
+        f"{word}= must be numbers: a float, an array, or a tuple, list or dict of them, shaped like "
+        f"{what}; but it holds {bad}. For example `{word}={example}`."
+    )
+
+
 def _matched(vector: Any, like: Any, word: str, what: str, example: str) -> Any:
     """``vector`` in the structure, shapes and dtypes of ``like``, or a teaching error.
 
@@ -81,6 +120,9 @@ def _matched(vector: Any, like: Any, word: str, what: str, example: str) -> Any:
     """
     from .errors import JaxGradUsageError
 
+    bad = not_a_direction(vector)
+    if bad is not None:
+        raise direction_error(word, f"{what} ({_describe(like)})", bad, example)
     want_leaves, want_def = jax.tree_util.tree_flatten(like)
     got_leaves, got_def = jax.tree_util.tree_flatten(vector)
     same = got_def == want_def and all(
@@ -173,7 +215,9 @@ def build(fn: Callable[..., Any], t: Transform) -> Built:
         def derivative(*call: Any) -> Any:
             return directional(*call)[1]
 
-        return Built(jax.jit(derivative), jax.jit(directional)) if t.jit else Built(derivative, directional)
+        if not t.jit:
+            return Built(derivative, directional)
+        return Built(jax.jit(derivative, static_argnums=t.static), jax.jit(directional, static_argnums=t.static))
 
     derivative = _derivative(fn, t)
 
@@ -197,7 +241,7 @@ def build(fn: Callable[..., Any], t: Transform) -> Built:
             return fn(*args), derivative(*args), None
 
     if t.jit:
-        return Built(jax.jit(derivative), jax.jit(evaluate))
+        return Built(jax.jit(derivative, static_argnums=t.static), jax.jit(evaluate, static_argnums=t.static))
     return Built(derivative, evaluate)
 
 

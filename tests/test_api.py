@@ -385,9 +385,14 @@ class TestBadInput:
         def f(x: Any, mode: str) -> Any:
             return jnp.sin(x) if mode == "sin" else x
 
-        message = self._message(lambda: grad(f, at=(0.5, "sin")))
+        close(grad(f, at=(0.5, "sin")).derivative, np.cos(0.5))  # a plain string is static under jit
+
+        def g(x: Any, opts: dict[str, str]) -> Any:
+            return jnp.sin(x) if opts["mode"] == "sin" else x
+
+        message = self._message(lambda: grad(g, at=(0.5, {"mode": "sin"})))  # a dict is traced
         assert "str" in message and "jit=False" in message and "default" in message
-        close(grad(f, at=(0.5, "sin"), jit=False).derivative, np.cos(0.5))
+        close(grad(g, at=(0.5, {"mode": "sin"}), jit=False).derivative, np.cos(0.5))
 
     def test_the_users_own_error_passes_through(self) -> None:
         def f(x: Any) -> Any:

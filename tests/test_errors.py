@@ -177,6 +177,110 @@ class TestJaxMisuse:
         expect(ip, capsys, "%jgrad g at=jnp.ones(3) order=2", "scalar", "%hess")
 
 
+class TestOutputsThatAreNotRealNumbers:
+    """A function whose output JAX cannot differentiate: one paragraph that says what to return."""
+
+    @pytest.mark.parametrize(
+        ("body", "fragments"),
+        [
+            ("x > 0", ("bool", "jnp.where(x > 0, x, 0.0)")),
+            ("3", ("int", "`3.0` rather than `3`")),
+            ("jnp.floor(x).astype(jnp.int32)", ("int32", "astype")),
+            ("None", ("returned None", "`return <value>`")),
+        ],
+    )
+    @pytest.mark.parametrize("line", ["%jgrad g at=1.0", "%jac g at=1.0", "%jac g at=1.0 mode=fwd", "%hess g at=1.0"])
+    def test_bool_int_or_none(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str], body: str, fragments: tuple[str, ...], line: str
+    ) -> None:
+        ip.run_cell(f"def g(x):\n    return {body}\n")
+        if line.endswith("mode=fwd") and body != "x > 0":
+            # jacfwd of a constant int or None is JAX's zero or None: no error to explain.
+            r = ip.run_cell(line)
+            assert r.derivative is None or not np.any(np.asarray(r.derivative))
+            return
+        expect(ip, capsys, line, f"%{line.split()[0][1:]} needs g to return", *fragments)
+
+    def test_a_function_without_return_under_the_cell_magic(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        cell = "%%jac at=jnp.ones(2)\ndef g(x):\n    y = jnp.sin(x)\n"
+        expect(ip, capsys, cell, "returned None", cell_defines=("g",))
+
+    def test_a_complex_output_at_a_complex_point(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def g(z):\n    return z ** 2\n")
+        for magic in ("jgrad", "jac"):
+            expect(ip, capsys, f"%{magic} g at=1+2j", "complex", "real point", "%jvp")
+        # ... and the directional magics carry complex values: d(z^2) = 2z dz.
+        r = ip.run_cell("%jvp g at=1+2j tangent=1.0")
+        close = np.testing.assert_allclose
+        close(np.asarray(r.derivative), 2 * (1 + 2j), rtol=1e-6)
+
+    def test_forward_mode_at_a_complex_point(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def g(z):\n    return jnp.abs(z) ** 2\n")
+        expect(ip, capsys, "%jac g at=1+2j mode=fwd", "forward mode", "complex", "mode=rev")
+        expect(ip, capsys, "%hess g at=1+2j", "forward mode", "real point")
+
+    def test_a_real_output_at_a_complex_point_works(self, ip: Shell) -> None:
+        ip.run_cell("def g(z):\n    return jnp.abs(z) ** 2\n")
+        r = ip.run_cell("%jgrad g at=1+2j")
+        # |z|^2 = z conj(z); JAX's gradient of a real function of z is 2 conj(z) (its convention).
+        np.testing.assert_allclose(np.asarray(r.derivative), 2 * np.conj(1 + 2j), rtol=1e-6)
+        np.testing.assert_allclose(float(r.value), 5.0, rtol=1e-6)
+
+
+class TestTargetsAndShows:
+    def test_a_generator_function(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        cell = "%%jgrad at=1.0\ndef g(x):\n    yield x ** 2\n"
+        expect(ip, capsys, cell, "generator function", "`yield`", "sum(g(x))", cell_defines=("g",))
+        for magic in ("jac", "hess", "jvp"):
+            expect(ip, capsys, f"%{magic} g at=1.0 tangent=1.0" if magic == "jvp" else f"%{magic} g at=1.0", "yield")
+
+    def test_an_async_function(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("async def g(x):\n    return x\n")
+        expect(ip, capsys, "%jgrad g at=1.0", "async def", "plain `def`")
+
+    def test_show_jaxpr_without_jit_on_python_control_flow(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        cell = "%%jgrad at=1.0 jit=False show=jaxpr\ndef g(x):\n    if x > 0:\n        return x ** 2\n    return -x\n"
+        message = expect(ip, capsys, cell, "show=jaxpr", "even with jit=False", "jnp.where", cell_defines=("g",))
+        assert "drop show=jaxpr" in message
+        r = ip.run_cell("%jgrad g at=1.5 jit=False")  # what the message says: without show=, it works
+        np.testing.assert_allclose(float(r.derivative), 3.0)
+
+
+class TestDirections:
+    """A tangent or cotangent of the wrong kind says what a direction must be."""
+
+    @pytest.mark.parametrize("jit", ["", " jit=False"])
+    @pytest.mark.parametrize(
+        ("value", "fragments"),
+        [
+            ("'abc'", ("must be numbers", "a str ('abc')", "tangent=jnp.ones_like(x)")),
+            ("(1.0, 'a')", ("must be numbers", "a str")),
+            ("object()", ("must be numbers", "a object")),
+            ("{'a': 1.0}", ("shaped like the differentiated argument", "f32[3]", "{'a'")),
+            ("jnp.ones(2)", ("shaped like the differentiated argument", "f32[3]", "f32[2]")),
+            ("None", ("shaped like the differentiated argument", "None")),
+        ],
+    )
+    def test_a_tangent_of_the_wrong_kind(
+        self, ip: Shell, capsys: pytest.CaptureFixture[str], jit: str, value: str, fragments: tuple[str, ...]
+    ) -> None:
+        ip.run_cell("def g(x):\n    return jnp.sin(x)\n")
+        expect(ip, capsys, f"%jvp g at=jnp.ones(3) tangent={value}{jit}", *fragments)
+
+    def test_a_cotangent_of_the_wrong_kind(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def g(x):\n    return jnp.sin(x)\n")
+        expect(ip, capsys, "%vjp g at=jnp.ones(3) cotangent='x'", "cotangent= must be numbers", "output of g")
+        expect(ip, capsys, "%vjp g at=jnp.ones(3) cotangent=jnp.ones(4)", "shaped like the output of g", "f32[3]")
+
+    def test_a_right_tangent_still_works(self, ip: Shell) -> None:
+        ip.run_cell("def g(x):\n    return jnp.sin(x)\n")
+        x = np.array([0.1, 0.2, 0.3])
+        r = ip.run_cell("%jvp g at=jnp.array([0.1, 0.2, 0.3]) tangent=np.array([1, 2, 3])")  # ints are cast
+        np.testing.assert_allclose(np.asarray(r.derivative), np.cos(x) * [1, 2, 3], rtol=1e-6)
+
+
 class TestNamespace:
     def test_a_failed_cell_magic_keeps_what_the_cell_defined_and_binds_nothing(
         self, ip: Shell, capsys: pytest.CaptureFixture[str]
