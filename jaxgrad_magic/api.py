@@ -527,11 +527,16 @@ def _is_static(value: Any) -> bool:
 
     As an argument that is not differentiated, such a value is a loop count, a size, a flag or a
     mode, and user code treats it as Python (``range(n)``, ``jnp.zeros(n)``, ``if mode == 'l2'``).
-    Floats and arrays are not: they stay traced, so a new value does not recompile.
+    Floats and arrays are not: they stay traced, so a new value does not recompile. Nor is a
+    long tuple: that is data (indices, say), which would be baked into the program and
+    recompiled for every new value.
     """
     if value is None or isinstance(value, int | str | bytes):  # bool is an int
         return True
-    return isinstance(value, tuple) and all(_is_static(v) for v in value)
+    return isinstance(value, tuple) and len(value) <= _STATIC_TUPLE_MAX and all(_is_static(v) for v in value)
+
+
+_STATIC_TUPLE_MAX = 16  # a shape, a few flags or sizes; longer tuples are data
 
 
 def _static_positions(args: tuple[Any, ...]) -> tuple[int, ...]:

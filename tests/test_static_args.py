@@ -119,6 +119,16 @@ class TestOtherPlainValues:
         assert "static_argnums" not in r.composition
         close(r.derivative, 2.0 * np.cos(0.3))
 
+    def test_a_long_tuple_of_ints_is_data_not_static(self, ip: Shell) -> None:
+        ip.run_cell("def pick(x, idx):\n    return jnp.sum(x[jnp.asarray(idx)] ** 2)\n")
+        r = ip.run_cell("%jgrad pick at=(jnp.arange(100.0), tuple(range(0, 100, 2)))")
+        assert "static_argnums" not in r.composition  # traced: a new index set does not recompile
+        expected = np.zeros(100)
+        expected[::2] = 2 * np.arange(0, 100, 2)
+        close(r.derivative, expected)
+        short = ip.run_cell("%jgrad pick at=(jnp.arange(100.0), (1, 3))")
+        assert "static_argnums=1" in short.composition
+
     def test_the_users_own_error_on_a_plain_value_is_theirs(self, ip: Shell) -> None:
         ip.run_cell("def g(x, n):\n    return x * (1 / (n - 3))\n")
         error = ip.user_error("%jgrad g at=(1.0, 3)")
