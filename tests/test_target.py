@@ -60,3 +60,13 @@ def test_a_cell_without_a_function_says_what_it_defined() -> None:
 def test_a_cell_that_binds_nothing() -> None:
     with pytest.raises(JaxGradUsageError, match="defines no names at all"):
         find_target("print('hello')\n", "jac")
+
+
+def test_names_in_any_script_as_the_namespace_holds_them() -> None:
+    # Python NFKC-normalises identifiers when it parses them, and so does ast: `def ﬁt` binds `fit`.
+    assert find_target("def φ(x):\n    return x\n", "jgrad") == "φ"
+    assert find_target("δf = lambda x: x\n", "jgrad") == "δf"
+    namespace: dict[str, object] = {}
+    source = "def ﬁt(x):\n    return x\n"
+    exec(source, namespace)
+    assert find_target(source, "jgrad") in namespace
