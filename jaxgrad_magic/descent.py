@@ -7,13 +7,12 @@ programs for one function, argument signature and optimizer are built once by
 
 * The learning rate is a traced argument and the optimizer is built inside the trace, so
   changing the rate recompiles nothing.
+* A step is one call that returns the new state as it is (the parameters are ready to read,
+  on their devices and with their shardings) and its report in one small array.
 * ``run`` takes up to :data:`CHUNK` steps in one ``fori_loop`` with a dynamic trip count,
   writing losses into a buffer, so any number of steps reuses one compile. Nothing in the loop
   checks for NaN; the caller checks once per chunk and replays only a chunk that went bad with
   ``guarded``, which stops before the first non-finite state.
-* Small states on one device cross the jit boundary packed into one flat array per dtype
-  (:class:`Layout`), so a single step pays for two or three arrays, not one per leaf. States
-  spread over several devices travel as they are, so jit keeps their shardings.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from .errors import JaxGradUsageError, explain_jax_error
@@ -33,9 +31,6 @@ from .jaxprs import subjaxprs
 
 CHUNK = 16_384
 """Steps one compiled chunk of ``run(n)`` can take; longer runs take several chunks."""
-
-PACK_LIMIT = 1 << 14
-"""States with at most this many elements are packed into one array per dtype between calls."""
 
 
 class StepperState(NamedTuple):
@@ -57,7 +52,20 @@ class StepperState(NamedTuple):
 
 
 LR_SHAPE = jax.ShapeDtypeStruct((), jnp.float32)
-"""The learning rate travels as a float32 scalar, so changing it recompiles nothing."""
+"""The learning rate of float32 (or narrower) parameters: a traced scalar, so changing it recompiles nothing."""
+
+
+def lr_dtype(params: Any) -> Any:
+    """The dtype the learning rate travels in: float32, or the parameters' own when wider (float64).
+
+    Args:
+      params: the parameters (arrays or shape/dtype structs).
+
+    Returns:
+      The widest of float32 and the parameters' floating-point dtypes.
+    """
+    dtypes = [x.dtype for x in jax.tree_util.tree_leaves(params) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.result_type(jnp.float32, *dtypes)
 
 
 class Descent(NamedTuple):
@@ -101,7 +109,7 @@ def init(d: Descent, params: Any, dynamic: Any, lr: jax.Array) -> StepperState:
       d: the loss and the optimizer.
       params: the parameters.
       dynamic: the other arguments of the loss.
-      lr: the learning rate (a float32 scalar, traced).
+      lr: the learning rate (a scalar in :func:`lr_dtype`, traced).
 
     Returns:
       A :class:`StepperState`, strongly typed throughout.
@@ -117,7 +125,7 @@ def advance(d: Descent, state: StepperState, dynamic: Any, lr: jax.Array) -> Ste
       d: the loss and the optimizer.
       state: the state to step from (its gradient drives the update).
       dynamic: the other arguments of the loss.
-      lr: the learning rate (a float32 scalar, traced).
+      lr: the learning rate (a scalar in :func:`lr_dtype`, traced).
 
     Returns:
       The next :class:`StepperState`.
@@ -171,7 +179,7 @@ def run_chunk(
       d: the loss and the optimizer.
       state: the state to start from.
       dynamic: the other arguments of the loss.
-      lr: the learning rate (a float32 scalar, traced).
+      lr: the learning rate (a scalar in :func:`lr_dtype`, traced).
       n: how many steps (traced, so any ``n`` reuses one compile).
 
     Returns:
@@ -196,7 +204,7 @@ def replay(
       d: the loss and the optimizer.
       state: the (finite) state to start from.
       dynamic: the other arguments of the loss.
-      lr: the learning rate (a float32 scalar, traced).
+      lr: the learning rate (a scalar in :func:`lr_dtype`, traced).
       n: the most steps to take.
 
     Returns:
@@ -276,11 +284,6 @@ def _norm_and_check(grad: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.
     return norm, ~jnp.isnan(checks)
 
 
-def on_one_device(tree: Any) -> bool:
-    """True when every array in ``tree`` lives on a single device (host values count as such)."""
-    return all(len(x.sharding.device_set) == 1 for x in jax.tree_util.tree_leaves(tree) if isinstance(x, jax.Array))
-
-
 def device_only(jaxpr: Any) -> bool:
     """True when a traced program does nothing on the host: no effects, no callbacks.
 
@@ -298,72 +301,6 @@ def device_only(jaxpr: Any) -> bool:
     return True
 
 
-class Layout:
-    """How a state crosses the jit boundary: packed into one flat array per dtype, or as is.
-
-    Packing is for small states on one device: a flat array cannot carry a sharding that
-    splits a leaf across devices, and large states gain nothing from it.
-    """
-
-    def __init__(self, shapes: StepperState, packed: bool) -> None:
-        leaves, self.treedef = jax.tree_util.tree_flatten(shapes)
-        self.packed = packed
-        # The parameters are the state's first leaves (a NamedTuple flattens in field order).
-        self.params_def = jax.tree_util.tree_structure(shapes.params)
-        self.param_leaves = self.params_def.num_leaves
-        self.shapes = [tuple(x.shape) for x in leaves]
-        groups: dict[np.dtype, list[int]] = {}
-        for i, x in enumerate(leaves):
-            groups.setdefault(np.dtype(x.dtype), []).append(i)
-        self.groups = [groups[d] for d in sorted(groups, key=str)]
-
-    def pack(self, state: StepperState) -> Any:
-        """The state as it crosses the boundary (inside jit)."""
-        if not self.packed:
-            return state
-        leaves = jax.tree_util.tree_leaves(state)
-        return tuple(jnp.concatenate([jnp.ravel(leaves[i]) for i in group]) for group in self.groups)
-
-    def unpack(self, carrier: Any) -> StepperState:
-        """The state back from :meth:`pack` (inside jit)."""
-        if not self.packed:
-            return carrier
-        return jax.tree_util.tree_unflatten(self.treedef, self._split(carrier))
-
-    def unpack_on_host(self, carrier: Any) -> StepperState:
-        """:meth:`unpack` outside jit: NumPy slices put back on the carrier's device, compiling nothing."""
-        if not self.packed:
-            return carrier
-        return jax.tree_util.tree_unflatten(self.treedef, self._leaves_on_host(carrier, len(self.shapes)))
-
-    def params_on_host(self, carrier: Any) -> Any:
-        """The parameters alone, outside jit: the optimizer state and the rest stay where they are."""
-        if not self.packed:
-            return carrier.params
-        return jax.tree_util.tree_unflatten(self.params_def, self._leaves_on_host(carrier, self.param_leaves))
-
-    def _leaves_on_host(self, carrier: Any, count: int) -> list[Any]:
-        """The state's first ``count`` leaves, sliced on the host and put back on the carrier's device."""
-        device = carrier[0].sharding if carrier[0].committed else None
-        # Only the arrays that hold one of those leaves are copied (a group's indices increase).
-        wanted = [group[0] < count for group in self.groups]
-        flats = [np.asarray(flat) if want else None for want, flat in zip(wanted, carrier, strict=True)]
-        return jax.device_put(self._split(flats, count), device)
-
-    def _split(self, flats: Any, count: int | None = None) -> list[Any]:
-        """The leaves (the first ``count`` of them, default all) cut out of one flat array per dtype."""
-        count = len(self.shapes) if count is None else count
-        leaves: list[Any] = [None] * count
-        for group, flat in zip(self.groups, flats, strict=True):
-            offset = 0
-            for i in group:
-                size = math.prod(self.shapes[i])
-                if i < count:
-                    leaves[i] = flat[offset : offset + size].reshape(self.shapes[i])
-                offset += size
-        return leaves
-
-
 class Programs:
     """The compiled programs for one function, argument signature and optimizer (cached by the caller).
 
@@ -371,22 +308,18 @@ class Programs:
       loss_fn: ``(params, dynamic) -> loss`` (or ``(loss, aux)`` with ``has_aux``).
       make: learning rate -> ``optax.GradientTransformation``.
       has_aux: ``loss_fn`` returns ``(loss, aux)``.
-      params: the starting parameters (their shapes, dtypes and devices decide the layout).
+      params: the starting parameters (their shapes and dtypes are checked here).
       dynamic: the other arguments passed to the programs.
       fn_name: the name used in messages.
 
     Attributes:
-      start: jitted ``(params, dynamic, lr) -> (carrier, stats)``: the state at ``params``.
-      step: jitted ``(carrier, dynamic, lr) -> (carrier, stats)``: one step.
-      run: jitted ``(carrier, dynamic, lr, n) -> (carrier, losses, path, stats)``: :func:`run_chunk`.
-      guarded: jitted ``(carrier, dynamic, lr, n) -> (carrier, losses, path, stats, done, last)``:
+      start: jitted ``(params, dynamic, lr) -> (state, stats)``: the state at ``params``.
+      step: jitted ``(state, dynamic, lr) -> (state, stats)``: one fused step.
+      run: jitted ``(state, dynamic, lr, n) -> (state, losses, path, stats)``: :func:`run_chunk`.
+      guarded: jitted ``(state, dynamic, lr, n) -> (state, losses, path, stats, done, last)``:
         :func:`replay`, compiled on first use.
-      unpack: carrier -> :class:`StepperState`, outside jit.
-      unpack_params: carrier -> the parameters alone, outside jit (no copy of the optimizer state).
       path_width: the parameter entries that ``stats`` and ``path`` carry (:func:`path_width`),
         or None when no path is kept.
-      speculate: whether a step may be started before it is asked for: a packed state, and a
-        step that does nothing on the host (no prints, no callbacks) for a step never taken.
       seconds_per_step: measured by the caller's runs, to size the next chunk.
 
     Raises:
@@ -404,37 +337,32 @@ class Programs:
     ) -> None:
         _check_loss(loss_fn, params, dynamic, has_aux, fn_name)
         d = Descent(evaluator(loss_fn, has_aux), make)
-        shapes = guard(lambda: jax.eval_shape(functools.partial(init, d), params, dynamic, LR_SHAPE), fn_name, has_aux)
-        step_jaxpr = guard(
-            lambda: jax.make_jaxpr(functools.partial(advance, d))(shapes, dynamic, LR_SHAPE), fn_name, has_aux
-        )
+        lr = jax.ShapeDtypeStruct((), lr_dtype(params))
+        shapes = guard(lambda: jax.eval_shape(functools.partial(init, d), params, dynamic, lr), fn_name, has_aux)
+        # Traced once here, so a misuse in the optimizer's update is reported now, as a teaching error.
+        guard(lambda: jax.eval_shape(functools.partial(advance, d), shapes, dynamic, lr), fn_name, has_aux)
         self.path_width = path_width(shapes.params)
-        size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
-        layout = Layout(shapes, packed=size <= PACK_LIMIT and on_one_device((params, dynamic)))
-        self.speculate = layout.packed and device_only(step_jaxpr)
 
-        def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[Any, jax.Array]:
+        def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[StepperState, jax.Array]:
             state = init(d, p, dyn, lr)
-            return layout.pack(state), stats(state)
+            return state, stats(state)
 
-        def step(carrier: Any, dyn: Any, lr: jax.Array) -> tuple[Any, jax.Array]:
-            state = advance(d, layout.unpack(carrier), dyn, lr)
-            return layout.pack(state), stats(state)
+        def step(state: StepperState, dyn: Any, lr: jax.Array) -> tuple[StepperState, jax.Array]:
+            state = advance(d, state, dyn, lr)
+            return state, stats(state)
 
-        def run(carrier: Any, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, jax.Array, Any, jax.Array]:
-            state, losses, path = run_chunk(d, layout.unpack(carrier), dyn, lr, n)
-            return layout.pack(state), losses, path, stats(state)
+        def run(state: StepperState, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
+            state, losses, path = run_chunk(d, state, dyn, lr, n)
+            return state, losses, path, stats(state)
 
-        def guarded(carrier: Any, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            state, losses, path, done, last = replay(d, layout.unpack(carrier), dyn, lr, n)
-            return layout.pack(state), losses, path, stats(state), done, last
+        def guarded(state: StepperState, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
+            state, losses, path, done, last = replay(d, state, dyn, lr, n)
+            return state, losses, path, stats(state), done, last
 
         self.start = jax.jit(start)
         self.step = jax.jit(step)
         self.run = jax.jit(run)
         self._guarded = guarded
-        self.unpack = layout.unpack_on_host
-        self.unpack_params = layout.params_on_host
         self.seconds_per_step: float | None = None
 
     @functools.cached_property

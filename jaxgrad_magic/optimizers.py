@@ -8,9 +8,11 @@ it and the cache key of what was given.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .cache import function_key
@@ -105,17 +107,19 @@ def resolve_optimizer(value: Any) -> Optimizer:
     )
 
 
-def check_lr(value: Any) -> float:
-    """The learning rate as a positive finite float.
+def check_lr(value: Any, dtypes: Sequence[Any] = ()) -> float:
+    """The learning rate as a positive finite float, and not 0 in any of ``dtypes``.
 
     Args:
       value: what the user passed.
+      dtypes: the floating-point dtypes the rate is used in (the parameters'): a rate that
+        rounds to 0 in one of them (``1e-300`` in float32) would move nothing, like ``lr=0``.
 
     Returns:
       ``value`` as a float.
 
     Raises:
-      JaxGradUsageError: not a number, or not positive and finite.
+      JaxGradUsageError: not a number, not positive and finite, or 0 in one of ``dtypes``.
     """
     try:
         lr = float(value) if not isinstance(value, bool | str) else math.nan
@@ -123,4 +127,13 @@ def check_lr(value: Any) -> float:
         lr = math.nan
     if not (math.isfinite(lr) and lr > 0):
         raise JaxGradUsageError(f"The learning rate must be a positive number, e.g. 0.1 or 1e-3; got {value!r}.")
+    for dtype in dtypes:
+        if jnp.issubdtype(dtype, jnp.floating) and np.asarray(lr, dtype=dtype) == 0:
+            tiny = float(jnp.finfo(dtype).smallest_subnormal)
+            raise JaxGradUsageError(
+                f"The learning rate {value!r} is 0 in {np.dtype(dtype).name}, the precision the parameters are "
+                f"stepped in, so no step would move them (as with lr=0). Use a rate that {np.dtype(dtype).name} "
+                f"can hold, at least {tiny:.3g} and in practice something like 1e-3; for smaller rates, give "
+                "parameters of a wider dtype (float64, with jax_enable_x64 on)."
+            )
     return lr

@@ -12,9 +12,9 @@ state between calls, and reports.
 
 * ``run(n)`` works in compiled chunks sized to last about :data:`CHUNK_SECONDS`, so a run in a
   thread reports progress and sees a Stop a few times a second.
-* ``step()`` starts the next step before it waits for the current one's loss, kept only if
-  the learning rate, optimizer and state are still the same when the next ``step()`` comes,
-  and only for steps that do nothing on the host (no ``jax.debug.print``, no callbacks).
+* ``step()`` is one call of a fused compiled step that returns the new state and its report;
+  nothing is started ahead, so reading ``params`` or ``loss`` after a step waits for that step
+  alone, and the parameters are read as the step left them, with no copy.
 * The compiled programs are cached by :func:`jaxgrad_magic.cache.function_key`, so a cell
   that re-defines the same function, and a new stepper on it, compile nothing.
 """
@@ -27,6 +27,7 @@ import operator
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, MutableMapping
 from typing import Any, NamedTuple
 
@@ -34,7 +35,7 @@ import jax
 import numpy as np
 
 from .cache import CACHE
-from .descent import CHUNK, PACK_LIMIT, Programs, StepperState, guard
+from .descent import CHUNK, Programs, StepperState, guard, lr_dtype
 from .errors import JaxGradUsageError
 from .history import HISTORY_LIMIT, History
 from .objective import make_objective
@@ -45,7 +46,6 @@ __all__ = [
     "CHUNK_SECONDS",
     "HISTORY_LIMIT",
     "OPTIMIZERS",
-    "PACK_LIMIT",
     "RunInfo",
     "StepInfo",
     "Stepper",
@@ -170,14 +170,18 @@ class Stepper:
         self._lock = threading.RLock()
         self._generation = 0  # bumped by reset(), so a run going on in a thread stops
         self._running = False
-        self._lr = check_lr(lr)
-        self._lr_array = jax.device_put(np.asarray(self._lr, dtype=np.float32))
+        dtypes = [np.dtype(x.dtype) for x in jax.tree_util.tree_leaves(self._objective.params0)]
+        # A learning rate must not round to 0 in the parameters' dtypes (it travels in the widest, or float32).
+        self._lr_dtypes = tuple(dict.fromkeys(dtypes))
+        self._lr_dtype = np.dtype(lr_dtype(self._objective.params0))
+        # 64-bit values exist only while jax_enable_x64 is on: such a stepper checks the flag before it computes.
+        dynamic = [np.dtype(getattr(x, "dtype", np.float32)) for x in jax.tree_util.tree_leaves(self._dynamic)]
+        self._x64 = bool(jax.config.jax_enable_x64) and any(d in _WIDE for d in (*dtypes, *dynamic))
+        self._lr = check_lr(lr, self._lr_dtypes)
+        self._lr_array = jax.device_put(np.asarray(self._lr, dtype=self._lr_dtype))
         self._opt = resolve_optimizer(optimizer)
         self._programs = self._programs_for(self._opt)
         self._history = History(self._programs.path_width)
-        self._view: tuple[Any, StepperState] | None = None  # (carrier, its state), read once per carrier
-        self._params_view: tuple[Any, Any] | None = None  # (carrier, its parameters)
-        self._ahead: tuple[Any, ...] | None = None  # (from carrier, lr, programs, (carrier, stats))
         self._start(self._objective.params0)
         self.message = f"ready at step 0: loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}"
         if not self._finite:
@@ -193,12 +197,22 @@ class Stepper:
             lambda: Programs(o.loss_fn, opt.make, self.has_aux, o.params0, o.dynamic, self.fn_name),
         )
 
+    def _check_x64(self) -> None:
+        """Refuse to compute with 64-bit values once ``jax_enable_x64`` is off (JAX cannot run them then)."""
+        if self._x64 and not jax.config.jax_enable_x64:
+            raise JaxGradUsageError(
+                f"This stepper on {self.fn_name} was made while jax_enable_x64 was on, so its values are "
+                "64-bit (float64), but jax_enable_x64 is now off and JAX cannot compute with them. Switch it "
+                'back on with `jax.config.update("jax_enable_x64", True)` to go on from here (what it holds '
+                "can still be read), or make a new stepper (re-run the cell) to descend in float32."
+            )
+
     def _start(self, params: Any) -> None:
         """Fresh optimizer state at ``params``; the history starts over at step 0."""
-        carrier, stats = guard(
+        state, stats = guard(
             lambda: self._programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
         )
-        self._carrier = carrier
+        self._state = state
         self._read(np.asarray(stats).tolist())
         self._history.start(self._loss, self._point)
         # A start where f or its gradient is not finite cannot descend: marked as diverged at step 0.
@@ -213,43 +227,32 @@ class Stepper:
     def step(self) -> StepInfo:
         """Take one optimizer step (one compiled call: update, apply, loss and gradient).
 
+        The call waits for the step, so what it returns and what the stepper holds afterwards
+        (``params``, ``loss``) are ready to read.
+
         Returns:
           A :class:`StepInfo`; when the new state is not finite it is not kept, ``diverged``
           is set and the message says at which step and what to do.
+
+        Raises:
+          JaxGradUsageError: the stepper holds 64-bit values and ``jax_enable_x64`` was switched off.
         """
         with self._lock:
             if not self._finite:
                 self.message = self._bad_start_message()
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
-            programs, start, lr = self._programs, self._carrier, self._lr_array
-            ahead, self._ahead = self._ahead, None
-            early = ahead is not None and ahead[0] is start and ahead[1] is lr and ahead[2] is programs
-            carrier, stats = ahead[3] if early else programs.step(start, self._dynamic, lr)
-            if programs.speculate and not (jax.config.jax_debug_nans or jax.config.jax_debug_infs):
-                # Start the next step before waiting for this one, so the device works while
-                # Python reports. (NaN debugging checks each call's output as it is made.)
-                try:
-                    self._ahead = (carrier, lr, programs, programs.step(carrier, self._dynamic, lr))
-                except Exception:  # not reported: the step is taken plainly if it is ever asked for
-                    self._ahead = None
-            try:
-                values = np.asarray(stats).tolist()  # waits for the step; Python floats from here on
-            except Exception:
-                if not (early or self._ahead is not None):
-                    raise
-                # The failure may be a step started ahead: drop that, and take this step again
-                # on its own, so an error reported here is this step's own.
-                self._ahead = None
-                carrier, stats = programs.step(start, self._dynamic, lr)
-                values = np.asarray(stats).tolist()
+            self._check_x64()
+            state, stats = self._programs.step(self._state, self._dynamic, self._lr_array)
+            values = np.asarray(stats).tolist()  # waits for the step; Python floats from here on
             if not values[2]:
                 self._diverge(self._history.step + 1, values)
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
-            self._carrier = carrier
-            self._read(values)
-            self._history.append(self._loss, self._point)
-            self._set_diverged(None, None)
-            steps, loss, grad_norm = self._history.step, self._loss, self._grad_norm
+            loss, grad_norm = values[0], values[1]
+            self._state, self._loss, self._grad_norm = state, loss, grad_norm
+            self._history.append(loss, values[3:])
+            if self.diverged:
+                self._set_diverged(None, None)
+            steps = self._history.step
             message = self.message = f"step {steps}: loss {loss:.6g}, ‖∇f‖ {grad_norm:.3g}"
             return StepInfo(1, steps, loss, grad_norm, False, message)
 
@@ -303,7 +306,8 @@ class Stepper:
                         self.message = self._bad_start_message()
                         diverged = True
                         break
-                    start = (self._programs, self._carrier, self._lr_array)
+                    self._check_x64()
+                    start = (self._programs, self._state, self._lr_array)
                 done, diverged = self._chunk(*start, n - taken)
                 taken += done
                 if on_progress is not None:
@@ -322,44 +326,46 @@ class Stepper:
             seconds = time.perf_counter() - started
             return RunInfo(taken, steps, self._loss, self._grad_norm, diverged, stopped, seconds, self.message)
 
-    def _chunk(self, programs: Programs, carrier: Any, lr: jax.Array, remaining: int) -> tuple[int, bool]:
-        """Run one chunk from ``carrier``; returns (steps kept, diverged).
+    def _chunk(self, programs: Programs, start: StepperState, lr: jax.Array, remaining: int) -> tuple[int, bool]:
+        """Run one chunk from ``start``; returns (steps kept, diverged).
 
         The device works without the lock, so setting ``lr``, reading the state or stopping from
         another thread never waits for a chunk. The chunk is kept only if the state is still
-        ``carrier`` when it ends; after a step, an optimizer change or a reset meanwhile it is
+        ``start`` when it ends; after a step, an optimizer change or a reset meanwhile it is
         dropped, and the run goes on from the new state.
         """
         per_step = programs.seconds_per_step
         hint = _FIRST_CHUNK if per_step is None else max(1, int(CHUNK_SECONDS / max(per_step, 1e-12)))
         k = min(remaining, CHUNK, hint)
         t0 = time.perf_counter()
-        new, losses, path, stats = programs.run(carrier, self._dynamic, lr, np.int32(k))
+        new, losses, path, stats = programs.run(start, self._dynamic, lr, np.int32(k))
         losses = np.asarray(losses)[:k]  # waits for the chunk
         values = np.asarray(stats).tolist()
         if values[2] and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
-            return (k, False) if self._commit(carrier, new, values, losses, path) else (0, False)
+            return (k, False) if self._commit(start, new, values, losses, path) else (0, False)
         # Something went non-finite in this chunk: replay it, stopping before the first bad step.
-        new, losses, path, stats, done, last = programs.guarded(carrier, self._dynamic, lr, np.int32(k))
+        new, losses, path, stats, done, last = programs.guarded(start, self._dynamic, lr, np.int32(k))
         done = int(done)
         with self._lock:
-            if self._carrier is not carrier:
+            if self._state is not start:
                 return 0, False  # the state moved on meanwhile
             if done:
-                self._commit(carrier, new, np.asarray(stats).tolist(), np.asarray(losses)[:done], path)
+                self._commit(start, new, np.asarray(stats).tolist(), np.asarray(losses)[:done], path)
             if done == k:
                 return k, False
             self._diverge(self._history.step + 1, np.asarray(last).tolist())
             return done, True
 
-    def _commit(self, start: Any, carrier: Any, values: list[float], losses: np.ndarray, path: Any) -> bool:
-        """Keep a chunk's steps from ``start`` to ``carrier``, unless the state has moved on from ``start``."""
+    def _commit(
+        self, start: StepperState, state: StepperState, values: list[float], losses: np.ndarray, path: Any
+    ) -> bool:
+        """Keep a chunk's steps from ``start`` to ``state``, unless the stepper has moved on from ``start``."""
         path = None if path is None else np.asarray(path)[: len(losses)]
         with self._lock:
-            if self._carrier is not start:
+            if self._state is not start:
                 return False
-            self._carrier = carrier
+            self._state = state
             self._read(values)
             self._history.extend(losses, path)
             self._set_diverged(None, None)
@@ -400,16 +406,20 @@ class Stepper:
         """
         with self._lock:
             self._generation += 1
+            self._check_x64()
             self._start(self._objective.params0)
             self.message = f"reset to step 0: loss {self._loss:.6g}" if self._finite else self._bad_start_message()
 
     def apply(self) -> dict[str, Any]:
         """Write the current parameters into the notebook.
 
-        When every optimized argument came from a notebook variable (``names``), each is
+        When every optimized argument came from its own notebook variable (``names``), each is
         written back to its variable, in the kind it had (a Python float stays a float, a
-        NumPy array stays NumPy with its dtype); otherwise the parameters (``params``) are
-        written to ``<fn_name>_params``. ``message`` says what was written.
+        NumPy array stays NumPy with its dtype). Otherwise the parameters (``params``) are
+        written to ``<fn_name>_params``, and no variable is touched: that is when an optimized
+        argument came from no variable, and when two came from the same one (``at=(xa, xa)``
+        with ``argnums=(0, 1)``), whose values have parted ways, so writing both to ``xa``
+        would keep only the last; this case also warns. ``message`` says what was written.
 
         Returns:
           The names written and their values.
@@ -422,7 +432,8 @@ class Stepper:
                 namespace = __main__.__dict__
             params, idx = self.params, self._objective.idx
             names = [self.names[i] if i < len(self.names) else None for i in idx]
-            if all(names):
+            shared = [name for name in dict.fromkeys(names) if name and names.count(name) > 1]
+            if all(names) and not shared:
                 values = self._per_argument(params)
                 written = {name: _like(self._point0[i], v) for name, i, v in zip(names, idx, values, strict=True)}
             else:
@@ -432,7 +443,21 @@ class Stepper:
                 written = {f"{base}_params": _like(original, params)}
             namespace.update(written)
             self.message = f"wrote {', '.join(written)} (step {self._history.step}) into the notebook"
-            return written
+            if shared:
+                labels, step = self._objective.labels, self._history.step
+                why = "; ".join(
+                    " and ".join(labels[i] for i, n in zip(idx, names, strict=True) if n == name)
+                    + f" both came from `{name}`"
+                    for name in shared
+                )
+                self.message = (
+                    f"{why}, and were optimized separately; one variable cannot hold both, so "
+                    f"{', '.join(f'`{n}`' for n in shared)} stayed as before. Wrote all the optimized arguments, in "
+                    f"argument order, to `{next(iter(written))}` (step {step}) instead: assign from it what you keep."
+                )
+        if shared:
+            warnings.warn(self.message, UserWarning, stacklevel=2)
+        return written
 
     def _per_argument(self, params: Any) -> tuple[Any, ...]:
         """``params`` as one value per optimized argument."""
@@ -440,42 +465,25 @@ class Stepper:
 
     # ------------------------------------------------------------------ state
 
-    def _state(self) -> StepperState:
-        # Under the lock: a run thread or an optimizer change replaces the carrier and the programs
-        # that read it together.
-        with self._lock:
-            carrier = self._carrier
-            view = self._view
-            if view is None or view[0] is not carrier:
-                view = self._view = (carrier, self._programs.unpack(carrier))
-            return view[1]
-
     @property
     def state(self) -> StepperState:
         """The current :class:`StepperState` (parameters, optimizer state, gradient, loss, aux)."""
-        return self._state()
+        return self._state
 
     @property
     def params(self) -> Any:
         """The optimized arguments now, in the structure of ``jax.grad``'s result for ``argnums``."""
-        with self._lock:
-            carrier = self._carrier
-            if self._view is not None and self._view[0] is carrier:
-                return self._view[1].params
-            if self._params_view is None or self._params_view[0] is not carrier:
-                # Only the parameters: reading them after every run must not copy the optimizer state.
-                self._params_view = (carrier, self._programs.unpack_params(carrier))
-            return self._params_view[1]
+        return self._state.params
 
     @property
     def grad(self) -> Any:
         """The gradient at the current parameters (the structure of :attr:`params`)."""
-        return self._state().grad
+        return self._state.grad
 
     @property
     def aux(self) -> Any:
         """The auxiliary output at the current parameters (``has_aux=True``), else None."""
-        return self._state().aux
+        return self._state.aux
 
     @property
     def point(self) -> tuple[Any, ...]:
@@ -541,10 +549,11 @@ class Stepper:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        lr = check_lr(value)
+        lr = check_lr(value, self._lr_dtypes)
+        self._check_x64()  # the rate is put on the device in the parameters' dtype
         with self._lock:
             self._lr = lr
-            self._lr_array = jax.device_put(np.asarray(lr, dtype=np.float32))
+            self._lr_array = jax.device_put(np.asarray(lr, dtype=self._lr_dtype))
             if self._opt.adjustable:
                 self.message = f"learning rate changed to {lr:g}; continuing from step {self._history.step}"
             else:
@@ -572,12 +581,13 @@ class Stepper:
     def optimizer(self, value: Any) -> None:
         opt = resolve_optimizer(value)
         with self._lock:
+            self._check_x64()
             params = self.params
             programs = self._programs_for(opt)
-            carrier, stats = guard(
+            state, stats = guard(
                 lambda: programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
             )
-            self._opt, self._programs, self._carrier = opt, programs, carrier
+            self._opt, self._programs, self._state = opt, programs, state
             self._read(np.asarray(stats).tolist())
             self.message = (
                 f"optimizer changed to {opt.label} (fresh optimizer state); continuing from step {self._history.step}"
@@ -618,6 +628,9 @@ class Stepper:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text("Stepper(...)" if cycle else repr(self))
+
+
+_WIDE = frozenset(np.dtype(t) for t in (np.float64, np.int64, np.uint64, np.complex128))
 
 
 def _check_count(n: Any) -> int:

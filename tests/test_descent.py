@@ -1,4 +1,4 @@
-"""The compiled descent programs on their own: steps, reports, chunks, the replay, packing, look-ahead.
+"""The compiled descent programs on their own: steps, reports, chunks, the replay.
 
 Expected values are closed forms: sgd on ``½‖x - t‖²`` moves ``x - t`` by ``1 - lr`` per step,
 and sgd on ``x²`` multiplies ``x`` by ``1 - 2 lr``.
@@ -18,9 +18,7 @@ import pytest
 from jaxgrad_magic.descent import (
     CHUNK,
     LR_SHAPE,
-    PACK_LIMIT,
     Descent,
-    Layout,
     Programs,
     StepperState,
     advance,
@@ -28,7 +26,7 @@ from jaxgrad_magic.descent import (
     evaluator,
     guard,
     init,
-    on_one_device,
+    lr_dtype,
     path_width,
     replay,
     run_chunk,
@@ -140,38 +138,6 @@ def test_the_replay_stops_before_the_first_non_finite_state() -> None:
     assert int(done) == 10 and float(last.params) == 1024.0
 
 
-def test_a_layout_packs_one_array_per_dtype_and_unpacks_it(compiles: Any) -> None:
-    state = StepperState(
-        {"w": jnp.arange(6.0).reshape(2, 3), "h": jnp.ones(2, jnp.bfloat16)},
-        (jnp.int32(7), jnp.zeros(3)),
-        {"w": jnp.ones((2, 3)), "h": jnp.zeros(2, jnp.bfloat16)},
-        jnp.float32(0.5),
-        None,
-    )
-    shapes = jax.eval_shape(lambda: state)
-    layout = Layout(shapes, packed=True)
-    carrier = jax.jit(layout.pack)(state)
-    assert sorted(str(flat.dtype) for flat in carrier) == ["bfloat16", "float32", "int32"]
-    assert sum(flat.size for flat in carrier) == sum(x.size for x in jax.tree_util.tree_leaves(state))
-    for back in (jax.jit(layout.unpack)(carrier), layout.unpack_on_host(carrier)):
-        jax.tree_util.tree_map(np.testing.assert_array_equal, back, state)
-        assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(state)
-    params = layout.params_on_host(carrier)  # the parameters alone, in their own structure
-    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(state.params)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, params, state.params)
-    compiles.reset()
-    layout.unpack_on_host(carrier)
-    layout.params_on_host(carrier)
-    assert compiles.count == 0
-    plain = Layout(shapes, packed=False)
-    assert plain.pack(state) is state and plain.unpack_on_host(state) is state
-    assert plain.params_on_host(state) is state.params
-
-
-def test_host_values_and_arrays_on_one_device_may_be_packed() -> None:
-    assert on_one_device((jnp.ones(3), np.ones(2), 1.5, {"k": jnp.float32(2.0)}))
-
-
 def test_a_step_that_runs_host_code_is_not_device_only() -> None:
     def pure(x: Any) -> Any:
         return jnp.sin(x) ** 2
@@ -193,25 +159,28 @@ def test_a_step_that_runs_host_code_is_not_device_only() -> None:
     assert not device_only(jax.make_jaxpr(jax.jit(host_in_a_branch))(x))  # nested in a jit too
 
 
-def test_programs_start_step_and_run_and_look_ahead_only_when_it_is_safe() -> None:
+def test_programs_start_step_and_run_and_hand_back_the_state_as_it_is() -> None:
     p = Programs(bowl, optax.sgd, False, jnp.zeros(3), (TARGET,), "bowl")
-    assert p.speculate and p.path_width is None
+    assert p.path_width is None
     lr = jax.device_put(np.float32(0.25))
-    carrier, first = p.start(jnp.zeros(3), (TARGET,), lr)
-    carrier, after = p.step(carrier, (TARGET,), lr)
-    np.testing.assert_allclose(p.unpack(carrier).params, 0.25 * TARGET, rtol=1e-6)
-    carrier, losses, _, last = p.run(carrier, (TARGET,), lr, np.int32(2))
-    np.testing.assert_allclose(p.unpack(carrier).params, TARGET - 0.75**3 * TARGET, rtol=1e-6)
+    state, first = p.start(jnp.zeros(3), (TARGET,), lr)
+    state, after = p.step(state, (TARGET,), lr)
+    assert isinstance(state, StepperState)  # the parameters are read as the step left them
+    np.testing.assert_allclose(state.params, 0.25 * TARGET, rtol=1e-6)
+    state, losses, _, last = p.run(state, (TARGET,), lr, np.int32(2))
+    np.testing.assert_allclose(state.params, TARGET - 0.75**3 * TARGET, rtol=1e-6)
     assert float(first[0]) > float(after[0]) > float(losses[0]) > float(losses[1]) == pytest.approx(float(last[0]))
 
-    big = jnp.zeros(PACK_LIMIT + 1)  # too large to pack, so nothing runs ahead
-    assert not Programs(bowl, optax.sgd, False, big, (jnp.ones_like(big),), "bowl").speculate
 
-    def host(params: Any, dynamic: Any) -> Any:
-        shape = jax.ShapeDtypeStruct((), jnp.float32)
-        return params**2 + jax.pure_callback(np.cos, shape, jax.lax.stop_gradient(params))
-
-    assert not Programs(host, optax.sgd, False, jnp.float32(1.0), (), "host").speculate
+def test_the_learning_rate_travels_in_float32_or_the_parameters_wider_dtype() -> None:
+    assert lr_dtype(jnp.zeros(3, jnp.bfloat16)) == jnp.float32
+    assert lr_dtype({"a": jnp.zeros(3), "b": jnp.zeros(2, jnp.float16)}) == jnp.float32
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        assert lr_dtype({"a": jnp.zeros(3), "b": jnp.zeros(2, jnp.float64)}) == jnp.float64
+    finally:
+        jax.config.update("jax_enable_x64", x64)
 
 
 def test_misuse_becomes_a_teaching_error_and_the_users_own_error_passes_through() -> None:

@@ -79,3 +79,17 @@ def test_a_positive_number_is_a_learning_rate(value: Any) -> None:
 def test_anything_else_is_not_a_learning_rate(value: Any) -> None:
     with pytest.raises(JaxGradUsageError, match=r"positive number, e\.g\. 0\.1"):
         check_lr(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "smallest"),
+    [(1e-300, np.float32, "1.4e-45"), (1e-8, np.float16, "5.96e-08"), (1e-42, jnp.bfloat16, "9.18e-41")],
+)
+def test_a_rate_that_is_zero_in_the_parameters_dtype_is_refused(value: float, dtype: Any, smallest: str) -> None:
+    name = np.dtype(dtype).name
+    with pytest.raises(JaxGradUsageError, match=rf"is 0 in {name}.*as with lr=0.*at least {smallest}") as caught:
+        check_lr(value, [np.dtype(np.float64), np.dtype(dtype)])
+    assert "\n" not in str(caught.value)
+    tiny = float(smallest) * 1.01  # the smallest number the dtype holds is a rate it can step with
+    assert check_lr(tiny, [np.dtype(dtype)]) == tiny
+    assert check_lr(value, [np.dtype(np.float64)]) == value  # float64 holds it
