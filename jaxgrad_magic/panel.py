@@ -25,6 +25,7 @@ import html
 import math
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -548,8 +549,12 @@ class StepperPanel:
 
     def _on_apply(self) -> None:
         self._check_idle("Apply")
-        written = self.stepper.apply()
+        with warnings.catch_warnings(record=True) as caught:  # said on the status line instead
+            warnings.simplefilter("always")
+            written = self.stepper.apply()
         values = ", ".join(f"{name} = {short_array(value)}" for name, value in written.items())
+        if caught:  # e.g. two arguments from one variable: why that variable was not written
+            self._notice = str(caught[0].message)
         self._say(f"wrote {values} into the notebook")
 
     def _on_lr(self, value: float) -> None:

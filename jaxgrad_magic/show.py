@@ -1,8 +1,10 @@
 """Show a result in IPython: the rich result, then the descent panel where widgets render.
 
-Panels are remembered by where they were shown (the cell's id where the frontend sends
-one, else the bound name), so a re-run closes the panel it replaces and the number of
-live widgets stays flat however often a cell runs.
+Results and panels are remembered by where they were made or shown (the cell's id where the
+frontend sends one, else the bound name). A re-run of that cell, or another cell binding the
+same name, replaces them: the panels of the results it replaces are closed, whether they were
+displayed or only built through ``r.stepper.widget``, so the number of live widgets stays
+flat however often a cell runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from .results import DerivativeResult
 
 _PANELS: dict[str, Any] = {}  # display key -> the panel widget shown there
+_RESULTS: dict[str, tuple[int, list[DerivativeResult]]] = {}  # key -> (the cell run, the results it made there)
 
 
 def widgets_render() -> bool:
@@ -44,11 +47,43 @@ def close_panel(widget: Any) -> None:
         panel.close()
 
 
+def _close_stepper_widget(result: DerivativeResult) -> None:
+    stepper = vars(result).get("stepper")  # only a stepper already built can have a panel
+    if stepper is not None:
+        stepper.close_widget()
+
+
+def replace_results(result: DerivativeResult, run: int) -> None:
+    """Remember ``result`` where it was made; close the panels of the results it replaces.
+
+    The results an earlier run made at the same place (the same cell, or without a cell id
+    the same bound name) are replaced: their steppers' panels are closed, displayed or not.
+    Results that one run makes at one place (a loop in a cell) are kept together.
+
+    Args:
+      result: a result the magic just made.
+      run: which cell run made it (a count that grows with every cell run).
+    """
+    key = _display_key(result)
+    made = _RESULTS.get(key)
+    if made is not None and made[0] == run:
+        made[1].append(result)
+        return
+    _RESULTS[key] = (run, [result])
+    for old in made[1] if made is not None else ():
+        if old is not result:
+            _close_stepper_widget(old)
+
+
 def close_all_panels() -> None:
-    """Close every panel this module showed (on ``%unload_ext``)."""
+    """Close every panel this module showed, and those of the results it remembers (on ``%unload_ext``)."""
     for widget in list(_PANELS.values()):
         close_panel(widget)
     _PANELS.clear()
+    for _, results in list(_RESULTS.values()):
+        for result in results:
+            _close_stepper_widget(result)
+    _RESULTS.clear()
 
 
 def show_result(result: DerivativeResult) -> None:
