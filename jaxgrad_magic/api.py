@@ -574,10 +574,9 @@ def _with_static(
 
 def _check_plain_function(fn: Callable[..., Any], fn_name: str, magic: str) -> None:
     """A generator or async function returns a generator or coroutine, never numbers: say so first."""
-    try:
-        inner = inspect.unwrap(fn)  # through jax.jit and functools.wraps
-    except Exception:  # an object whose attribute lookup raises, or a loop of __wrapped__
-        inner = fn
+    # fn itself (inspect sees through partials and methods), not what it wraps: a decorator may
+    # well turn a generator into a function that sums it.
+    inner = fn
     if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
         raise JaxGradUsageError(
             f"%{magic} cannot differentiate {fn_name}: it is a generator function (it uses `yield`), so calling "

@@ -236,6 +236,22 @@ class TestTargetsAndShows:
         for magic in ("jac", "hess", "jvp"):
             expect(ip, capsys, f"%{magic} g at=1.0 tangent=1.0" if magic == "jvp" else f"%{magic} g at=1.0", "yield")
 
+    def test_a_decorator_that_consumes_a_generator_is_a_function(self, ip: Shell) -> None:
+        ip.run_cell(
+            "import functools\n"
+            "def summed(gen):\n"
+            "    @functools.wraps(gen)\n"
+            "    def total(x):\n"
+            "        return sum(gen(x))\n"
+            "    return total\n"
+            "@summed\n"
+            "def terms(x):\n"
+            "    yield x ** 2\n"
+            "    yield jnp.sin(x)\n"
+        )
+        r = ip.run_cell("%jgrad terms at=0.5")
+        np.testing.assert_allclose(float(r.derivative), 2 * 0.5 + np.cos(0.5), rtol=1e-6)
+
     def test_an_async_function(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
         ip.run_cell("async def g(x):\n    return x\n")
         expect(ip, capsys, "%jgrad g at=1.0", "async def", "plain `def`")
