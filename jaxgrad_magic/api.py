@@ -21,7 +21,16 @@ from .gradcheck import check_derivative, check_directional
 from .point import Point, resolve_point, signature_facts
 from .results import DerivativeResult
 from .spec import MAGIC, MISSING, as_argnums, as_flag
-from .transforms import Argnums, Transform, build, choose_mode, composition, direction_error, not_a_direction
+from .transforms import (
+    Argnums,
+    Transform,
+    build,
+    choose_mode,
+    choose_order_method,
+    composition,
+    direction_error,
+    not_a_direction,
+)
 
 _VECTOR = {"jvp": "tangent", "vjp": "cotangent"}
 
@@ -261,6 +270,12 @@ def derive(
                     lambda: choose_mode(probe, probe_args, argnums, aux), kind, fn_name, aux, fn, call_args, hint
                 ),
             )
+    elif kind == "grad" and order > 1:  # nested grad, or Taylor mode for high orders (or a refusal)
+        chosen, reason = CACHE.get_or_build(
+            ("order", key, argnums, order, jit, None if point.args is None else _point_signature(call_args)),
+            refs,
+            lambda: choose_order_method(fn, None if point.args is None else call_args, argnums, order, jit, fn_name),
+        )
     t = Transform(kind, argnums, order, chosen, aux, jit, static=static)
     built = CACHE.get_or_build(("transform", key, t), refs, lambda: build(fn, t))
 
@@ -279,10 +294,22 @@ def derive(
     if check:
         checked_fn, checked_args = _with_static(fn, call_args, static)  # the check traces every argument
         if kind in _VECTOR:
-            grad_check = check_directional(kind, checked_fn, checked_args, argnums, vector, derivative, aux=aux)
+            grad_check = check_directional(
+                kind, checked_fn, checked_args, argnums, vector, derivative, aux=aux, jit=jit
+            )
         else:
             grad_check = check_derivative(
-                kind, checked_fn, checked_args, argnums, derivative, value, names=param_names, aux=aux, order=order
+                kind,
+                checked_fn,
+                checked_args,
+                argnums,
+                derivative,
+                value,
+                names=param_names,
+                aux=aux,
+                order=order,
+                mode=chosen,
+                jit=jit,
             )
     jaxpr = None
     if show == "jaxpr":

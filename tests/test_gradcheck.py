@@ -21,6 +21,8 @@ import pytest
 from conftest import Shell
 from IPython.utils.capture import capture_output
 
+from jaxgrad_magic import grad, hess, jac
+from jaxgrad_magic.api import derive
 from jaxgrad_magic.gradcheck import MAX_EXHAUSTIVE, RANDOM_DIRECTIONS, GradCheck, check_derivative, tolerances
 
 X3 = np.array([1.0, 2.0, 3.0])
@@ -262,7 +264,182 @@ class TestReport:
         assert "check" in message
 
 
+@jax.custom_vjp
+def lying_sum_sin(x: Any) -> Any:
+    """sum(sin x) whose reverse rule doubles the gradient."""
+    return jnp.sum(jnp.sin(x))
+
+
+lying_sum_sin.defvjp(lambda x: (lying_sum_sin(x), x), lambda x, g: (2 * g * jnp.cos(x),))
+
+
+@jax.custom_vjp
+def lying_half_line(x: Any) -> Any:
+    """sin on x >= 0, NaN left of 0 (a domain edge at 0), with a doubled reverse rule."""
+    return jnp.where(x >= 0, jnp.sin(x), jnp.nan)
+
+
+lying_half_line.defvjp(lambda x: (lying_half_line(x), x), lambda x, g: (2 * g * jnp.cos(x),))
+
+
+def branchy(x: Any) -> Any:
+    """Python control flow on the input's value: only runs untraced (jit=False)."""
+    if x > 0:
+        return x**3
+    return -x
+
+
+class TestHonest:
+    """Correct derivatives where a fixed absolute step used to fail the check, and lies that still fail."""
+
+    @pytest.mark.parametrize(
+        ("fn", "x", "closed_form"),
+        [
+            (lambda x: 1 / x, 0.01, lambda x: -1 / x**2),  # the step must be small next to x
+            (jnp.log, 1e-3, lambda x: 1 / x),  # a fixed step of 5e-3 crossed zero: NaN
+            (lambda x: jnp.sin(100 * x), 0.3, lambda x: 100 * np.cos(100 * x)),  # high curvature
+            (jnp.sqrt, 1e-6, lambda x: 0.5 / np.sqrt(x)),
+            (lambda x: jnp.exp(-x) * 1e3, 20.0, lambda x: -1e3 * np.exp(-x)),
+        ],
+        ids=["reciprocal", "log", "sin100x", "sqrt", "exp_decay"],
+    )
+    def test_correct_derivatives_pass(self, fn: Any, x: float, closed_form: Any) -> None:
+        r = grad(fn, at=x, check=True)
+        # float32 rounding of the point (and of 100 x) moves the exact value by up to ~1e-5
+        assert float(r.derivative) == pytest.approx(closed_form(x), rel=1e-4)
+        assert r.check.passed, r.check.summary()
+        a = r.check.args[0]
+        assert np.isfinite(a.max_abs_error) and a.max_rel_error < a.rtol
+
+    def test_elements_of_very_different_sizes(self) -> None:
+        x = np.array([0.01, 1.0, 100.0])
+        r = grad(lambda v: jnp.sum(1 / v), at=jnp.asarray(x, jnp.float32), check=True)
+        np.testing.assert_allclose(r.derivative, -1 / x**2, rtol=1e-5)
+        assert r.check.passed, r.check.summary()
+
+    @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+    @pytest.mark.parametrize(
+        ("fn", "x", "closed_form"),
+        [
+            (jnp.sin, 0.5, np.cos),
+            (jnp.exp, 3.0, np.exp),
+            (jnp.log, 0.01, lambda x: 1 / x),
+            (lambda x: x**3 - 2 * x, 7.5, lambda x: 3 * x**2 - 2),
+            (jnp.tanh, 1.0, lambda x: 1 / np.cosh(x) ** 2),
+        ],
+        ids=["sin", "exp", "log", "cubic", "tanh"],
+    )
+    def test_half_precision_points(self, dtype: Any, fn: Any, x: float, closed_form: Any) -> None:
+        at = jnp.asarray(x, dtype)
+        r = grad(fn, at=at, check=True)
+        exact = closed_form(float(at))  # at the point as rounded to half precision
+        assert float(r.derivative) == pytest.approx(exact, rel=2 * float(jnp.finfo(dtype).eps) + 1e-2)
+        assert r.check.passed, r.check.summary()
+        assert r.check.dtype == jnp.dtype(dtype).name and r.check.differenced_in == "float32"
+        assert "(differenced in float32)" in r.check.summary()
+        tol = {jnp.float16: 1e-2, jnp.bfloat16: 1e-1}[dtype]
+        assert r.check.args[0].atol == tol and r.check.args[0].rtol == tol
+
+    def test_half_precision_vector_jacobian_and_hessian(self) -> None:
+        x = np.linspace(0.1, 3.0, 5)
+        at = jnp.asarray(x, jnp.bfloat16)
+        r = jac(lambda z: jnp.sin(z) * z, at=at, check=True)
+        xs = np.asarray(at, np.float64)
+        np.testing.assert_allclose(
+            np.asarray(r.derivative, np.float64), np.diag(np.cos(xs) * xs + np.sin(xs)), atol=0.05
+        )
+        assert r.check.passed, r.check.summary()
+        h = hess(lambda z: jnp.sum(jnp.sin(z) * z), at=jnp.asarray(x, jnp.float16), check=True)
+        assert h.check.passed, h.check.summary()
+
+    @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+    def test_a_wrong_rule_still_fails_in_every_dtype(self, dtype: Any) -> None:
+        r = grad(lying_sum_sin, at=jnp.asarray([0.5, 1.0], dtype), check=True)
+        np.testing.assert_allclose(np.asarray(r.derivative, np.float64), 2 * np.cos([0.5, 1.0]), rtol=2e-2)
+        assert not r.check.passed
+        assert r.check.args[0].max_abs_error == pytest.approx(np.cos(0.5), rel=5e-2)  # the size of the lie
+
+    def test_a_wrong_rule_fails_at_small_points(self) -> None:
+        r = grad(lying_sum_sin, at=jnp.array([1e-3, 0.01]), check=True)
+        assert not r.check.passed
+
+    def test_one_sided_at_a_domain_edge(self) -> None:
+        # x**2.5 is NaN left of 0 and flat at 0: central differences are NaN there.
+        r = grad(lambda x: x**2.5, at=0.0, check=True)
+        assert float(r.derivative) == 0.0
+        assert r.check.passed, r.check.summary()
+        assert r.check.args[0].one_sided == 1
+        assert "one-sided" in r.check.summary() and "domain edge" in r.check.note
+
+    def test_one_sided_still_catches_a_wrong_rule(self) -> None:
+        r = grad(lying_half_line, at=0.0, check=True)
+        assert float(r.derivative) == pytest.approx(2.0)  # the lie; the truth is cos(0) = 1
+        assert not r.check.passed
+        assert r.check.args[0].one_sided == 1
+        assert r.check.args[0].max_abs_error == pytest.approx(1.0, rel=1e-3)
+
+    def test_the_step_shrinks_near_an_edge_it_would_cross(self) -> None:
+        # arccos is NaN past 1: the relative step at 0.999 (5e-3) crosses the edge 1e-3 away.
+        x = 0.999
+        r = grad(jnp.arccos, at=x, check=True)
+        assert float(r.derivative) == pytest.approx(-1 / np.sqrt(1 - np.float32(x) ** 2), rel=1e-4)
+        assert r.check.passed, r.check.summary()
+        assert r.check.step < tolerances(np.dtype(np.float32))[0] / 2
+        assert r.check.args[0].one_sided == 0  # a smaller central difference was enough
+
+    def test_higher_order_check_uses_taylor_mode_below(self) -> None:
+        r = grad(jnp.sin, at=0.7, order=9, check=True)
+        assert float(r.derivative) == pytest.approx(np.cos(0.7), rel=1e-4)  # sin⁽⁹⁾ = cos
+        assert r.check.passed, r.check.summary()
+
+
+class TestUntraced:
+    """``check=True`` with ``jit=False`` on a function that branches in Python on its input."""
+
+    def test_grad_and_order_two(self) -> None:
+        r = grad(branchy, at=2.0, jit=False, check=True)
+        assert float(r.derivative) == pytest.approx(12.0)  # 3 x²
+        assert r.check.passed, r.check.summary()
+        r2 = grad(branchy, at=2.0, order=2, jit=False, check=True)
+        assert float(r2.derivative) == pytest.approx(12.0)  # 6 x
+        assert r2.check.passed
+        left = grad(branchy, at=-1.5, jit=False, check=True)
+        assert float(left.derivative) == -1.0 and left.check.passed
+
+    def test_jacobian_hessian_and_directional(self) -> None:
+        def vec(x: Any) -> Any:
+            return (jnp.sum(x**3) if x[0] > 0 else jnp.sum(x)) * x
+
+        x = np.array([1.0, 2.0])
+        r = jac(vec, at=jnp.asarray(x), mode="rev", jit=False, check=True)
+        np.testing.assert_allclose(r.derivative, np.outer(x, 3 * x**2) + np.sum(x**3) * np.eye(2), rtol=1e-5)
+        assert r.check.passed, r.check.summary()
+        h = hess(lambda z: jnp.sum(branchy(z[0]) * z), at=jnp.asarray(x), jit=False, check=True)
+        assert h.check.passed, h.check.summary()
+        for kind, vector in (("jvp", {"tangent": jnp.ones(2)}), ("vjp", {"cotangent": jnp.ones(2)})):
+            d = derive(kind, vec, at=jnp.asarray(x), jit=False, check=True, **vector)
+            assert d.check.passed, (kind, d.check.summary())
+
+    def test_a_wrong_rule_fails_untraced(self) -> None:
+        r = grad(lying_sum_sin, at=jnp.array([0.5, 1.0]), jit=False, check=True)
+        assert not r.check.passed
+
+    def test_in_the_shell(self, ip: Shell) -> None:
+        ip.run_cell("def steer(x):\n    if x > 0:\n        return jnp.sin(x)\n    return x")
+        r = ip.run_cell("%jgrad steer at=0.5 jit=False check=True stepper=False")
+        assert float(r.derivative) == pytest.approx(np.cos(0.5), rel=1e-6)
+        assert r.check.passed and "PASS" in str(r)
+
+
 class TestTolerances:
+    def test_the_tolerances_of_jax_check_grads(self) -> None:
+        eps32 = float(np.finfo(np.float32).eps)
+        for dtype, tol in ((np.float16, 1e-2), (jnp.bfloat16, 1e-1), (np.float32, 2e-3), (np.float64, 1e-5)):
+            step, atol, rtol = tolerances(np.dtype(dtype))
+            assert atol == rtol == tol
+            if np.dtype(dtype).itemsize < 4:
+                assert step == pytest.approx(eps32 ** (1 / 3))  # differenced in float32
+
     def test_step_and_tolerances_fit_the_dtype(self) -> None:
         step32, atol32, rtol32 = tolerances(np.dtype(np.float32))
         step64, atol64, rtol64 = tolerances(np.dtype(np.float64))
@@ -326,6 +503,7 @@ def test_float64_has_no_note_and_tighter_tolerances() -> None:
     assert out["dtype"] == "float64"
     assert out["passed"] and out["note"] == ""
     assert "jax_enable_x64" not in out["text"] and "PASS: central differences, float64" in out["text"]
-    assert out["atol"] < 1e-6 and out["error"] < 1e-7
+    assert out["atol"] == 1e-5  # jax.test_util.check_grads' float64 tolerance (float32: 2e-3)
+    assert out["error"] < 1e-8  # Richardson-extrapolated differences in float64 are far inside it
     np.testing.assert_allclose(out["derivative"], np.sin(2 * X3), rtol=1e-12)
     assert not out["lie_passed"]
