@@ -82,6 +82,12 @@ class TestLoopCount:
         close(jaxgrad_magic.grad(f, at=(1.0, 3)).derivative, nested_sin(1.0, 3)[1])
         close(jaxgrad_magic.hess(f, at=(1.0, 1)).derivative, -np.sin(1.0))
 
+    def test_a_second_derivative_with_a_loop_count(self, ip: Shell) -> None:
+        ip.run_cell(LOOP)
+        r = ip.run_cell("%jgrad f at=(0.6, 2) order=2")
+        # d²/dx² sin(sin x) = -sin(sin x) cos²x - cos(sin x) sin x
+        close(r.derivative, -np.sin(np.sin(0.6)) * np.cos(0.6) ** 2 - np.cos(np.sin(0.6)) * np.sin(0.6))
+
     def test_directional_products_check_and_jaxpr(self, ip: Shell) -> None:
         ip.run_cell(LOOP)
         slope = nested_sin(0.7, 3)[1]
