@@ -9,7 +9,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Hashable, MutableMapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -199,14 +199,6 @@ def derive(
         argnums = as_argnums(argnums)
     if type(aux) is not bool:
         aux = as_flag("aux", aux)
-    plan_key = _plan_key(
-        fn, kind, fn_name, at, argnums, wrt, order, mode, mode_configured, aux, jit, stepper, check, show
-    )
-    plan = None if plan_key is None else CACHE.plan(plan_key)
-    if plan is not None and plan.fn is fn and (replayed := _replay(plan, fn, at, at_names, namespace)) is not None:
-        point, call_args = replayed
-        evaluated = _guarded(lambda: plan.evaluate(*call_args), kind, plan.fields["fn_name"], aux, fn, call_args)
-        return _result(plan.fields, point, evaluated, started, name, stepper_options, namespace, display_limits)
     magic = MAGIC[kind]
     if not callable(fn):
         raise JaxGradUsageError(
@@ -243,7 +235,6 @@ def derive(
             f"%{magic} needs a direction: `{word}=v`, {shape}, e.g. "
             f"`%{magic} {fn_name} at=x {word}=jnp.ones_like({'x' if kind == 'jvp' else fn_name + '(x)'})`."
         )
-
     if vector is not MISSING and (bad := not_a_direction(vector)) is not None:
         # Found before jax.jit sees it: jit would fail on the argument with a message about JAX types.
         i = argnums if isinstance(argnums, int) else argnums[0]
@@ -332,8 +323,6 @@ def derive(
         "check": grad_check,
         "jaxpr": jaxpr,
     }
-    if plan_key is not None and point.args is not None:
-        CACHE.keep_plan(plan_key, _Plan(fn, params, key, refs, _point_signature(call_args), built.evaluate, fields))
     evaluated = (value, derivative, aux_value)
     return _result(fields, point, evaluated, started, name, stepper_options, namespace, display_limits)
 
@@ -348,8 +337,8 @@ def _result(
     namespace: MutableMapping[str, Any] | None,
     display_limits: DisplayLimits | None,
 ) -> DerivativeResult:
-    """The result from ``fields`` (what a plan keeps; nothing that depends on the point's values)
-    and what belongs to this call: the point, ``(value, derivative, aux)`` and the call's options."""
+    """The result from ``fields`` (what the derivative is) and what belongs to this call: the
+    point, ``(value, derivative, aux)`` and the call's options."""
     value, derivative, aux = evaluated
     return DerivativeResult(
         **fields,
@@ -368,55 +357,6 @@ def _result(
     )
 
 
-class _Plan(NamedTuple):
-    """What a :func:`derive` call found that holds for any point of the same structure and dtypes.
-
-    A repeat of the call (a re-run line magic) with the same function object, options and a
-    point of the same structure, types, shapes and dtypes reuses it: the checks would pass as
-    they did, the Jacobian mode would be the same, and so is the compiled evaluator. Only the
-    function's key is rebuilt (or confirmed) to see changed globals, closures and defaults.
-    """
-
-    fn: Callable[..., Any]
-    params: tuple[inspect.Parameter, ...]
-    key: Hashable
-    refs: list[Any]  # keeps what the key holds by identity alive
-    signature: Hashable
-    evaluate: Callable[..., tuple[Any, Any, Any]]
-    fields: dict[str, Any]  # the result's fields that do not depend on the point's values (see _result)
-
-
-def _plan_key(
-    fn: Callable[..., Any],
-    kind: str,
-    fn_name: str | None,
-    at: Any,
-    argnums: Argnums | None,
-    wrt: tuple[str, ...] | None,
-    order: int,
-    mode: str,
-    mode_configured: bool,
-    aux: bool,
-    jit: bool,
-    stepper: bool,
-    check: bool,
-    show: str | None,
-) -> Hashable | None:
-    """The key a plan for this call is kept under, or None when the call cannot reuse one.
-
-    Calls with ``at=`` reuse plans. Directional derivatives, ``check=True`` (finite
-    differences of the point's values) and ``show=`` (a program printed for the point) do not.
-    """
-    if at is MISSING or kind in _VECTOR or check or show is not None:
-        return None
-    key = (id(fn), kind, fn_name, argnums, wrt, order, mode, mode_configured, aux, jit, stepper)
-    try:
-        hash(key)
-    except TypeError:  # options given as lists through the Python API
-        return None
-    return key
-
-
 def _point_signature(args: tuple[Any, ...]) -> Hashable:
     """What the checks, the Jacobian mode and the compiled program depend on: all but the values.
 
@@ -431,38 +371,6 @@ def _point_signature(args: tuple[Any, ...]) -> Hashable:
         for x in leaves
     )
     return treedef, leaf_facts
-
-
-def _replay(
-    plan: _Plan,
-    fn: Callable[..., Any],
-    at: Any,
-    at_names: tuple[str | None, ...] | None,
-    namespace: MutableMapping[str, Any] | None,
-) -> tuple[Point, tuple[Any, ...]] | None:
-    """The point and call arguments for ``at`` when ``plan`` holds for them, else None."""
-    facts = signature_facts(fn)
-    params = facts[0]
-    if not _same_parameters(params, plan.params):
-        return None
-    point = resolve_point(fn, plan.fields["fn_name"], at, at_names, namespace, facts=facts)
-    call_args = _call_args(point.args, params, plan.fields["argnums"])
-    try:
-        signature = _point_signature(call_args)
-    except (TypeError, ValueError):  # not a pytree: the full path explains it
-        return None
-    if signature != plan.signature or function_key(fn)[0] != plan.key:
-        return None
-    return point, call_args
-
-
-def _same_parameters(a: Sequence[inspect.Parameter], b: Sequence[inspect.Parameter]) -> bool:
-    """Parameters alike in name, kind and default object (``Parameter.__eq__`` compares defaults
-    with ``==``, which raises for an array default)."""
-    return a is b or (
-        len(a) == len(b)
-        and all(p.name == q.name and p.kind == q.kind and p.default is q.default for p, q in zip(a, b, strict=True))
-    )
 
 
 def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], argnums: Argnums) -> tuple[Any, ...]:

@@ -382,7 +382,6 @@ class TransformCache:
     def __init__(self, maxsize: int = 256) -> None:
         self.maxsize = maxsize
         self._entries: OrderedDict[Hashable, tuple[Any, list[Any]]] = OrderedDict()
-        self._plans: OrderedDict[Hashable, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -405,22 +404,9 @@ class TransformCache:
             self._entries.popitem(last=False)
         return value
 
-    def plan(self, key: Hashable) -> Any:
-        """The plan kept under ``key`` by :meth:`keep_plan`, or None."""
-        return self._plans.get(key)
-
-    def keep_plan(self, key: Hashable, plan: Any) -> None:
-        """Keep what a call found that a repeat of it may reuse; bounded, and cleared with the entries."""
-        self._plans[key] = plan
-        with contextlib.suppress(KeyError):
-            self._plans.move_to_end(key)
-        if len(self._plans) > self.maxsize:
-            self._plans.popitem(last=False)
-
     def clear(self) -> None:
-        """Forget every entry and plan."""
+        """Forget every entry."""
         self._entries.clear()
-        self._plans.clear()
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
