@@ -6,8 +6,8 @@ import base64
 import functools
 import html
 import math
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -35,10 +35,79 @@ class DisplayLimits(NamedTuple):
       max_items: arrays with more elements are abbreviated (first and last few values).
       heatmap_above: Jacobians and Hessians with more rows or columns than this (and more
         than one of each) are drawn as a heatmap instead of a table of numbers.
+      max_leaves: pytrees (a point, a value, a derivative) with more leaves than this show
+        only their first and last ``edge_leaves`` leaves and a count of the rest.
+      edge_leaves: how many leaves show at each end of a long pytree.
+      max_lines: programs (``show=jaxpr``) with more lines show their first and last
+        ``max_lines // 2`` lines and a count of the rest.
     """
 
     max_items: int = 24
     heatmap_above: int = 8
+    max_leaves: int = 12
+    edge_leaves: int = 3
+    max_lines: int = 60
+
+
+T = TypeVar("T")
+
+
+class Elided(NamedTuple):
+    """Where rows were left out of a rendering, and how many."""
+
+    count: int
+    what: str = "leaves"
+
+    def __str__(self) -> str:
+        return f"… {self.count:,} more {self.what} …"
+
+
+def elide(rows: Iterable[T], limits: DisplayLimits, what: str = "leaves") -> list[T | Elided]:
+    """``rows`` when there are at most ``limits.max_leaves``, else the first and last
+    ``limits.edge_leaves`` with an :class:`Elided` count between them.
+
+    Only the kept rows are ever formatted, so the cost of a rendering does not grow with the tree.
+    """
+    rows = list(rows)
+    edge = max(1, min(limits.edge_leaves, limits.max_leaves // 2))
+    if len(rows) <= max(limits.max_leaves, 2 * edge + 1):
+        return rows
+    return [*rows[:edge], Elided(len(rows) - 2 * edge, what), *rows[-edge:]]
+
+
+def elide_lines(text: str, limits: DisplayLimits) -> str:
+    """``text`` with at most ``limits.max_lines`` lines: its first and last half and a count."""
+    lines = text.splitlines()
+    half = max(1, limits.max_lines // 2)
+    if len(lines) <= 2 * half + 1:
+        return text
+    return "\n".join([*lines[:half], str(Elided(len(lines) - 2 * half, "lines")), *lines[-half:]])
+
+
+def short_repr(x: Any, limits: DisplayLimits | None = None, max_chars: int = 2000) -> str:
+    """A ``repr`` that stays short for any value: long pytrees as their first and last leaves
+    with a count, long strings cut with their length."""
+    limits = limits or DisplayLimits()
+    if isinstance(x, str):
+        return repr(x) if len(x) <= max_chars else f"{x[:max_chars]!r}… ({len(x):,} characters)"
+    try:
+        leaves = jax.tree_util.tree_leaves(x)
+    except Exception:  # not a pytree JAX can flatten (a dict whose keys do not sort)
+        leaves = [x]
+    if len(leaves) <= limits.max_leaves:
+        text = repr(x)
+        if len(text) <= max_chars:
+            return text
+    shown = [
+        row if isinstance(row, Elided) else f"{row[0] or '·'}={type_tag(row[1])} {_one_line(row[1], limits)}"
+        for row in elide(_leaves(x), limits)
+    ]
+    return f"<{type(x).__name__} of {len(leaves):,} leaves: {', '.join(map(str, shown))}>"
+
+
+def _one_line(x: Any, limits: DisplayLimits) -> str:
+    text = " ".join(format_array(x, limits.max_items).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _superscript(n: int) -> str:
@@ -201,6 +270,18 @@ def derivative_summary(result: DerivativeResult, limits: DisplayLimits) -> heatm
     return None if m is None else heatmap.summarize_blocks(m.blocks, m.row_shapes, m.col_shapes)
 
 
+def point_leaves(result: DerivativeResult) -> list[tuple[str, Any]]:
+    """``(label, leaf)`` for every leaf of every argument of the point, e.g. ``("q['w']", w)``."""
+    return [(f"{name}{path}", leaf) for name, a in point_rows(result) for path, leaf in _leaves(a)]
+
+
+def _whole_program_hint(result: DerivativeResult, limits: DisplayLimits) -> str:
+    """Where the whole program is when the rendering shows only its ends."""
+    if result.jaxpr is None or result.jaxpr.count("\n") < limits.max_lines:
+        return ""
+    return f" ({result.jaxpr.count(chr(10)) + 1:,} lines; all of them in the result's .jaxpr)"
+
+
 def point_rows(result: DerivativeResult) -> list[tuple[str, Any]]:
     """``(label, argument)`` for every argument of the point."""
     if result.point is None:
@@ -252,6 +333,9 @@ def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -
         head = f"    {label} = {type_tag(x)} "
         return head + format_array(x, limits.max_items).replace("\n", "\n" + " " * len(head))
 
+    def entries(rows: Iterable[tuple[str, Any]]) -> list[str]:
+        return [f"    {row}" if isinstance(row, Elided) else entry(*row) for row in elide(rows, limits)]
+
     lines = [f"{_title(result)} of {result.fn_name}: {result.composition}"]
     if result.mode_reason:
         lines.append(f"  mode    {result.mode_reason}")
@@ -259,28 +343,28 @@ def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -
         lines.append("  " + _not_evaluated_text(result))
     else:
         lines.append(f"  point   ({_source_text(result)})")
-        lines += [entry(f"{name}{path}", leaf) for name, a in point_rows(result) for path, leaf in _leaves(a)]
+        lines += entries(point_leaves(result))
         if result.direction is not None:
             lines.append(f"  {_direction_label(result)}")
-            lines += [entry(path or "·", leaf) for path, leaf in _leaves(result.direction)]
+            lines += entries((path or "·", leaf) for path, leaf in _leaves(result.direction))
         lines.append("  value")
-        lines += [entry(f"{result.fn_name}{path}", leaf) for path, leaf in _leaves(result.value)]
+        lines += entries((f"{result.fn_name}{path}", leaf) for path, leaf in _leaves(result.value))
         if result.has_aux:
             lines.append("  aux")
-            lines += [entry(f"aux{path}", leaf) for path, leaf in _leaves(result.aux)]
+            lines += entries((f"aux{path}", leaf) for path, leaf in _leaves(result.aux))
         lines.append("  derivative")
         summary = derivative_summary(result, limits)  # the numbers only: text has no picture
         if summary is not None:
             lines.append(f"    {_summary_text(summary)} (a heatmap in notebooks)")
         else:
-            lines += [entry(label, leaf) for label, leaf in derivative_rows(result)]
+            lines += entries(derivative_rows(result))
     if result.check is not None:
         lines.append("  check   " + result.check.summary().replace("\n", "\n          "))
     if result.bound_name:
         lines.append(f"  bound   {_signature(result)}")
     if result.jaxpr:
-        lines.append("  jaxpr")
-        lines += [f"    {ln}" for ln in result.jaxpr.splitlines()]
+        lines.append("  jaxpr" + _whole_program_hint(result, limits))
+        lines += [f"    {ln}" for ln in elide_lines(result.jaxpr, limits).splitlines()]
     return "\n".join(lines)
 
 
@@ -316,13 +400,22 @@ def _colorbar_src() -> str:
     return _png_src(heatmap.colorbar_png())  # the same legend under every heatmap
 
 
-def _heatmap_html(h: heatmap.Heatmap) -> str:
-    """The picture with its block labels along both axes, a colour bar and the summary."""
+def _heatmap_html(h: heatmap.Heatmap, limits: DisplayLimits | None = None) -> str:
+    """The picture with its block labels along both axes, a colour bar and the summary.
+
+    With many blocks (leaves), only the first and last few are labelled; one span stands for
+    the rest, so the HTML stays small.
+    """
     rows, cols = h.summary.shape
+    limits = limits or DisplayLimits()
 
     def labels(blocks: tuple[heatmap.Block, ...], total: int, px: int, vertical: bool) -> str:
         spans = []
-        for b in blocks:
+        shown = elide(blocks, limits)
+        for k, b in enumerate(shown):
+            if isinstance(b, Elided):  # the blocks between its neighbours, as one span
+                start, end = shown[k - 1].start + shown[k - 1].size, shown[k + 1].start
+                b = heatmap.Block(str(b), start, end - start)
             size = max(1, round(b.size / total * px))
             style = f"height:{size}px" if vertical else f"width:{size}px;display:inline-block;text-align:center"
             spans.append(
@@ -377,26 +470,34 @@ def _probes(a: ArgCheck) -> str:
 def render_html(result: DerivativeResult, limits: DisplayLimits | None = None) -> str:
     """A compact HTML table: function, point and its source, value, derivative, binding."""
     limits = limits or result.display_limits
+
+    def cells(leaves: Iterable[tuple[str, Any]]) -> list[str]:
+        return [
+            _cell("", f"<span class='jgm-tag'>{row}</span>")
+            if isinstance(row, Elided)
+            else _cell(row[0], _array_html(row[1], limits))
+            for row in elide(leaves, limits)
+        ]
+
     rows = [_cell("built", f"<code>{html.escape(result.composition)}</code>")]
     if result.mode_reason:
         rows.append(_cell("mode", html.escape(result.mode_reason)))
     if result.point is None:
         rows.append(_cell("point", html.escape(_not_evaluated_text(result))))
     else:
-        for name, arg in point_rows(result):
-            rows += [_cell(f"{name}{path}", _array_html(leaf, limits)) for path, leaf in _leaves(arg)]
+        rows += cells(point_leaves(result))
         rows.append(_cell("point", html.escape(_source_text(result))))
         if result.direction is not None:
             label = _direction_label(result)
-            rows += [_cell(f"{label}{path}", _array_html(leaf, limits)) for path, leaf in _leaves(result.direction)]
-        rows += [_cell(f"{result.fn_name}{p}", _array_html(leaf, limits)) for p, leaf in _leaves(result.value)]
+            rows += cells((f"{label}{path}", leaf) for path, leaf in _leaves(result.direction))
+        rows += cells((f"{result.fn_name}{p}", leaf) for p, leaf in _leaves(result.value))
         if result.has_aux:
-            rows += [_cell(f"aux{path}", _array_html(leaf, limits)) for path, leaf in _leaves(result.aux)]
+            rows += cells((f"aux{path}", leaf) for path, leaf in _leaves(result.aux))
         picture = derivative_heatmap(result, limits)
         if picture is not None:
-            rows.append(_cell("derivative", _heatmap_html(picture)))
+            rows.append(_cell("derivative", _heatmap_html(picture, limits)))
         else:
-            rows += [_cell(label, _array_html(leaf, limits)) for label, leaf in derivative_rows(result)]
+            rows += cells(derivative_rows(result))
     if result.check is not None:
         rows.append(_cell("check", _check_html(result.check)))
     if result.bound_name:
@@ -404,8 +505,9 @@ def render_html(result: DerivativeResult, limits: DisplayLimits | None = None) -
     jaxpr = ""
     if result.jaxpr:
         jaxpr = (
-            f"<details><summary>jaxpr of <code>{html.escape(result.composition)}</code></summary>"
-            f"<pre>{html.escape(result.jaxpr)}</pre></details>"
+            f"<details><summary>jaxpr of <code>{html.escape(result.composition)}</code>"
+            f"{html.escape(_whole_program_hint(result, limits))}</summary>"
+            f"<pre>{html.escape(elide_lines(result.jaxpr, limits))}</pre></details>"
         )
     head = f"<b>{html.escape(_title(result))}</b> of <code>{html.escape(result.fn_name)}</code>"
     return f"{_CSS}<div class='jgm-result'>{head}<table>{''.join(rows)}</table>{jaxpr}</div>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from .display import DisplayLimits
@@ -33,14 +33,16 @@ class DerivativeResult:
       value: the function's value at the point (its main output when ``aux=True``).
       derivative: the derivative, in exactly JAX's structure (a tuple for several argnums).
       aux: the auxiliary output when ``aux=True``.
-      mode: ``"rev"`` or ``"fwd"`` for a Jacobian, else None.
+      mode: ``"rev"`` or ``"fwd"`` for a Jacobian; ``"taylor"`` (``jax.experimental.jet``) or
+        ``"nested"`` for a gradient of a high ``order``; else None.
       mode_reason: why that mode was chosen.
       order: derivative order for ``grad``.
       bound_name: the notebook name the transformed function is bound to, if any.
       missing: parameters that had no value when no point was found.
       seconds: wall time of building and evaluating, including compilation.
       direction: the tangent (``jvp``) or cotangent (``vjp``).
-      check: the finite-difference check, when asked for with ``check=True``.
+      check: the finite-difference check, when asked for with ``check=True``;
+        ``check.passed`` is its overall verdict (see :class:`~jaxgrad_magic.gradcheck.GradCheck`).
       jaxpr: the transformed program as text, when asked for with ``show="jaxpr"``.
       display_limits: how much the text and HTML renderings show.
     """
@@ -106,6 +108,15 @@ class DerivativeResult:
             has_aux=self.has_aux,
             **self.stepper_options,
         )
+
+    def __repr__(self) -> str:
+        # Bounded like the renderings: a point of 2,000 leaves shows its ends and a count.
+        from .display import short_repr
+
+        shown = ", ".join(
+            f"{f.name}={short_repr(getattr(self, f.name), self.display_limits)}" for f in fields(self) if f.repr
+        )
+        return f"DerivativeResult({shown})"
 
     def __str__(self) -> str:
         from .display import render_text
