@@ -191,10 +191,11 @@ def _as_tuple(vector: Any) -> Any:
 
 # order=N: nested jax.grad grows 2-3x in program size per order (measured on a three-term
 # function: order 6 compiles in 0.7 s, 7 in 1.7 s, 8 in 7.5 s; order 16 of sin in ~30 s), while
-# Taylor mode (jax.experimental.jet) grows with N²: order 32 of sin in 0.3 s, 100 in 4 s.
+# Taylor mode (jax.experimental.jet) grows with N²: order 32 of sin in 0.3 s, 100 in 4 s; of that
+# three-term function order 16 in 1.1 s, 20 in 1.9 s, 32 in 3.5 s (and a check as much again).
 NESTED_MAX = 4  # up to here nested grad: as cheap as jet, and it handles every JAX feature
 NESTED_FALLBACK_MAX = 6  # nested grad for functions jet cannot trace: still about a second
-TAYLOR_MAX = 32  # jet's coefficients carry N!, which overflows float32 past 34! (order 35 is NaN)
+TAYLOR_MAX = 20  # a few seconds of compiling; past 34 jet's N! coefficients overflow float32 anyway
 TAYLOR = "taylor"  # Transform.mode of an order=N gradient computed by jet
 
 
@@ -260,10 +261,11 @@ def choose_order_method(
 
     if order > TAYLOR_MAX:
         raise JaxGradUsageError(
-            f"order={order} is above {TAYLOR_MAX}, the highest order computed here. Nested jax.grad grows "
-            f"2-3x per order (order 16 of sin takes ~30 s to compile), and Taylor mode (jax.experimental.jet), "
-            f"used from order {NESTED_MAX + 1}, carries N! in its coefficients, which overflows float32 past "
-            f"34!. Ask for order={TAYLOR_MAX} or less."
+            f"order={order} is above {TAYLOR_MAX}, the highest order computed here, to keep compiling to a few "
+            f"seconds. Nested jax.grad grows 2-3x per order (order 16 of sin takes ~30 s to compile); Taylor mode "
+            f"(jax.experimental.jet), used from order {NESTED_MAX + 1}, grows with the square of the order (a "
+            f"three-term function: ~2 s at order 20, ~4 s at 32), and past order 34 its N! coefficients overflow "
+            f"float32. Ask for order={TAYLOR_MAX} or less."
         )
     if order <= NESTED_MAX:
         return None, None

@@ -43,13 +43,13 @@ class TestHighOrders:
             (jnp.sin, 5, sin_derivative(5), 1e-5),
             (jnp.sin, 8, sin_derivative(8), 1e-5),
             (jnp.sin, 16, sin_derivative(16), 2e-5),
-            (jnp.sin, TAYLOR_MAX, sin_derivative(TAYLOR_MAX), 1e-4),  # 32!: float32 coefficients near their end
+            (jnp.sin, TAYLOR_MAX, sin_derivative(TAYLOR_MAX), 1e-4),
             (jnp.exp, 10, math.exp, 1e-5),
             (lambda x: x**10, 7, lambda x: math.factorial(10) / math.factorial(3) * x**3, 1e-5),
             (lambda x: x**10, 10, lambda x: float(math.factorial(10)), 1e-5),
             (lambda x: 1 / x, 6, lambda x: math.factorial(6) / x**7, 1e-5),
         ],
-        ids=["sin5", "sin8", "sin16", "sin32", "exp10", "x10_7", "x10_10", "recip6"],
+        ids=["sin5", "sin8", "sin16", "sin_max", "exp10", "x10_7", "x10_10", "recip6"],
     )
     def test_taylor_mode_against_closed_forms(
         self, fn: Any, n: int, closed_form: Callable[[float], float], rtol: float
@@ -87,7 +87,7 @@ class TestHighOrders:
                 grad(jnp.sin, order=n, **at)
             message = str(caught.value)
             assert f"order={n}" in message and f"order={TAYLOR_MAX} or less" in message
-            assert "N!" in message and "overflows float32" in message  # says why
+            assert "compiling" in message and "grows" in message and "N!" in message  # says why
 
     def test_what_jet_cannot_trace_falls_back_to_nested_grad(self) -> None:
         # jet has no rule for atan: nested grad still computes orders up to NESTED_FALLBACK_MAX.
