@@ -506,6 +506,11 @@ def check_directional(
 
 def _note(dtype: np.dtype, rel_step: float, checks: Sequence[ArgCheck]) -> str:
     notes = []
+    if not all(math.isfinite(c.max_abs_error) for c in checks):
+        notes.append(
+            "The derivative or the function is not finite at or around the point (an overflow, or a "
+            "singularity), so the two cannot be compared there."
+        )
     if sum(c.one_sided for c in checks):
         notes.append(
             "The function is not finite on one side of the point (a domain edge), so some directions were "

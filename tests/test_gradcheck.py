@@ -387,6 +387,11 @@ class TestHonest:
         assert r.check.step < tolerances(np.dtype(np.float32))[0] / 2
         assert r.check.args[0].one_sided == 0  # a smaller central difference was enough
 
+    def test_an_overflow_fails_and_says_why(self) -> None:
+        r = grad(jnp.exp, at=100.0, check=True)  # exp(100) is inf in float32
+        assert not np.isfinite(float(r.derivative))
+        assert not r.check.passed and "not finite" in r.check.note
+
     def test_higher_order_check_uses_taylor_mode_below(self) -> None:
         r = grad(jnp.sin, at=0.7, order=9, check=True)
         assert float(r.derivative) == pytest.approx(np.cos(0.7), rel=1e-4)  # sin⁽⁹⁾ = cos
