@@ -8,7 +8,8 @@ programs for one function, argument signature and optimizer are built once by
 * The learning rate is a traced argument and the optimizer is built inside the trace, so
   changing the rate recompiles nothing.
 * A step is one call that returns the new state as it is (the parameters are ready to read,
-  on their devices and with their shardings) and its report in one small array.
+  on their devices and with their shardings) and its report in one small array, which also
+  carries the loss.
 * ``run`` takes up to :data:`CHUNK` steps in one ``fori_loop`` with a dynamic trip count,
   writing losses into a buffer, so any number of steps reuses one compile. Nothing in the loop
   checks for NaN; the caller checks once per chunk and replays only a chunk that went bad with
@@ -312,12 +313,17 @@ class Programs:
       dynamic: the other arguments passed to the programs.
       fn_name: the name used in messages.
 
+    The state crosses the jit boundary without its loss (``loss=None``): the loss travels in
+    the report, so a step passes one array fewer each way (a measurable share of a small
+    step). ``run`` and ``guarded`` take the starting loss as a number.
+
     Attributes:
       start: jitted ``(params, dynamic, lr) -> (state, stats)``: the state at ``params``.
       step: jitted ``(state, dynamic, lr) -> (state, stats)``: one fused step.
-      run: jitted ``(state, dynamic, lr, n) -> (state, losses, path, stats)``: :func:`run_chunk`.
-      guarded: jitted ``(state, dynamic, lr, n) -> (state, losses, path, stats, done, last)``:
+      run: jitted ``(state, loss, dynamic, lr, n) -> (state, losses, path, stats)``: :func:`run_chunk`.
+      guarded: jitted ``(state, loss, dynamic, lr, n) -> (state, losses, path, stats, done, last)``:
         :func:`replay`, compiled on first use.
+      loss_dtype: the dtype of the loss.
       path_width: the parameter entries that ``stats`` and ``path`` carry (:func:`path_width`),
         or None when no path is kept.
       seconds_per_step: measured by the caller's runs, to size the next chunk.
@@ -342,22 +348,26 @@ class Programs:
         # Traced once here, so a misuse in the optimizer's update is reported now, as a teaching error.
         guard(lambda: jax.eval_shape(functools.partial(advance, d), shapes, dynamic, lr), fn_name, has_aux)
         self.path_width = path_width(shapes.params)
+        self.loss_dtype = shapes.loss.dtype
+
+        def with_loss(state: StepperState, loss: jax.Array) -> StepperState:
+            return state._replace(loss=jnp.asarray(loss).astype(self.loss_dtype))
 
         def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[StepperState, jax.Array]:
             state = init(d, p, dyn, lr)
-            return state, stats(state)
+            return state._replace(loss=None), stats(state)
 
         def step(state: StepperState, dyn: Any, lr: jax.Array) -> tuple[StepperState, jax.Array]:
             state = advance(d, state, dyn, lr)
-            return state, stats(state)
+            return state._replace(loss=None), stats(state)
 
-        def run(state: StepperState, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            state, losses, path = run_chunk(d, state, dyn, lr, n)
-            return state, losses, path, stats(state)
+        def run(state: StepperState, loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
+            state, losses, path = run_chunk(d, with_loss(state, loss), dyn, lr, n)
+            return state._replace(loss=None), losses, path, stats(state)
 
-        def guarded(state: StepperState, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            state, losses, path, done, last = replay(d, state, dyn, lr, n)
-            return state, losses, path, stats(state), done, last
+        def guarded(state: StepperState, loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
+            state, losses, path, done, last = replay(d, with_loss(state, loss), dyn, lr, n)
+            return state._replace(loss=None), losses, path, stats(state), done, last
 
         self.start = jax.jit(start)
         self.step = jax.jit(step)

@@ -32,6 +32,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .cache import CACHE
@@ -58,6 +59,10 @@ CHUNK_SECONDS = 0.1
 _FIRST_CHUNK = 64  # steps in the first chunk of a function whose step time is not known yet
 
 
+def _step_message(step: int, loss: float, grad_norm: float) -> str:
+    return f"step {step}: loss {loss:.6g}, ‖∇f‖ {grad_norm:.3g}"
+
+
 class StepInfo(NamedTuple):
     """What one :meth:`Stepper.step` did.
 
@@ -67,7 +72,7 @@ class StepInfo(NamedTuple):
       loss: the loss at the current parameters.
       grad_norm: the global norm of the gradient at the current parameters.
       diverged: True when the step produced a non-finite value and was not kept.
-      message: a human-readable status.
+      note: why the step was not taken (what :attr:`message` says then), else None.
     """
 
     steps: int
@@ -75,7 +80,13 @@ class StepInfo(NamedTuple):
     loss: float
     grad_norm: float
     diverged: bool
-    message: str
+    note: str | None = None
+
+    @property
+    def message(self) -> str:
+        """A human-readable status: ``step 3: loss 0.25, ‖∇f‖ 1``, or why the step was not taken."""
+        # Formatted when read: a loop of steps that never reads it does not pay for it.
+        return self.note if self.note is not None else _step_message(self.step, self.loss, self.grad_norm)
 
 
 class RunInfo(NamedTuple):
@@ -243,18 +254,18 @@ class Stepper:
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
             self._check_x64()
             state, stats = self._programs.step(self._state, self._dynamic, self._lr_array)
-            values = np.asarray(stats).tolist()  # waits for the step; Python floats from here on
-            if not values[2]:
-                self._diverge(self._history.step + 1, values)
+            report = np.asarray(stats)  # waits for the step
+            loss, grad_norm, finite = report[:3].tolist()
+            if not finite:
+                self._diverge(self._history.step + 1, [loss, grad_norm])
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
-            loss, grad_norm = values[0], values[1]
             self._state, self._loss, self._grad_norm = state, loss, grad_norm
-            self._history.append(loss, values[3:])
+            self._history.append(loss, report[3:])
             if self.diverged:
                 self._set_diverged(None, None)
             steps = self._history.step
-            message = self.message = f"step {steps}: loss {loss:.6g}, ‖∇f‖ {grad_norm:.3g}"
-            return StepInfo(1, steps, loss, grad_norm, False, message)
+            self._last_step, self._message = (steps, loss, grad_norm), None  # message formatted when read
+            return StepInfo(1, steps, loss, grad_norm, False)
 
     def run(
         self,
@@ -307,7 +318,7 @@ class Stepper:
                         diverged = True
                         break
                     self._check_x64()
-                    start = (self._programs, self._state, self._lr_array)
+                    start = (self._programs, self._state, self._loss, self._lr_array)
                 done, diverged = self._chunk(*start, n - taken)
                 taken += done
                 if on_progress is not None:
@@ -326,8 +337,10 @@ class Stepper:
             seconds = time.perf_counter() - started
             return RunInfo(taken, steps, self._loss, self._grad_norm, diverged, stopped, seconds, self.message)
 
-    def _chunk(self, programs: Programs, start: StepperState, lr: jax.Array, remaining: int) -> tuple[int, bool]:
-        """Run one chunk from ``start``; returns (steps kept, diverged).
+    def _chunk(
+        self, programs: Programs, start: StepperState, loss: float, lr: jax.Array, remaining: int
+    ) -> tuple[int, bool]:
+        """Run one chunk from ``start`` (whose loss is ``loss``); returns (steps kept, diverged).
 
         The device works without the lock, so setting ``lr``, reading the state or stopping from
         another thread never waits for a chunk. The chunk is kept only if the state is still
@@ -338,14 +351,14 @@ class Stepper:
         hint = _FIRST_CHUNK if per_step is None else max(1, int(CHUNK_SECONDS / max(per_step, 1e-12)))
         k = min(remaining, CHUNK, hint)
         t0 = time.perf_counter()
-        new, losses, path, stats = programs.run(start, self._dynamic, lr, np.int32(k))
+        new, losses, path, stats = programs.run(start, loss, self._dynamic, lr, np.int32(k))
         losses = np.asarray(losses)[:k]  # waits for the chunk
         values = np.asarray(stats).tolist()
         if values[2] and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
             return (k, False) if self._commit(start, new, values, losses, path) else (0, False)
         # Something went non-finite in this chunk: replay it, stopping before the first bad step.
-        new, losses, path, stats, done, last = programs.guarded(start, self._dynamic, lr, np.int32(k))
+        new, losses, path, stats, done, last = programs.guarded(start, loss, self._dynamic, lr, np.int32(k))
         done = int(done)
         with self._lock:
             if self._state is not start:
@@ -468,7 +481,9 @@ class Stepper:
     @property
     def state(self) -> StepperState:
         """The current :class:`StepperState` (parameters, optimizer state, gradient, loss, aux)."""
-        return self._state
+        with self._lock:  # the loss travels apart from the state (see Programs): put back together
+            state, loss = self._state, self._loss
+            return state._replace(loss=jnp.asarray(loss, dtype=self._programs.loss_dtype))
 
     @property
     def params(self) -> Any:
@@ -492,6 +507,18 @@ class Stepper:
         for i, value in zip(self._objective.idx, self._per_argument(self.params), strict=True):
             args[i] = value
         return tuple(args)
+
+    @property
+    def message(self) -> str:
+        """The last human-readable status."""
+        message = self._message
+        if message is None:  # the status of the last step, formatted on the first read
+            message = self._message = _step_message(*self._last_step)
+        return message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = value
 
     @property
     def loss(self) -> float:

@@ -166,8 +166,9 @@ def test_programs_start_step_and_run_and_hand_back_the_state_as_it_is() -> None:
     state, first = p.start(jnp.zeros(3), (TARGET,), lr)
     state, after = p.step(state, (TARGET,), lr)
     assert isinstance(state, StepperState)  # the parameters are read as the step left them
+    assert state.loss is None and p.loss_dtype == jnp.float32  # the loss travels in the report
     np.testing.assert_allclose(state.params, 0.25 * TARGET, rtol=1e-6)
-    state, losses, _, last = p.run(state, (TARGET,), lr, np.int32(2))
+    state, losses, _, last = p.run(state, float(after[0]), (TARGET,), lr, np.int32(2))
     np.testing.assert_allclose(state.params, TARGET - 0.75**3 * TARGET, rtol=1e-6)
     assert float(first[0]) > float(after[0]) > float(losses[0]) > float(losses[1]) == pytest.approx(float(last[0]))
 
