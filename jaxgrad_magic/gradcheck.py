@@ -142,8 +142,8 @@ def tolerances(dtype: np.dtype) -> tuple[float, float, float]:
     truncation. The tolerances are those of ``jax.test_util.check_grads`` for ``dtype``.
     """
     dtype = np.dtype(dtype)
-    step = float(np.finfo(differencing_dtype(dtype)).eps) ** (1 / 3)
-    eps = float(np.finfo(dtype).eps)
+    step = float(jnp.finfo(differencing_dtype(dtype)).eps) ** (1 / 3)
+    eps = float(jnp.finfo(dtype).eps)
     tol = _TOLERANCE.get(dtype.name, 1e-1 if eps > 1e-3 else 2e-3 if eps > 1e-10 else 1e-5)
     return step, tol, tol
 
