@@ -8,9 +8,10 @@ round times
   progress bar, the redraws during the run and the final redraw of the readout, the loss
   curve and the contour plot,
 
-both from the same start point (each is reset between rounds, outside the timing). A and B
-alternate in rounds after warming both; medians and their ratio are printed against the
-target: B at most 2x A.
+both from the same start point (each is reset before every run, outside the timing), and
+each reading its result as a user would (the loss of the ``RunInfo``; the panel's own readout).
+A and B alternate in rounds after warming both (``harness.alternate_calls``); medians and the
+median of the per-round ratios are printed against the target: B at most 2x A.
 
 Once the panel has timed a run, Run N does a run it expects to last less than
 ``INLINE_SECONDS`` in the click itself, without a thread; the warm-up rounds teach it that
@@ -26,13 +27,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from harness import alternate_calls
 
 from jaxgrad_magic import panel as panel_module
 from jaxgrad_magic.panel import REDRAW_INTERVAL, StepperPanel
@@ -73,36 +74,13 @@ LONG = Problem("sum(sin(x)**2), x of size 1000", sin_squares, (jnp.linspace(0.0,
 
 @dataclass(frozen=True)
 class Measured:
-    """Medians of both sides for one problem."""
+    """Medians of both sides for one problem, and the median of the per-round ratios."""
 
     problem: str
     run_s: float
     panel_s: float
+    ratio: float
     panel_redraws: float
-
-    @property
-    def ratio(self) -> float:
-        return self.panel_s / self.run_s
-
-
-def time_run(stepper: Stepper, n: int) -> float:
-    stepper.reset()
-    started = time.perf_counter()
-    stepper.run(n)
-    return time.perf_counter() - started
-
-
-def time_panel(panel: StepperPanel, n: int) -> tuple[float, int]:
-    panel.reset_button.click()
-    panel.steps_input.value = n
-    redraws = panel.redraws
-    started = time.perf_counter()
-    panel.run_button.click()
-    panel.wait()
-    elapsed = time.perf_counter() - started
-    if panel.stepper.steps != n:
-        raise RuntimeError(f"the panel ran {panel.stepper.steps} steps instead of {n}: {panel.status.value}")
-    return elapsed, panel.redraws - redraws
 
 
 def measure(problem: Problem, n: int, rounds: int) -> Measured:
@@ -111,16 +89,38 @@ def measure(problem: Problem, n: int, rounds: int) -> Measured:
 
     direct = make()
     panel = StepperPanel(make())
-    for _ in range(2):  # warm both: compiles, the grid, the figures
-        time_run(direct, n)
-        time_panel(panel, n)
-    runs, panels, redraws = [], [], []
-    for _ in range(rounds):
-        runs.append(time_run(direct, n))
-        elapsed, count = time_panel(panel, n)
-        panels.append(elapsed)
-        redraws.append(count)
-    return Measured(problem.name, statistics.median(runs), statistics.median(panels), statistics.median(redraws))
+    redraws: list[int] = []
+
+    def run() -> None:
+        info = direct.run(n)
+        info.loss  # noqa: B018
+
+    def panel_reset() -> None:
+        panel.reset_button.click()
+        panel.steps_input.value = n
+
+    def panel_run() -> None:
+        before = panel.redraws
+        panel.run_button.click()
+        panel.wait()
+        redraws.append(panel.redraws - before)
+        if panel.stepper.steps != n:
+            raise RuntimeError(f"the panel ran {panel.stepper.steps} steps instead of {n}: {panel.status.value}")
+
+    for _ in range(2):  # warm both twice: compiles, the grid, the figures, the panel's speed estimate
+        panel_reset()
+        panel_run()
+    timing = alternate_calls(
+        {"run(n)": run, "panel": panel_run},
+        budget=0.0,
+        prepare={"run(n)": direct.reset, "panel": panel_reset},
+        min_seconds=0.0,
+        rounds=(rounds, rounds),
+    )
+    panel.close()
+    return Measured(
+        problem.name, timing["run(n)"], timing["panel"], timing.ratio("panel", "run(n)"), statistics.median(redraws)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

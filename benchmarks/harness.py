@@ -6,9 +6,10 @@ goes on a shared machine falls on every side alike; ratios are medians of per-ro
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,56 @@ def alternate(shell: InteractiveShell, cells: dict[str, str], rounds: int, calls
             for _ in range(calls):
                 run_cell(cell, store_history=False)
             times[label].append((time.perf_counter() - start) / calls)
+    return Timings(times)
+
+
+def alternate_calls(
+    sides: Mapping[str, Callable[[], object]],
+    budget: float,
+    prepare: Mapping[str, Callable[[], object]] | None = None,
+    min_seconds: float = 0.02,
+    rounds: tuple[int, int] = (7, 41),
+) -> Timings:
+    """Time Python callables in alternating rounds, after warming each (the same scheme as :func:`alternate`).
+
+    ``prepare[label]`` runs untimed before every timed call of that side (e.g. a reset to the
+    start point). A round times each side enough times in a row to last ``min_seconds``, so
+    short calls are not lost in timer noise; the order rotates every round. As many rounds as
+    fit in ``budget`` seconds are run, within ``rounds`` (at least, at most).
+
+    Args:
+      sides: label -> the call to time.
+      budget: seconds to spend, roughly, on the timed rounds.
+      prepare: label -> what to run, untimed, before each call of that side.
+      min_seconds: the least time one side takes in one round.
+      rounds: the fewest and the most rounds.
+
+    Returns:
+      The per-round seconds per call of every side; compare them with :meth:`Timings.ratio`.
+    """
+    prepare = prepare or {}
+
+    def timed(label: str) -> float:
+        if label in prepare:
+            prepare[label]()
+        call = sides[label]
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+
+    reps: dict[str, int] = {}
+    round_seconds = 0.0
+    for label in sides:
+        timed(label)  # warm: compiles, caches, the allocator
+        best = max(min(timed(label) for _ in range(3)), 1e-9)
+        reps[label] = max(1, math.ceil(min_seconds / best))
+        round_seconds += reps[label] * best
+    count = max(rounds[0], min(rounds[1], int(budget / round_seconds)))
+    labels = list(sides)
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for r in range(count):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            times[label].append(sum(timed(label) for _ in range(reps[label])) / reps[label])
     return Timings(times)
 
 
