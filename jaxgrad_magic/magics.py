@@ -57,7 +57,7 @@ Defaults are configurable: %config JaxGradMagics.jit = False (see %config JaxGra
 
 _EXTRA = {
     "grad": (
-        "  order=2           N-th derivative: grad(grad(f)) (a single scalar argument)\n"
+        "  order=2           N-th derivative of a scalar argument: nested grad up to 4, Taylor mode to 20\n"
         "  stepper=False     no gradient-descent panel under the result\n"
         "  lr=0.1            the panel's starting learning rate\n"
         "  optimizer=adam    the panel's optimizer: sgd, momentum, nesterov, adam, adamw,\n"
