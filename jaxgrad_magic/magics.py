@@ -15,7 +15,7 @@ from .api import default_name, derive
 from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean
 from .results import DerivativeResult
-from .show import replace_results
+from .show import new_run, replace_results
 from .spec import MAGIC, Options, Spec, constant_but_at, evaluate_at, parse_line, resolve_options
 from .target import find_target
 
@@ -136,7 +136,7 @@ class JaxGradMagics(Magics):
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.cell_id: str | None = None  # the running cell's id, where the frontend sends one
-        self.cell_runs = 0  # cells run so far: results of one run at one place do not replace each other
+        self.cell_run = new_run()  # which cell run this is: results of one run at one place do not replace each other
         # Lines whose values are constants but at=: their options, resolved once per configuration.
         self._resolved: dict[Spec, tuple[Options, DisplayLimits]] = {}
 
@@ -165,7 +165,7 @@ class JaxGradMagics(Magics):
     def remember_cell(self, info: Any) -> None:
         """``pre_run_cell`` hook: note the cell's id, so a re-run replaces its own panel."""
         self.cell_id = getattr(info, "cell_id", None)
-        self.cell_runs += 1
+        self.cell_run = new_run()
 
     def _defaults(self) -> dict[str, Any]:
         return {"jit": self.jit, "mode": self.mode, "lr": self.lr, "optimizer": self.optimizer, "stepper": self.stepper}
@@ -261,7 +261,7 @@ class JaxGradMagics(Magics):
             raise UsageError(str(exc)) from None
         if result.bound_name:
             self.shell.user_ns[result.bound_name] = result.transformed
-        replace_results(result, self.cell_runs)  # closes the panels of what an earlier run made here
+        replace_results(result, self.cell_run)  # closes the panels of what an earlier run made here
         return None if _silenced(line) else result
 
     @no_var_expand

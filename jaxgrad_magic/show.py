@@ -10,6 +10,7 @@ flat however often a cell runs.
 from __future__ import annotations
 
 import html
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from .errors import JaxGradUsageError
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
 
 _PANELS: dict[str, Any] = {}  # display key -> the panel widget shown there
 _RESULTS: dict[str, tuple[int, list[DerivativeResult]]] = {}  # key -> (the cell run, the results it made there)
+_RUNS = itertools.count(1)
+KEEP_PER_RUN = 256  # results one run makes at one place that a re-run will close; older ones are let go
+
+
+def new_run() -> int:
+    """A number for a cell run, never given before in this process (so also not after ``%reload_ext``)."""
+    return next(_RUNS)
 
 
 def widgets_render() -> bool:
@@ -58,16 +66,18 @@ def replace_results(result: DerivativeResult, run: int) -> None:
 
     The results an earlier run made at the same place (the same cell, or without a cell id
     the same bound name) are replaced: their steppers' panels are closed, displayed or not.
-    Results that one run makes at one place (a loop in a cell) are kept together.
+    Results that one run makes at one place (a loop in a cell) are kept together, up to
+    :data:`KEEP_PER_RUN` of them (the oldest beyond that are no longer remembered).
 
     Args:
       result: a result the magic just made.
-      run: which cell run made it (a count that grows with every cell run).
+      run: which cell run made it (from :func:`new_run`).
     """
     key = _display_key(result)
     made = _RESULTS.get(key)
     if made is not None and made[0] == run:
         made[1].append(result)
+        del made[1][:-KEEP_PER_RUN]
         return
     _RESULTS[key] = (run, [result])
     for old in made[1] if made is not None else ():
