@@ -603,7 +603,7 @@ class StepperPanel:
 
         Args:
           flat: the current parameters flattened (the last row of the stepper's trajectory);
-            read from it when given, which spares unpacking the optimizer state.
+            read from it when given, which spares copying the parameters from the device.
         """
         if flat is not None and self._leaf_layout is not None:
             leaves = [(name, flat[at : at + math.prod(shape)].reshape(shape)) for name, at, shape in self._leaf_layout]

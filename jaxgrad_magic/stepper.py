@@ -627,7 +627,12 @@ class Stepper:
 
     @functools.cached_property
     def widget(self) -> Any:
-        """The ipywidgets descent panel for this stepper (built on first access)."""
+        """The ipywidgets descent panel for this stepper (built on first access).
+
+        A stepper of a magic's result has its panel closed when a re-run of the cell (or a cell
+        binding the same name) replaces the result, whether the panel was displayed or not;
+        reading ``widget`` again then builds a fresh one.
+        """
         from .panel import StepperPanel
 
         return StepperPanel(self).widget
