@@ -252,7 +252,8 @@ class Stepper:
             if not self._finite:
                 self.message = self._bad_start_message()
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
-            self._check_x64()
+            if self._x64:
+                self._check_x64()
             state, stats = self._programs.step(self._state, self._dynamic, self._lr_array)
             report = np.asarray(stats)  # waits for the step
             loss, grad_norm, finite = report[:3].tolist()

@@ -46,6 +46,7 @@ def test_each_step_leaves_its_own_result_to_read() -> None:
         # What the step computed is what is read: nothing sliced, copied or computed ahead.
         assert params is s.state.params and s.params is params and params.is_ready()
         np.testing.assert_array_equal(np.asarray(s.grad), 2 * np.asarray(params))
+        assert float(s.state.loss) == s.loss and s.state.loss.dtype == jnp.float32
 
 
 def test_reading_between_steps_changes_nothing_in_the_descent() -> None:
