@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import optax
 
 from .errors import JaxGradUsageError, explain_jax_error
-from .jaxprs import subjaxprs
 
 CHUNK = 16_384
 """Steps one compiled chunk of ``run(n)`` can take; longer runs take several chunks."""
@@ -283,23 +282,6 @@ def _norm_and_check(grad: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.
         checks = checks + jnp.sum(g * 0 + p.astype(dtype) * 0)
     norm = jnp.where(jnp.isinf(top), top, scale * jnp.sqrt(squares))  # inf / inf would say NaN
     return norm, ~jnp.isnan(checks)
-
-
-def device_only(jaxpr: Any) -> bool:
-    """True when a traced program does nothing on the host: no effects, no callbacks.
-
-    ``jax.pure_callback`` has no effect in the jaxpr, so its equations are looked for by name,
-    in nested jaxprs too (``cond`` branches, loop bodies, custom derivatives).
-    """
-    if jaxpr.effects:
-        return False
-    todo = [jaxpr.jaxpr]
-    while todo:
-        inner = todo.pop()
-        if any("callback" in eqn.primitive.name for eqn in inner.eqns):
-            return False
-        todo.extend(subjaxprs(inner))
-    return True
 
 
 class Programs:

@@ -141,7 +141,7 @@ def is_dynamic(leaf: Any) -> bool:
 
 def signature(tree: Any) -> Hashable:
     """What a compile depends on: the structure, and each leaf's type, shape, dtype, weak type and
-    sharding (which decides, too, whether the state may be packed)."""
+    sharding."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     return (
         treedef,

@@ -111,7 +111,7 @@ def main() -> dict[str, Any]:
     out["stepper_sharding_kept"] = same_sharding(stepper.params, xs) and same_sharding(stepper.grad, xs)
 
     # The same function and shape on one device first: its compiled programs must not be
-    # reused for the sharded point (a small state on one device is packed between calls).
+    # reused for the sharded point.
     plain = Stepper(shell.user_ns["bowl_again"], (jnp.linspace(-1.0, 1.0, 8),), lr=0.1, optimizer="sgd")
     plain.step()
     plain.run(7)

@@ -22,7 +22,6 @@ from jaxgrad_magic.descent import (
     Programs,
     StepperState,
     advance,
-    device_only,
     evaluator,
     guard,
     init,
@@ -136,27 +135,6 @@ def test_the_replay_stops_before_the_first_non_finite_state() -> None:
     assert np.isinf(float(bad[0])) and float(bad[2]) == 0.0
     last, _, _, done, _ = replay(d, state, (), lr, jnp.int32(10))  # all finite: it takes them all
     assert int(done) == 10 and float(last.params) == 1024.0
-
-
-def test_a_step_that_runs_host_code_is_not_device_only() -> None:
-    def pure(x: Any) -> Any:
-        return jnp.sin(x) ** 2
-
-    def printing(x: Any) -> Any:
-        jax.debug.print("x = {x}", x=x)
-        return x**2
-
-    def host_in_a_branch(x: Any) -> Any:
-        def host(v: Any) -> Any:
-            return jax.pure_callback(np.cos, jax.ShapeDtypeStruct((), jnp.float32), v)
-
-        return jax.lax.cond(x > 0, host, jnp.cos, x)
-
-    x = jax.ShapeDtypeStruct((), jnp.float32)
-    assert device_only(jax.make_jaxpr(jax.grad(pure))(x))
-    assert not device_only(jax.make_jaxpr(jax.grad(printing))(x))
-    assert not device_only(jax.make_jaxpr(host_in_a_branch)(x))
-    assert not device_only(jax.make_jaxpr(jax.jit(host_in_a_branch))(x))  # nested in a jit too
 
 
 def test_programs_start_step_and_run_and_hand_back_the_state_as_it_is() -> None:
