@@ -15,7 +15,7 @@ from .api import default_name, derive
 from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean
 from .results import DerivativeResult
-from .show import new_run, replace_results
+from .show import display_key, new_run, replace_results, show_result
 from .spec import MAGIC, Options, Spec, constant_but_at, evaluate_at, parse_line, resolve_options
 from .target import find_target
 
@@ -261,7 +261,8 @@ class JaxGradMagics(Magics):
             raise UsageError(str(exc)) from None
         if result.bound_name:
             self.shell.user_ns[result.bound_name] = result.transformed
-        replace_results(result, self.cell_run)  # closes the panels of what an earlier run made here
+        # Closes the panels of what an earlier run made here.
+        replace_results(result, self.cell_run, display_key(self.cell_id, result))
         return None if _silenced(line) else result
 
     @no_var_expand
@@ -308,6 +309,10 @@ def load(shell: InteractiveShell) -> JaxGradMagics:
     shell.register_magics(magics)
     shell.configurables.append(magics)
     shell.events.register("pre_run_cell", magics.remember_cell)
+    # The result type knows no view: the shell shows it (with its panel) through this printer,
+    # which knows the running cell.
+    formatter = shell.display_formatter.ipython_display_formatter
+    formatter.for_type(DerivativeResult, lambda result: show_result(result, display_key(magics.cell_id, result)))
     return magics
 
 
@@ -324,4 +329,5 @@ def unload(shell: InteractiveShell) -> None:
                 del table[kind]
     shell.magics_manager.registry.pop(JaxGradMagics.__name__, None)
     shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, JaxGradMagics)]
+    shell.display_formatter.ipython_display_formatter.pop(DerivativeResult, None)
     close_all_panels()

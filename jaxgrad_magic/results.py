@@ -130,8 +130,3 @@ class DerivativeResult:
         from .display import render_html
 
         return render_html(self)
-
-    def _ipython_display_(self) -> None:
-        from .show import show_result
-
-        show_result(self)

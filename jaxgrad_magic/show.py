@@ -1,7 +1,9 @@
 """Show a result in IPython: the rich result, then the descent panel where widgets render.
 
-Results and panels are remembered by where they were made or shown (the cell's id where the
-frontend sends one, else the bound name). A re-run of that cell, or another cell binding the
+The extension registers :func:`show_result` with the shell's display formatter for
+:class:`~jaxgrad_magic.results.DerivativeResult` (the result type knows no view). Results
+and panels are remembered by where they were made or shown, a key the caller passes: the
+cell's id where the frontend sends one, else the bound name. A re-run of that cell, or another cell binding the
 same name, replaces them: the panels of the results it replaces are closed, whether they were
 displayed or only built through ``r.stepper.widget``, so the number of live widgets stays
 flat however often a cell runs.
@@ -37,12 +39,8 @@ def widgets_render() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _display_key(result: DerivativeResult) -> str:
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    magics = shell.magics_manager.registry.get("JaxGradMagics") if shell is not None else None
-    cell_id = getattr(magics, "cell_id", None)
+def display_key(cell_id: str | None, result: DerivativeResult) -> str:
+    """Where ``result`` belongs: its cell (by id) where the frontend sends one, else its bound name."""
     return f"cell:{cell_id}" if cell_id else f"name:{result.bound_name or result.fn_name}"
 
 
@@ -61,7 +59,7 @@ def _close_stepper_widget(result: DerivativeResult) -> None:
         stepper.close_widget()
 
 
-def replace_results(result: DerivativeResult, run: int) -> None:
+def replace_results(result: DerivativeResult, run: int, key: str) -> None:
     """Remember ``result`` where it was made; close the panels of the results it replaces.
 
     The results an earlier run made at the same place (the same cell, or without a cell id
@@ -72,8 +70,8 @@ def replace_results(result: DerivativeResult, run: int) -> None:
     Args:
       result: a result the magic just made.
       run: which cell run made it (from :func:`new_run`).
+      key: where it was made (:func:`display_key`).
     """
-    key = _display_key(result)
     made = _RESULTS.get(key)
     if made is not None and made[0] == run:
         made[1].append(result)
@@ -96,8 +94,13 @@ def close_all_panels() -> None:
     _RESULTS.clear()
 
 
-def show_result(result: DerivativeResult) -> None:
-    """Display ``result`` as HTML and text, then its stepper panel when it has one."""
+def show_result(result: DerivativeResult, key: str) -> None:
+    """Display ``result`` as HTML and text, then its stepper panel when it has one.
+
+    Args:
+      result: the result to show.
+      key: where it is shown (:func:`display_key`): a panel shown there before is closed.
+    """
     from IPython.display import display
 
     from .display import render_html, render_text
@@ -110,7 +113,6 @@ def show_result(result: DerivativeResult) -> None:
             note = f"No descent panel: {exc}"
             display({"text/plain": note, "text/html": f"<div class='jgm-note'>{html.escape(note)}</div>"}, raw=True)
             return
-        key = _display_key(result)
         old = _PANELS.get(key)
         if old is not None and old is not widget:
             close_panel(old)
