@@ -8,8 +8,12 @@ namespace is put back as it was after the test.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -164,3 +168,51 @@ def central_difference(fn: Callable[..., Any], args: tuple[Any, ...], argnum: in
 def fd() -> Callable[..., np.ndarray]:
     """:func:`central_difference`, for tests that check derivatives numerically."""
     return central_difference
+
+
+def close(got: Any, want: Any, tol: float = 1e-5, *, rtol: float | None = None) -> None:
+    """Assert that ``got`` equals ``want`` elementwise within a tolerance, both compared in float64.
+
+    Args:
+        got: What the code under test computed (array, scalar or nested sequence).
+        want: The expected value, usually a closed form in NumPy.
+        tol: The absolute tolerance, and the relative one unless ``rtol`` is given.
+        rtol: A relative tolerance different from ``tol``.
+    """
+    np.testing.assert_allclose(
+        np.asarray(got, dtype=np.float64),
+        np.asarray(want, dtype=np.float64),
+        rtol=tol if rtol is None else rtol,
+        atol=tol,
+    )
+
+
+RESULT_PREFIX = "RESULT "
+
+
+def run_json_script(args: Sequence[str], *, env: Mapping[str, str | None] | None = None, timeout: float = 600) -> Any:
+    """Run ``python *args`` in a fresh process and return the JSON on its last ``RESULT`` line.
+
+    Some checks need a process of their own: a forced device count or ``JAX_ENABLE_X64`` is fixed
+    when JAX starts, and an in-process kernel's shell cannot share a process with the test shell.
+    Such a script prints ``RESULT <json>``; this runs it and fails the test if it fails.
+
+    Args:
+        args: The arguments after the interpreter: a script path and its arguments, or ``-c`` code.
+        env: Changes to this process's environment; a ``None`` value removes the variable.
+        timeout: Seconds before the script is killed and the test fails.
+
+    Returns:
+        The decoded JSON the script printed after :data:`RESULT_PREFIX`.
+    """
+    environ = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    done = subprocess.run([sys.executable, *args], env=environ, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    line = next((ln for ln in reversed(done.stdout.splitlines()) if ln.startswith(RESULT_PREFIX)), None)
+    assert line is not None, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(line.removeprefix(RESULT_PREFIX))

@@ -33,7 +33,7 @@ def main(runs: int) -> None:
     counts["after_unload"] = [len(_instances)]
     ok = shell.run_cell("%jgrad f at=(1.0, 1.0)")
     counts["magic_gone"] = [int(not ok.success)]
-    print(json.dumps(counts))
+    print("RESULT " + json.dumps(counts))
     km.shutdown_kernel()
 
 

@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import close
 
 from jaxgrad_magic import DerivativeResult, derive, grad, hess, jac, jvp, vjp
 from jaxgrad_magic.errors import JaxGradUsageError
+from jaxgrad_magic.point import resolve_point
 
 X3 = np.array([1.0, 2.0, 3.0], dtype=np.float32)
 
@@ -27,10 +29,6 @@ def bowl(x: Any, y: Any) -> Any:
 
 def pair(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.sin(x), jnp.cos(x)
-
-
-def close(a: Any, b: Any, tol: float = 1e-5) -> None:
-    np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=tol, atol=tol)
 
 
 class TestGrad:
@@ -134,10 +132,18 @@ class TestGrad:
         assert r.point == (2.0, 3.0) and r.point_source == "defaults"
         close(r.derivative, 3.0)
 
-    def test_namespace_variables_are_the_point(self) -> None:
-        r = derive("grad", bowl, namespace={"x": 5.0, "y": 2.0})
+    def test_a_point_resolved_from_notebook_variables(self) -> None:
+        # The notebook layer resolves the point (here from variables named like the parameters);
+        # the core takes it as it is.
+        point = resolve_point(bowl, "bowl", namespace={"x": 5.0, "y": 2.0})
+        r = derive("grad", bowl, at=point)
         assert r.point_source == "notebook variables" and r.point_names == ("x", "y")
         close(r.derivative, 10.0)
+
+    def test_the_core_reads_no_notebook(self) -> None:
+        # Without at= and without defaults nothing is evaluated: the core never looks for variables.
+        r = grad(bowl)
+        assert r.point is None and not r.evaluated
 
     def test_default_values_stay_python_constants(self) -> None:
         # A string flag and a loop count as defaults: traced, they would fail under jax.jit.

@@ -6,9 +6,12 @@ and ``uᵀ J`` for ``%vjp`` (shaped like the differentiated inputs, a tuple for 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from conftest import Shell
+from conftest import close as shared_close
 from IPython.core.error import UsageError
 
 X = np.array([0.5, 1.0, 2.0])
@@ -34,8 +37,8 @@ def nb(ip: Shell) -> Shell:
     return ip
 
 
-def close(got: object, want: object) -> None:
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64), atol=1e-6)
+# Tight: an absolute 1e-6, and NumPy's default relative tolerance.
+close = partial(shared_close, tol=1e-6, rtol=1e-7)
 
 
 class TestJvp:

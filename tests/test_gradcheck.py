@@ -7,10 +7,6 @@ lie (``jax.custom_vjp`` / ``jax.custom_jvp``), not doctored results.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from typing import Any
 
@@ -18,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import Shell
+from conftest import Shell, run_json_script
 from IPython.utils.capture import capture_output
 
 from jaxgrad_magic import grad, hess, jac
@@ -499,12 +495,8 @@ FLOAT64_SCRIPT = textwrap.dedent(
 
 def test_float64_has_no_note_and_tighter_tolerances() -> None:
     # Enabling x64 in this process would change every other test's dtypes: use a fresh one.
-    env = {**os.environ, "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
     script = f"LIARS = {LIARS!r}\n" + FLOAT64_SCRIPT
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
-    out = json.loads(line.removeprefix("RESULT "))
+    out = run_json_script(["-c", script], env={"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}, timeout=300)
     assert out["dtype"] == "float64"
     assert out["passed"] and out["note"] == ""
     assert "jax_enable_x64" not in out["text"] and "PASS: central differences, float64" in out["text"]

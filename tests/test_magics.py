@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 import pytest
+from conftest import close
 from IPython.core.interactiveshell import InteractiveShell
 
 from jaxgrad_magic import DerivativeResult
@@ -20,10 +21,6 @@ X3 = np.array([1.0, 2.0, 3.0])
 PIPELINE = "def pipeline(x):\n    return jnp.sum(jnp.sin(x) ** 2)\n"
 BOWL = "def f(x, y):\n    return x**2 + (y - 1) ** 2\n"
 PAIR = "def pair(x):\n    return jnp.sin(x), jnp.cos(x)\n"
-
-
-def close(a: Any, b: Any, tol: float = 1e-5) -> None:
-    np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=tol, atol=tol)
 
 
 def test_the_extension_registers_three_line_and_cell_magics(shell: InteractiveShell) -> None:

@@ -6,25 +6,15 @@ with the terminal-style shell the other tests use.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import run_json_script
 
 SCRIPT = Path(__file__).with_name("rerun_leak_check.py")
 
 
 def test_live_widgets_stay_flat_over_100_reruns() -> None:
-    out = subprocess.run(
-        [sys.executable, str(SCRIPT), "100"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    counts = run_json_script([str(SCRIPT), "100"], env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     by_id, by_name = counts["cell_id"], counts["bound_name"]
     # The first run builds one panel; every later run replaces it, so the count never grows.
     assert len(set(by_id)) == 1, by_id[:5]

@@ -8,15 +8,13 @@ compares that with closed forms.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import close, run_json_script
 
 SCRIPT = Path(__file__).resolve().parent / "sharding_check.py"
 X8 = np.linspace(-1.0, 1.0, 8)
@@ -26,20 +24,11 @@ X8 = np.linspace(-1.0, 1.0, 8)
 def sharded() -> dict[str, Any]:
     flags = os.environ.get("XLA_FLAGS", "")
     env = {
-        **os.environ,
         "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4".strip(),
         "JAX_PLATFORMS": "cpu",
+        "JAX_ENABLE_X64": None,
     }
-    env.pop("JAX_ENABLE_X64", None)
-    done = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    assert line is not None, done.stdout[-2000:] + done.stderr[-2000:]
-    return json.loads(line.removeprefix("RESULT "))
-
-
-def close(got: Any, want: Any, tol: float = 1e-5) -> None:
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=tol, atol=tol)
+    return run_json_script([str(SCRIPT)], env=env)
 
 
 def test_four_devices_and_a_sharded_input(sharded: dict[str, Any]) -> None:
@@ -87,8 +76,7 @@ def test_display(sharded: dict[str, Any]) -> None:
 
 
 def test_stepper_descends_from_a_sharded_point(sharded: dict[str, Any]) -> None:
-    if sharded["stepper"] != "ok":
-        pytest.skip(f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}")
+    assert sharded["stepper"] == "ok", f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}"
     # bowl(x) = ½‖x - ¼‖², so sgd gives x_k - ¼ = (1 - lr)^k (x_0 - ¼); 3 steps, then run(5).
     want = 0.25 + 0.9**8 * (X8 - 0.25)
     assert sharded["stepper_steps"] == 8
@@ -99,16 +87,14 @@ def test_stepper_descends_from_a_sharded_point(sharded: dict[str, Any]) -> None:
 
 
 def test_stepper_keeps_the_sharding_of_its_point(sharded: dict[str, Any]) -> None:
-    if sharded["stepper"] != "ok":
-        pytest.skip(f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}")
+    assert sharded["stepper"] == "ok", f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}"
     assert sharded["stepper_sharding_kept"]  # through %jgrad's stepper: steps, then a run
     assert sharded["direct_params_sharded"] and sharded["direct_sharding_kept"]
     assert sharded["plain_on_one_device"]  # the same function on one device first changes nothing
 
 
 def test_adam_on_a_sharded_matrix_keeps_the_sharding_of_params_and_moments(sharded: dict[str, Any]) -> None:
-    if sharded["stepper"] != "ok":
-        pytest.skip(f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}")
+    assert sharded["stepper"] == "ok", f"jaxgrad_magic.Stepper is not available: {sharded['stepper']}"
     # pull(m) = ½‖m - 1‖², gradient m - 1; adam written out in NumPy, five steps.
     m = np.arange(32.0).reshape(8, 4) / 10
     mu, nu, lr, b1, b2, eps = np.zeros_like(m), np.zeros_like(m), 0.05, 0.9, 0.999, 1e-8

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import close
 
 import jaxgrad_magic
 from jaxgrad_magic.errors import JaxGradUsageError
@@ -28,10 +29,6 @@ def nested_sin(x: float, n: int) -> tuple[float, float]:
     for _ in range(n):
         value, slope = np.sin(value), slope * np.cos(value)
     return value, slope
-
-
-def close(a: Any, b: Any, tol: float = 1e-5) -> None:
-    np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=tol, atol=tol)
 
 
 class TestLoopCount:
