@@ -382,8 +382,6 @@ class TransformCache:
     def __init__(self, maxsize: int = 256) -> None:
         self.maxsize = maxsize
         self._entries: OrderedDict[Hashable, tuple[Any, list[Any]]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def get_or_build(self, key: Hashable, refs: list[Any], build: Callable[[], Any]) -> Any:
         """Return the cached value for ``key``, building and storing it on a miss."""
@@ -393,9 +391,7 @@ class TransformCache:
             # between get and move_to_end; the value in hand is still right.
             with contextlib.suppress(KeyError):
                 self._entries.move_to_end(key)
-            self.hits += 1
             return entry[0]
-        self.misses += 1
         value = build()
         if _is_volatile(key):  # it can never be asked for again: keeping it only holds memory
             return value
@@ -407,7 +403,6 @@ class TransformCache:
     def clear(self) -> None:
         """Forget every entry."""
         self._entries.clear()
-        self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
