@@ -8,6 +8,7 @@ namespace is put back as it was after the test.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from PIL import Image
 from traitlets.config import Config
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -216,3 +218,20 @@ def run_json_script(args: Sequence[str], *, env: Mapping[str, str | None] | None
     line = next((ln for ln in reversed(done.stdout.splitlines()) if ln.startswith(RESULT_PREFIX)), None)
     assert line is not None, done.stdout[-2000:] + done.stderr[-2000:]
     return json.loads(line.removeprefix(RESULT_PREFIX))
+
+
+def png_pixels(data: bytes, mode: str | None = None) -> np.ndarray:
+    """Decode PNG bytes with Pillow (a whole, valid PNG or the test fails) into an array.
+
+    Args:
+        data: The PNG bytes.
+        mode: A Pillow mode to convert to first (``"RGB"`` for colours); None keeps the stored
+            values: palette indices for an indexed-colour PNG.
+
+    Returns:
+        The pixels, shape ``(height, width)`` or ``(height, width, channels)``.
+    """
+    with Image.open(io.BytesIO(bytes(data))) as image:
+        assert image.format == "PNG", image.format
+        image.load()
+        return np.asarray(image if mode is None else image.convert(mode))
