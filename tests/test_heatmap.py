@@ -1,7 +1,7 @@
 """What a result shows beyond a table of numbers: heatmaps of big Jacobians and Hessians, with
 labelled blocks and a summary, and the transformed program (``show=jaxpr``, ``composition``).
 
-PNGs are decoded with Pillow (independent of the encoder under test); statistics are compared
+PNGs are decoded by Pillow through conftest.png_pixels; statistics are compared
 with numpy; Jacobians with closed forms written here.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 from pathlib import Path
 
@@ -17,38 +16,38 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import Shell
-from PIL import Image
+from conftest import Shell, png_pixels
 
 from jaxgrad_magic import heatmap
 from jaxgrad_magic.display import DisplayLimits, derivative_heatmap, derivative_summary, render_html, render_text
-from jaxgrad_magic.heatmap import MAX_SIDE, Block, encode_png, flatten_matrix, palette, render
+from jaxgrad_magic.heatmap import MAX_SIDE, Block, Heatmap, encode_png, flatten_matrix, palette, render_blocks
 
 _PNG = re.compile(r"src='data:image/png;base64,([^']+)'")
 
 
-def decode(png: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(png))
-    image.load()
-    return image
-
-
-def first_image(page: str) -> Image.Image:
-    """The first inline PNG of an HTML page (the heatmap; the colour bar comes after it)."""
+def first_image(page: str) -> np.ndarray:
+    """The palette indices of the first inline PNG of an HTML page (the heatmap; the colour bar comes after it)."""
     match = _PNG.search(page)
     assert match, "no inline PNG in the HTML"
-    return decode(base64.b64decode(match.group(1)))
+    return png_pixels(base64.b64decode(match.group(1)))
+
+
+def render(m: jax.Array | np.ndarray) -> Heatmap:
+    """One matrix as a heatmap of one row block ``f`` and one column block ``x``, as a result draws it."""
+    rows, cols = m.shape
+    return render_blocks([[jnp.asarray(m)]], ["f"], [(rows,)], ["x"], [(cols,)])
 
 
 class TestPng:
     def test_indexed_png_decodes_to_size_and_palette(self) -> None:
         colors = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]], dtype=np.uint8)
         indices = np.array([[0, 1, 2], [3, 2, 1]], dtype=np.uint8)
-        image = decode(encode_png(indices, colors))
-        assert image.format == "PNG" and image.mode == "P"
-        assert image.size == (3, 2)  # (width, height)
-        np.testing.assert_array_equal(np.asarray(image), indices)
-        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), colors[indices])
+        png = encode_png(indices, colors)
+        np.testing.assert_array_equal(png_pixels(png), indices)  # (height, width) of palette indices
+        np.testing.assert_array_equal(png_pixels(png, "RGB"), colors[indices])
+        # A picture of few runs is deflated, and palette indices keep it small: a byte a pixel at most.
+        flat = np.repeat(np.arange(4, dtype=np.uint8), 100 * 400).reshape(400, 400)
+        assert len(encode_png(flat, colors)) < 0.02 * flat.size
 
     def test_palette_runs_blue_to_red_through_white(self) -> None:
         table = palette()
@@ -60,8 +59,8 @@ class TestPng:
 
     def test_values_map_to_palette_ends(self) -> None:
         m = jnp.array([[-2.0, 0.0], [1.0, 2.0]])
-        h = render(m, (Block("f", 0, 2),), (Block("x", 0, 2),))
-        idx = np.asarray(decode(h.png))
+        h = render(m)
+        idx = png_pixels(h.png)
         up = h.width // 2
         assert idx[0, 0] == 0  # -vmax: first colour
         assert idx[-1, -1] == 253  # +vmax: last value colour
@@ -80,8 +79,8 @@ class TestPng:
 
     def test_nan_gets_its_own_grey(self) -> None:
         m = jnp.array([[1.0, jnp.nan], [0.0, -1.0]])
-        h = render(m, (Block("f", 0, 2),), (Block("x", 0, 2),))
-        idx = np.asarray(decode(h.png))
+        h = render(m)
+        idx = png_pixels(h.png)
         assert idx[0, -1] == 255 and 255 not in idx[:, 0]
 
 
@@ -90,10 +89,10 @@ class TestPooling:
         m = np.zeros((1000, 1000), dtype=np.float32)
         m[517, 823] = -7.0
         m[3, 4] = 0.5
-        h = render(jnp.asarray(m), (Block("f", 0, 1000),), (Block("x", 0, 1000),))
+        h = render(m)
         assert h.pooled
         assert h.width <= MAX_SIDE and h.height <= MAX_SIDE
-        idx = np.asarray(decode(h.png))
+        idx = png_pixels(h.png)
         assert h.vmax == 7.0  # the spike is the scale
         rows, cols = np.nonzero(idx == 0)  # the most negative colour
         assert len(rows) == 1
@@ -104,8 +103,8 @@ class TestPooling:
     def test_pooling_keeps_the_sign_of_the_largest_magnitude(self) -> None:
         m = np.full((700, 700), 0.1, dtype=np.float32)
         m[10, 10] = -3.0  # bigger in magnitude than its positive neighbours
-        h = render(jnp.asarray(m), (Block("f", 0, 700),), (Block("x", 0, 700),))
-        idx = np.asarray(decode(h.png))
+        h = render(m)
+        idx = png_pixels(h.png)
         block = -(-700 // MAX_SIDE)
         assert idx[10 // block, 10 // block] == 0
 
@@ -113,7 +112,7 @@ class TestPooling:
         rng = np.random.default_rng(0)
         m = rng.standard_normal((400, 250)).astype(np.float32)
         m[m < -0.5] = 0.0
-        h = render(jnp.asarray(m), (Block("f", 0, 400),), (Block("x", 0, 250),))
+        h = render(m)
         s = h.summary
         assert s.shape == (400, 250)
         assert s.min == pytest.approx(float(m.min()))
@@ -123,7 +122,7 @@ class TestPooling:
 
     def test_huge_matrix_moves_only_a_bounded_image(self) -> None:
         m = jnp.ones((3000, 2000), dtype=jnp.float32)
-        h = render(m, (Block("f", 0, 3000),), (Block("x", 0, 2000),))
+        h = render(m)
         assert h.width <= MAX_SIDE and h.height <= MAX_SIDE and h.pooled
         assert len(h.png) < 50_000
 
@@ -174,7 +173,7 @@ class TestResultHeatmaps:
         page = r._repr_html_()
         assert "class='jgm-heat'" in page
         image = first_image(page)
-        assert image.size == (300, 300)
+        assert image.shape == (300, 300)
         text = str(r)
         summary = re.search(r"300x300 matrix: min (\S+), max (\S+), norm (\S+), ([\d.]+)% zeros", text)
         assert summary, text
@@ -224,7 +223,7 @@ class TestResultHeatmaps:
         matrix, _, _ = flatten_matrix(blocks, ["a", "b"], [(6,), (5,)], ["w", "x"], [(6,), (5,)])
         np.testing.assert_allclose(np.asarray(matrix), pair_jacobian(w, x), atol=1e-5)
         # One-pixel separators between the blocks, in both directions.
-        idx = np.asarray(decode(picture.png))
+        idx = png_pixels(picture.png)
         scale = picture.height / 11
         assert np.all(idx[round(6 * scale), :] == 254) and np.all(idx[:, round(6 * scale)] == 254)
 
@@ -259,11 +258,10 @@ class TestResultHeatmaps:
         picture = derivative_heatmap(r, r.display_limits)
         assert picture is not None and picture.pooled
         assert picture.width <= MAX_SIDE and picture.height <= MAX_SIDE
-        image = first_image(page)
-        assert max(image.size) <= MAX_SIDE
+        idx = first_image(page)
+        assert max(idx.shape) <= MAX_SIDE
         # The diagonal (2 cos x >= 2 cos 1, on a scale to 2) survives pooling: each pooled cell keeps
         # its largest entry. Off the diagonal everything is zero: the middle of the ramp.
-        idx = np.asarray(image)
         assert idx.diagonal().min() >= int((np.cos(1.0) + 1) * 127)
         assert np.all(idx[~np.eye(idx.shape[0], dtype=bool)] == 127)
 
