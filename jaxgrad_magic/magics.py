@@ -16,7 +16,7 @@ from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean
 from .results import DerivativeResult
 from .show import display_key, new_run, replace_results, show_result
-from .spec import MAGIC, Options, Spec, constant_but_at, evaluate_at, parse_line, resolve_options
+from .spec import MAGIC, Options, Spec, constant_but_at, evaluate_at, parse_line, resolve_options, usage_options
 from .target import find_target
 
 if TYPE_CHECKING:
@@ -35,18 +35,7 @@ and as a line magic, on a function that already exists::
 
 Options are key=value words; values are Python expressions evaluated in the notebook:
 
-  at=EXPR           the point: one argument (at=x) or a tuple of all (at=(1.0, 2.0)).
-                    Default: the function's defaults, else notebook variables named like
-                    its parameters, else nothing is evaluated (only built and bound).
-  argnums=0         which arguments to differentiate: argnums=1, argnums=0,1, argnums=(0, 1)
-  wrt=x,y           ... or by parameter name
-  fn=NAME           which function (default: the last `def` / `name = lambda` in the cell)
-  aux=True          the function returns (output, aux): JAX's has_aux
-  jit=False         do not compile with jax.jit (default: configurable, True)
-  name=NAME         bind the transformed function as NAME (default: {bound})
-  check=True        compare with central finite differences at the point, per argument
-  show=jaxpr        show the transformed program (jax.make_jaxpr)
-{extra}
+{options}
 Examples::
 
 {examples}
@@ -55,19 +44,6 @@ The result has .value, .derivative (JAX's structure: a tuple for several argnums
 Defaults are configurable: %config JaxGradMagics.jit = False (see %config JaxGradMagics).
 """
 
-_EXTRA = {
-    "grad": (
-        "  order=2           N-th derivative of a scalar argument: nested grad up to 4, Taylor mode to 20\n"
-        "  stepper=False     no gradient-descent panel under the result\n"
-        "  lr=0.1            the panel's starting learning rate\n"
-        "  optimizer=adam    the panel's optimizer: sgd, momentum, nesterov, adam, adamw,\n"
-        "                    rmsprop, adagrad, or an optax.GradientTransformation\n"
-    ),
-    "jac": "  mode=auto         rev (jacrev), fwd (jacfwd) or auto (from the input/output sizes)\n",
-    "hess": "",
-    "jvp": "  tangent=v         the direction v in J v (a tuple for several argnums); required\n",
-    "vjp": "  cotangent=u       the u in uᵀ J, shaped like the output; required\n",
-}
 _EXAMPLES = {
     "grad": (
         "  %%jgrad\n  def pipeline(x):\n      return jnp.sum(jnp.sin(x) ** 2)\n\n"
@@ -99,8 +75,7 @@ def _usage(kind: str) -> str:
     magic = MAGIC[kind]
     return USAGE.format(
         magic=magic,
-        bound=f"<fn>_{kind}",
-        extra=_EXTRA[kind],
+        options=usage_options(kind),
         examples=_EXAMPLES[kind],
         result_extra=_RESULT_EXTRA[kind],
     )

@@ -14,7 +14,7 @@ import types
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,20 +22,196 @@ from .errors import JaxGradUsageError, did_you_mean, first_line
 
 MAGIC = {"grad": "jgrad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
 
-_COMMON = ("fn", "at", "argnums", "wrt", "aux", "jit", "name", "check", "show")
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "grad": (*_COMMON, "order", "stepper", "lr", "optimizer"),
-    "jac": (*_COMMON, "mode"),
-    "hess": _COMMON,
-    "jvp": (*_COMMON, "tangent"),
-    "vjp": (*_COMMON, "cotangent"),
-}
-# Options whose value is a word, not an expression.
-_WORD_OPTIONS = frozenset({"fn", "name", "mode", "show", "wrt"})
-_BOOL_OPTIONS = frozenset({"aux", "jit", "stepper", "check"})
+_ALL = tuple(MAGIC)
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    """One magic option: what the parser accepts and what the usage text and README say of it.
+
+    Attributes:
+      name: the key, as in ``name=value``.
+      value: the value as the docs write it (``EXPR``, ``0``, ``auto|rev|fwd``).
+      kinds: the magics that accept it.
+      reads: how its value is read: a Python ``expr`` evaluated in the notebook, a bare
+        ``word``, or a True/False ``flag`` (an expression too).
+      usage: the line(s) of ``%jgrad?`` (plain text; ``{bound}`` is the default bound name).
+      readme: the README table's cell (markdown), after the "only" note that ``kinds`` gives.
+    """
+
+    name: str
+    value: str
+    kinds: tuple[str, ...]
+    reads: Literal["expr", "word", "flag"]
+    usage: str
+    readme: str
+
+    @property
+    def word(self) -> str:
+        """``name=value``, as the docs show the option."""
+        return f"{self.name}={self.value}"
+
+
+OPTION_TABLE: tuple[OptionDoc, ...] = (
+    OptionDoc(
+        "at",
+        "EXPR",
+        _ALL,
+        "expr",
+        "the point: one argument (at=x) or a tuple of all (at=(1.0, 2.0)).\n"
+        "Default: the function's defaults, else notebook variables named like\n"
+        "its parameters, else nothing is evaluated (only built and bound).",
+        "the point: one argument (`at=x`) or a tuple of all arguments (`at=(1.0, 2.0)`)",
+    ),
+    OptionDoc(
+        "argnums",
+        "0",
+        _ALL,
+        "expr",
+        "which arguments to differentiate: argnums=1, argnums=0,1, argnums=(0, 1)",
+        "which positional arguments to differentiate: `argnums=1`, `argnums=0,1`, `argnums=(0, 1)`",
+    ),
+    OptionDoc("wrt", "x,y", _ALL, "word", "... or by parameter name", "the same by parameter name"),
+    OptionDoc(
+        "fn",
+        "NAME",
+        _ALL,
+        "word",
+        "which function (default: the last `def` / `name = lambda` in the cell)",
+        "which function (default: the last one the cell defines)",
+    ),
+    OptionDoc(
+        "aux",
+        "True",
+        _ALL,
+        "flag",
+        "the function returns (output, aux): JAX's has_aux",
+        "the function returns `(output, aux)`: JAX's `has_aux`",
+    ),
+    OptionDoc(
+        "jit",
+        "False",
+        _ALL,
+        "flag",
+        "do not compile with jax.jit (default: configurable, True)",
+        "do not compile with `jax.jit`",
+    ),
+    OptionDoc(
+        "name",
+        "NAME",
+        _ALL,
+        "word",
+        "bind the transformed function as NAME (default: {bound})",
+        "bind the transformed function as `NAME`",
+    ),
+    OptionDoc(
+        "check",
+        "True",
+        _ALL,
+        "flag",
+        "compare with central finite differences at the point, per argument",
+        "compare the derivative with central finite differences at the point (below)",
+    ),
+    OptionDoc(
+        "show",
+        "jaxpr",
+        _ALL,
+        "word",
+        "show the transformed program (jax.make_jaxpr)",
+        "show the transformed program, `jax.make_jaxpr` of what was built",
+    ),
+    OptionDoc(
+        "order",
+        "N",
+        ("grad",),
+        "expr",
+        "N-th derivative of a scalar argument: nested grad up to 4, Taylor mode to 20",
+        "N-th derivative of a scalar input; nested `jax.grad` up to 4, Taylor mode "
+        "(`jax.experimental.jet`) from 5 to 20, refused above 20 (compile time grows, and N! "
+        "overflows float32 past 34)",
+    ),
+    OptionDoc("stepper", "False", ("grad",), "flag", "no gradient-descent panel under the result", "no descent panel"),
+    OptionDoc(
+        "lr", "0.1", ("grad",), "expr", "the panel's starting learning rate", "the panel's starting learning rate"
+    ),
+    OptionDoc(
+        "optimizer",
+        "adam",
+        ("grad",),
+        "expr",  # a bare optimizer name is read as a word unless the notebook defines it
+        "the panel's optimizer: sgd, momentum, nesterov, adam, adamw,\n"
+        "rmsprop, adagrad, or an optax.GradientTransformation",
+        "the panel's starting optimizer: `sgd`, `momentum`, `nesterov`, `adam`, `adamw`, "
+        "`rmsprop`, `adagrad`, or an `optax.GradientTransformation`",
+    ),
+    OptionDoc(
+        "mode",
+        "auto|rev|fwd",
+        ("jac",),
+        "word",
+        "rev (jacrev), fwd (jacfwd) or auto (from the input/output sizes)",
+        "`auto` chooses `jacfwd` when there are more outputs than inputs, else `jacrev`, and says why",
+    ),
+    OptionDoc(
+        "tangent",
+        "v",
+        ("jvp",),
+        "expr",
+        "the direction v in J v (a tuple for several argnums); required",
+        "the direction `v` in `J v` (required), shaped like the differentiated argument(s) "
+        "(a tuple for several argnums)",
+    ),
+    OptionDoc(
+        "cotangent",
+        "u",
+        ("vjp",),
+        "expr",
+        "the u in uᵀ J, shaped like the output; required",
+        "the `u` in `uᵀ J` (required), shaped like the output",
+    ),
+)
+"""Every magic option, in the order the usage text and the README list them."""
+
+OPTIONS: dict[str, tuple[str, ...]] = {kind: tuple(o.name for o in OPTION_TABLE if kind in o.kinds) for kind in MAGIC}
+"""The options each kind of magic accepts (kind -> names), for the parser."""
+_WORD_OPTIONS = frozenset(o.name for o in OPTION_TABLE if o.reads == "word")
+_BOOL_OPTIONS = frozenset(o.name for o in OPTION_TABLE if o.reads == "flag")
 _MODES = ("auto", "rev", "fwd")
 _SHOWS = ("jaxpr",)
 _OPEN, _CLOSE = "([{", ")]}"
+_HELP_COLUMN = 20  # where the usage text's help starts, after "  name=value"
+
+
+def usage_options(kind: str) -> str:
+    """The option lines of ``%jgrad?`` (and the other magics' usage) for ``kind``.
+
+    Args:
+      kind: one of ``grad``, ``jac``, ``hess``, ``jvp``, ``vjp``.
+
+    Returns:
+      One line per option the magic accepts (help wrapped onto indented lines), newline-ended.
+    """
+    lines: list[str] = []
+    for option in OPTION_TABLE:
+        if kind in option.kinds:
+            first, *rest = option.usage.format(bound=f"<fn>_{kind}").splitlines()
+            lines.append(f"  {option.word}".ljust(_HELP_COLUMN - 1) + " " + first)
+            lines += [" " * _HELP_COLUMN + line for line in rest]
+    return "".join(line + "\n" for line in lines)
+
+
+def readme_table() -> str:
+    """The README's options table, in markdown: one row per option.
+
+    Returns:
+      The table, header included, newline-ended.
+    """
+    rows = ["| option | meaning |", "|---|---|"]
+    for option in OPTION_TABLE:
+        only = "" if option.kinds == _ALL else " / ".join(f"`%{MAGIC[k]}`" for k in option.kinds) + " only: "
+        word = option.word.replace("|", "\\|")  # a bar inside a table cell ends the cell
+        rows.append(f"| `{word}` | {only}{option.readme} |")
+    return "".join(row + "\n" for row in rows)
 
 
 class _Missing:
