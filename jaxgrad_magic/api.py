@@ -8,14 +8,13 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable, Hashable, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
 from .cache import CACHE, function_key
-from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
 from .point import Point, resolve_point, signature_facts
@@ -143,49 +142,37 @@ def derive(
     wrt: tuple[str, ...] | None = None,
     order: int = 1,
     mode: str = "auto",
-    mode_configured: bool = False,
     aux: bool = False,
     jit: bool = True,
     fn_name: str | None = None,
-    at_names: tuple[str | None, ...] | None = None,
-    namespace: MutableMapping[str, Any] | None = None,
-    name: str | None = None,
-    stepper: bool = False,
-    stepper_options: dict[str, Any] | None = None,
     tangent: Any = MISSING,
     cotangent: Any = MISSING,
     check: bool = False,
     show: str | None = None,
-    display_limits: DisplayLimits | None = None,
 ) -> DerivativeResult:
     """Build ``kind`` of ``fn`` and evaluate it at a point.
+
+    The core of the package: a function, its point and what to derive go in, a plain result
+    comes out. Where the point came from in a notebook, the names bound there, the panel and
+    how much a display shows belong to the IPython layer.
 
     Args:
       kind: ``"grad"``, ``"jac"``, ``"hess"``, ``"jvp"`` or ``"vjp"``.
       fn: the function to differentiate.
-      at: the point: one argument, or a tuple of all positional arguments. When missing,
-        the function's defaults and then variables in ``namespace`` named like its
-        parameters are used; when those are missing too, nothing is evaluated.
+      at: the point: one argument, a tuple of all positional arguments, or a
+        :class:`~jaxgrad_magic.point.Point` already resolved. When missing, the function's
+        defaults are used; when it has none, the derivative is built but not evaluated.
       argnums: which positional arguments to differentiate (default 0).
       wrt: parameter names instead of ``argnums``.
       order: repeated ``grad`` (scalar inputs), e.g. 2 for the second derivative.
       mode: Jacobian mode, ``"rev"``, ``"fwd"`` or ``"auto"`` (from the shapes).
-      mode_configured: ``mode`` is a configured default, not given in the call (the
-        result's ``mode_reason`` says so).
       aux: the function returns ``(output, aux)`` (JAX's ``has_aux``).
       jit: compile with ``jax.jit``.
       fn_name: the name to show (default ``fn.__name__``).
-      at_names: the variable names written in ``at=``, remembered for write-back.
-      namespace: where to look for variables named like the parameters.
-      name: the notebook name the caller binds the transformed function to (the magics pass
-        :func:`default_name`); None for plain calls, which bind nothing.
-      stepper: whether a display shows the descent panel.
-      stepper_options: keyword arguments for the stepper (``lr``, ``optimizer``).
       tangent: for ``jvp``, the direction ``v`` in ``J v`` (a tuple for several argnums).
       cotangent: for ``vjp``, the ``u`` in ``uᵀ J`` (shaped like the output).
       check: compare the derivative with central finite differences at the point.
       show: ``"jaxpr"`` to keep the transformed program (``jax.make_jaxpr``) as text.
-      display_limits: how much the result's renderings show.
 
     Returns:
       A :class:`DerivativeResult`.
@@ -200,13 +187,7 @@ def derive(
     if type(aux) is not bool:
         aux = as_flag("aux", aux)
     magic = MAGIC[kind]
-    if not callable(fn):
-        raise JaxGradUsageError(
-            f"%{magic} needs a function, but {fn_name or 'the target'} is a {type(fn).__name__}. "
-            "Name a function defined with `def` or `lambda`."
-        )
-    fn_name = fn_name or getattr(fn, "__name__", "f")
-    _check_plain_function(fn, fn_name, magic)
+    fn_name = require_function(fn, fn_name, kind)
     params, has_varargs = signature_facts(fn)  # once: inspect.signature of a jitted function costs ~10 us
     param_names = tuple(p.name for p in params)
     argnums = _argnums_for(kind, fn_name, param_names, has_varargs, argnums, wrt)
@@ -221,7 +202,7 @@ def derive(
         raise JaxGradUsageError(f"order={order} cannot be combined with aux=True; drop one of them.")
     if kind == "jac" and mode not in ("auto", "rev", "fwd"):
         raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
-    point = resolve_point(fn, fn_name, at, at_names, namespace, facts=(params, has_varargs))
+    point = at if isinstance(at, Point) else resolve_point(fn, fn_name, at, facts=(params, has_varargs))
     if point.args is not None:
         _check_differentiable(fn_name, point.args, argnums, param_names)
         if order > 1:
@@ -243,13 +224,13 @@ def derive(
         example = f"jnp.ones_like({first})" if kind == "jvp" else f"jnp.ones_like({fn_name}({first}))"
         raise direction_error(_VECTOR[kind], what, bad, example)
 
-    hint = _whole_tuple_hint(fn_name, params, point, at)
+    hint = _whole_tuple_hint(fn_name, params, point)
     static = _static_positions(call_args)
     key, refs = function_key(fn)
     chosen, reason = None, None
     if kind == "jac":
         if mode != "auto":
-            chosen, reason = mode, f"mode={mode} ({'configured' if mode_configured else 'as asked'})"
+            chosen, reason = mode, f"mode={mode} (as asked)"
         elif point.args is None:
             chosen, reason = "rev", "auto: jacrev (no point to measure the shapes)"
         else:
@@ -318,13 +299,29 @@ def derive(
         "mode": chosen,
         "mode_reason": reason,
         "order": order,
-        "show_stepper": stepper and kind == "grad" and order == 1 and point.args is not None,
         "direction": None if vector is MISSING else vector,
         "check": grad_check,
         "jaxpr": jaxpr,
     }
     evaluated = (value, derivative, aux_value)
-    return _result(fields, point, evaluated, started, name, stepper_options, namespace, display_limits)
+    return _result(fields, point, evaluated, started)
+
+
+def require_function(fn: Any, fn_name: str | None, kind: str) -> str:
+    """Check that ``fn`` is a function that returns numbers; return the name to show it by.
+
+    Raises:
+      JaxGradUsageError: ``fn`` is not callable, or is a generator or async function.
+    """
+    magic = MAGIC[kind]
+    if not callable(fn):
+        raise JaxGradUsageError(
+            f"%{magic} needs a function, but {fn_name or 'the target'} is a {type(fn).__name__}. "
+            "Name a function defined with `def` or `lambda`."
+        )
+    fn_name = fn_name or getattr(fn, "__name__", "f")
+    _check_plain_function(fn, fn_name, magic)
+    return fn_name
 
 
 def _result(
@@ -332,13 +329,9 @@ def _result(
     point: Point,
     evaluated: tuple[Any, Any, Any],
     started: float,
-    name: str | None,
-    stepper_options: dict[str, Any] | None,
-    namespace: MutableMapping[str, Any] | None,
-    display_limits: DisplayLimits | None,
 ) -> DerivativeResult:
     """The result from ``fields`` (what the derivative is) and what belongs to this call: the
-    point, ``(value, derivative, aux)`` and the call's options."""
+    point and ``(value, derivative, aux)``."""
     value, derivative, aux = evaluated
     return DerivativeResult(
         **fields,
@@ -349,11 +342,7 @@ def _result(
         value=value,
         derivative=derivative,
         aux=aux,
-        bound_name=name,
         seconds=time.perf_counter() - started,
-        stepper_options=dict(stepper_options or {}),
-        namespace=namespace,
-        display_limits=display_limits or DisplayLimits(),
     )
 
 
@@ -578,10 +567,11 @@ def _guarded(
         raise explained from None
 
 
-def _whole_tuple_hint(fn_name: str, params: Sequence[inspect.Parameter], point: Point, at: Any) -> str | None:
+def _whole_tuple_hint(fn_name: str, params: Sequence[inspect.Parameter], point: Point) -> str | None:
     """What to say when a function of one parameter fails on the ``at=`` tuple it was given whole."""
-    if not (isinstance(at, tuple) and point.args and point.args[0] is at):
+    if not (point.source == "at=" and point.args and len(point.args) == 1 and isinstance(point.args[0], tuple)):
         return None
+    at = point.args[0]
     name = params[0].name if params else "its argument"
     return (
         f"Hint: {fn_name} takes one positional argument, so at= gave it the whole tuple as {name} "
@@ -590,26 +580,114 @@ def _whole_tuple_hint(fn_name: str, params: Sequence[inspect.Parameter], point: 
     )
 
 
-def grad(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:
-    """``jax.grad`` of ``fn`` evaluated at ``at``; see :func:`derive` for the options."""
-    return derive("grad", fn, at=at, **options)
+def grad(
+    fn: Callable[..., Any],
+    at: Any = MISSING,
+    *,
+    argnums: Argnums | None = None,
+    wrt: tuple[str, ...] | None = None,
+    order: int = 1,
+    aux: bool = False,
+    jit: bool = True,
+    check: bool = False,
+    show: str | None = None,
+    fn_name: str | None = None,
+) -> DerivativeResult:
+    """``jax.grad`` of ``fn`` evaluated at ``at`` (``order=N``: the N-th derivative of a scalar input).
+
+    See :func:`derive` for the arguments.
+    """
+    return derive(
+        "grad", fn, at=at, argnums=argnums, wrt=wrt, order=order, aux=aux, jit=jit, check=check, show=show,
+        fn_name=fn_name,
+    )  # fmt: skip
 
 
-def jac(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:
-    """The Jacobian of ``fn`` at ``at`` (``mode="auto"`` picks jacfwd or jacrev)."""
-    return derive("jac", fn, at=at, **options)
+def jac(
+    fn: Callable[..., Any],
+    at: Any = MISSING,
+    *,
+    argnums: Argnums | None = None,
+    wrt: tuple[str, ...] | None = None,
+    mode: str = "auto",
+    aux: bool = False,
+    jit: bool = True,
+    check: bool = False,
+    show: str | None = None,
+    fn_name: str | None = None,
+) -> DerivativeResult:
+    """The Jacobian of ``fn`` at ``at`` (``mode="auto"`` picks jacfwd or jacrev from the shapes).
+
+    See :func:`derive` for the arguments.
+    """
+    return derive(
+        "jac", fn, at=at, argnums=argnums, wrt=wrt, mode=mode, aux=aux, jit=jit, check=check, show=show,
+        fn_name=fn_name,
+    )  # fmt: skip
 
 
-def hess(fn: Callable[..., Any], at: Any = MISSING, **options: Any) -> DerivativeResult:
-    """The Hessian of ``fn`` at ``at`` (``jax.hessian``, forward over reverse)."""
-    return derive("hess", fn, at=at, **options)
+def hess(
+    fn: Callable[..., Any],
+    at: Any = MISSING,
+    *,
+    argnums: Argnums | None = None,
+    wrt: tuple[str, ...] | None = None,
+    aux: bool = False,
+    jit: bool = True,
+    check: bool = False,
+    show: str | None = None,
+    fn_name: str | None = None,
+) -> DerivativeResult:
+    """The Hessian of ``fn`` at ``at`` (``jax.hessian``, forward over reverse).
+
+    See :func:`derive` for the arguments.
+    """
+    return derive(
+        "hess", fn, at=at, argnums=argnums, wrt=wrt, aux=aux, jit=jit, check=check, show=show, fn_name=fn_name
+    )
 
 
-def jvp(fn: Callable[..., Any], at: Any = MISSING, tangent: Any = MISSING, **options: Any) -> DerivativeResult:
-    """The Jacobian-vector product ``J v`` of ``fn`` at ``at`` (``jax.jvp``)."""
-    return derive("jvp", fn, at=at, tangent=tangent, **options)
+def jvp(
+    fn: Callable[..., Any],
+    at: Any = MISSING,
+    tangent: Any = MISSING,
+    *,
+    argnums: Argnums | None = None,
+    wrt: tuple[str, ...] | None = None,
+    aux: bool = False,
+    jit: bool = True,
+    check: bool = False,
+    show: str | None = None,
+    fn_name: str | None = None,
+) -> DerivativeResult:
+    """The Jacobian-vector product ``J v`` of ``fn`` at ``at`` (``jax.jvp``), ``v`` = ``tangent``.
+
+    See :func:`derive` for the arguments.
+    """
+    return derive(
+        "jvp", fn, at=at, tangent=tangent, argnums=argnums, wrt=wrt, aux=aux, jit=jit, check=check, show=show,
+        fn_name=fn_name,
+    )  # fmt: skip
 
 
-def vjp(fn: Callable[..., Any], at: Any = MISSING, cotangent: Any = MISSING, **options: Any) -> DerivativeResult:
-    """The vector-Jacobian product ``uᵀ J`` of ``fn`` at ``at`` (``jax.vjp``)."""
-    return derive("vjp", fn, at=at, cotangent=cotangent, **options)
+def vjp(
+    fn: Callable[..., Any],
+    at: Any = MISSING,
+    cotangent: Any = MISSING,
+    *,
+    argnums: Argnums | None = None,
+    wrt: tuple[str, ...] | None = None,
+    aux: bool = False,
+    jit: bool = True,
+    check: bool = False,
+    show: str | None = None,
+    fn_name: str | None = None,
+) -> DerivativeResult:
+    """The vector-Jacobian product ``uᵀ J`` of ``fn`` at ``at`` (``jax.vjp``), ``u`` = ``cotangent``.
+
+    See :func:`derive` for the arguments.
+    """
+    return derive(
+        "vjp", fn, at=at, cotangent=cotangent, argnums=argnums, wrt=wrt, aux=aux, jit=jit, check=check, show=show,
+        fn_name=fn_name,
+    )  # fmt: skip

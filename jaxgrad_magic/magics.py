@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +12,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import All, Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
-from .api import default_name, derive
+from .api import default_name, derive, require_function
 from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean
+from .notebook import NotebookResult
+from .point import resolve_point
 from .results import DerivativeResult
 from .show import display_key, new_run, replace_results, show_result
 from .spec import MAGIC, Options, Spec, constant_but_at, evaluate_at, parse_line, resolve_options, usage_options
@@ -190,27 +193,36 @@ class JaxGradMagics(Magics):
             at = evaluate_at(spec, ns)  # resolving the whole line again costs ~3% of a cache hit
         fn_name = spec.target or opts.fn or find_target(source, magic)
         fn = self._lookup(fn_name, magic)
-        return derive(
+        require_function(fn, fn_name, kind)
+        # The notebook's part of the point: names written in at= (for write-back), and variables
+        # named like the parameters when there is no at=.
+        point = resolve_point(fn, fn_name, at, opts.at_names, ns)
+        result = derive(
             kind,
             fn,
-            at=at,
+            at=point,
             argnums=opts.argnums,
             wrt=opts.wrt,
             order=opts.order,
             mode=opts.mode,
-            mode_configured=spec.source("mode") is None,
             aux=opts.aux,
             jit=opts.jit,
             fn_name=fn_name,
-            at_names=opts.at_names,
-            namespace=ns,
-            name=opts.name or default_name(kind, fn_name, opts.order),
-            stepper=opts.stepper,
-            stepper_options={"lr": opts.lr, "optimizer": opts.optimizer},
             tangent=opts.tangent,
             cotangent=opts.cotangent,
             check=opts.check,
             show=opts.show,
+        )
+        mode_reason = result.mode_reason
+        if spec.source("mode") is None and mode_reason is not None:
+            mode_reason = mode_reason.replace("(as asked)", "(configured)")
+        core = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        bound_name = opts.name or default_name(kind, fn_name, opts.order)
+        return NotebookResult(
+            **{**core, "mode_reason": mode_reason, "bound_name": bound_name},
+            namespace=ns,
+            stepper_options={"lr": opts.lr, "optimizer": opts.optimizer},
+            show_stepper=opts.stepper and kind == "grad" and opts.order == 1 and result.evaluated,
             display_limits=limits,
         )
 

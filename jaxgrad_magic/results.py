@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .display import DisplayLimits
 
@@ -44,7 +44,8 @@ class DerivativeResult:
       check: the finite-difference check, when asked for with ``check=True``;
         ``check.passed`` is its overall verdict (see :class:`~jaxgrad_magic.gradcheck.GradCheck`).
       jaxpr: the transformed program as text, when asked for with ``show="jaxpr"``.
-      display_limits: how much the text and HTML renderings show.
+      display_limits: how much the text and HTML renderings show (the defaults here; a
+        notebook's result carries its configured limits).
     """
 
     kind: str
@@ -70,10 +71,7 @@ class DerivativeResult:
     direction: Any = None
     check: GradCheck | None = None
     jaxpr: str | None = None
-    display_limits: DisplayLimits = field(default_factory=DisplayLimits, repr=False)
-    show_stepper: bool = field(default=False, repr=False)
-    stepper_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    namespace: MutableMapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    display_limits: ClassVar[DisplayLimits] = DisplayLimits()
 
     @property
     def evaluated(self) -> bool:
@@ -89,6 +87,18 @@ class DerivativeResult:
     @functools.cached_property
     def stepper(self) -> Stepper:
         """A gradient-descent stepper on ``fn`` from this point (built on first access)."""
+        return self.make_stepper()
+
+    def make_stepper(self, **options: Any) -> Stepper:
+        """A new gradient-descent stepper on ``fn`` from this point.
+
+        Args:
+          **options: more :class:`~jaxgrad_magic.stepper.Stepper` arguments (``lr``,
+            ``optimizer``, ``namespace`` to write back to).
+
+        Raises:
+          JaxGradUsageError: the result was not evaluated at a point.
+        """
         from .stepper import Stepper
 
         if self.point is None:
@@ -104,9 +114,8 @@ class DerivativeResult:
             argnums=self.argnums,
             names=self.point_names,
             fn_name=self.fn_name,
-            namespace=self.namespace,
             has_aux=self.has_aux,
-            **self.stepper_options,
+            **options,
         )
 
     def __repr__(self) -> str:

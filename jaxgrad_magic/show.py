@@ -106,7 +106,7 @@ def show_result(result: DerivativeResult, key: str) -> None:
     from .display import render_html, render_text
 
     display({"text/plain": render_text(result), "text/html": render_html(result)}, raw=True)
-    if result.show_stepper and widgets_render():
+    if getattr(result, "show_stepper", False) and widgets_render():  # a magic's result (NotebookResult)
         try:
             widget = result.stepper.widget
         except JaxGradUsageError as exc:  # e.g. a function only jit=False can run: say why, keep the result

@@ -349,7 +349,9 @@ class TestBadInput:
         assert "scalar" in message and "%hess" in message
 
     def test_order_is_only_for_grad(self) -> None:
-        assert "order=" in self._message(lambda: jac(pipeline, at=jnp.ones(3), order=2))
+        assert "order=" in self._message(lambda: derive("jac", pipeline, at=jnp.ones(3), order=2))
+        with pytest.raises(TypeError, match="order"):  # jac's signature has no order: Python says so
+            jac(pipeline, at=jnp.ones(3), order=2)  # type: ignore[call-arg]
 
     def test_unknown_mode(self) -> None:
         assert "mode=" in self._message(lambda: jac(pair, at=jnp.ones(3), mode="sideways"))
