@@ -17,9 +17,9 @@ import numpy as np
 from .cache import CACHE, function_key
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
-from .point import Point, resolve_point, signature_facts
+from .point import MISSING, Point, resolve_point, signature_facts
 from .results import DerivativeResult
-from .spec import MAGIC, MISSING, as_argnums, as_flag
+from .spec import MAGIC, as_argnums, as_flag
 from .transforms import (
     Argnums,
     Transform,

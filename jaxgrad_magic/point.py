@@ -13,9 +13,18 @@ import jax
 import numpy as np
 
 from .errors import JaxGradUsageError
-from .spec import MISSING
 
 AT, DEFAULTS, VARIABLES, NONE = "at=", "defaults", "notebook variables", "none"
+
+
+class _Missing:
+    """Marker for an argument or option that was not given."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 
 
 class Point(NamedTuple):

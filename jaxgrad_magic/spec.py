@@ -14,15 +14,19 @@ import types
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from .errors import JaxGradUsageError, did_you_mean, first_line
+from .point import MISSING
 
-MAGIC = {"grad": "jgrad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
+if TYPE_CHECKING:
+    from .transforms import Kind
 
-_ALL = tuple(MAGIC)
+MAGIC: dict[Kind, str] = {"grad": "jgrad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
+
+_ALL: tuple[Kind, ...] = tuple(MAGIC)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class OptionDoc:
 
     name: str
     value: str
-    kinds: tuple[str, ...]
+    kinds: tuple[Kind, ...]
     reads: Literal["expr", "word", "flag"]
     usage: str
     readme: str
@@ -172,7 +176,7 @@ OPTION_TABLE: tuple[OptionDoc, ...] = (
 )
 """Every magic option, in the order the usage text and the README list them."""
 
-OPTIONS: dict[str, tuple[str, ...]] = {kind: tuple(o.name for o in OPTION_TABLE if kind in o.kinds) for kind in MAGIC}
+OPTIONS: dict[Kind, tuple[str, ...]] = {kind: tuple(o.name for o in OPTION_TABLE if kind in o.kinds) for kind in MAGIC}
 """The options each kind of magic accepts (kind -> names), for the parser."""
 _WORD_OPTIONS = frozenset(o.name for o in OPTION_TABLE if o.reads == "word")
 _BOOL_OPTIONS = frozenset(o.name for o in OPTION_TABLE if o.reads == "flag")
@@ -182,7 +186,7 @@ _OPEN, _CLOSE = "([{", ")]}"
 _HELP_COLUMN = 20  # where the usage text's help starts, after "  name=value"
 
 
-def usage_options(kind: str) -> str:
+def usage_options(kind: Kind) -> str:
     """The option lines of ``%jgrad?`` (and the other magics' usage) for ``kind``.
 
     Args:
@@ -214,21 +218,13 @@ def readme_table() -> str:
     return "".join(row + "\n" for row in rows)
 
 
-class _Missing:
-    """Marker for an option that was not given."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
 
 
 @dataclass(frozen=True)
 class Spec:
     """A parsed magic line: the kind, the positional target and raw option sources."""
 
-    kind: str
+    kind: Kind
     target: str | None
     options: tuple[tuple[str, str], ...]
     line: str
@@ -304,7 +300,7 @@ def _split_words(line: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 @functools.lru_cache(maxsize=512)  # pure, and a re-run line is parsed once (the Spec is frozen)
-def parse_line(kind: str, line: str) -> Spec:
+def parse_line(kind: Kind, line: str) -> Spec:
     """Parse a magic line of ``kind`` into a :class:`Spec` (syntax only, no evaluation).
 
     Args:

@@ -11,7 +11,7 @@ import pytest
 
 from jaxgrad_magic.errors import JaxGradUsageError
 from jaxgrad_magic.point import AT, DEFAULTS, NONE, VARIABLES, is_numeric_tree, parameters, resolve_point
-from jaxgrad_magic.spec import MISSING
+from jaxgrad_magic.point import MISSING
 
 
 def two(x: Any, y: Any) -> Any:
