@@ -14,6 +14,7 @@ from conftest import close
 
 from jaxgrad_magic import DerivativeResult, derive, grad, hess, jac, jvp, vjp
 from jaxgrad_magic.errors import JaxGradUsageError
+from jaxgrad_magic.point import resolve_point
 
 X3 = np.array([1.0, 2.0, 3.0], dtype=np.float32)
 
@@ -131,10 +132,18 @@ class TestGrad:
         assert r.point == (2.0, 3.0) and r.point_source == "defaults"
         close(r.derivative, 3.0)
 
-    def test_namespace_variables_are_the_point(self) -> None:
-        r = derive("grad", bowl, namespace={"x": 5.0, "y": 2.0})
+    def test_a_point_resolved_from_notebook_variables(self) -> None:
+        # The notebook layer resolves the point (here from variables named like the parameters);
+        # the core takes it as it is.
+        point = resolve_point(bowl, "bowl", namespace={"x": 5.0, "y": 2.0})
+        r = derive("grad", bowl, at=point)
         assert r.point_source == "notebook variables" and r.point_names == ("x", "y")
         close(r.derivative, 10.0)
+
+    def test_the_core_reads_no_notebook(self) -> None:
+        # Without at= and without defaults nothing is evaluated: the core never looks for variables.
+        r = grad(bowl)
+        assert r.point is None and not r.evaluated
 
     def test_default_values_stay_python_constants(self) -> None:
         # A string flag and a loop count as defaults: traced, they would fail under jax.jit.
@@ -340,7 +349,9 @@ class TestBadInput:
         assert "scalar" in message and "%hess" in message
 
     def test_order_is_only_for_grad(self) -> None:
-        assert "order=" in self._message(lambda: jac(pipeline, at=jnp.ones(3), order=2))
+        assert "order=" in self._message(lambda: derive("jac", pipeline, at=jnp.ones(3), order=2))
+        with pytest.raises(TypeError, match="order"):  # jac's signature has no order: Python says so
+            jac(pipeline, at=jnp.ones(3), order=2)  # type: ignore[call-arg]
 
     def test_unknown_mode(self) -> None:
         assert "mode=" in self._message(lambda: jac(pair, at=jnp.ones(3), mode="sideways"))
