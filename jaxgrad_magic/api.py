@@ -22,6 +22,7 @@ from .results import DerivativeResult
 from .spec import MAGIC, as_argnums, as_flag
 from .transforms import (
     Argnums,
+    Kind,
     Transform,
     build,
     choose_mode,
@@ -34,13 +35,13 @@ from .transforms import (
 _VECTOR = {"jvp": "tangent", "vjp": "cotangent"}
 
 
-def default_name(kind: str, fn_name: str, order: int = 1) -> str:
+def default_name(kind: Kind, fn_name: str, order: int = 1) -> str:
     """Where the magics bind the transformed function: ``f_grad``, ``f_jac``, ``f_hess`` (``f_grad2``)."""
     return f"{fn_name.rsplit('.', 1)[-1]}_{kind}{order if order > 1 else ''}"
 
 
 def _argnums_for(
-    kind: str,
+    kind: Kind,
     fn_name: str,
     param_names: tuple[str, ...],
     has_varargs: bool,
@@ -134,7 +135,7 @@ def _dtype(leaf: Any) -> Any:
 
 
 def derive(
-    kind: str,
+    kind: Kind,
     fn: Callable[..., Any],
     *,
     at: Any = MISSING,
@@ -307,7 +308,7 @@ def derive(
     return _result(fields, point, evaluated, started)
 
 
-def require_function(fn: Any, fn_name: str | None, kind: str) -> str:
+def require_function(fn: Any, fn_name: str | None, kind: Kind) -> str:
     """Check that ``fn`` is a function that returns numbers; return the name to show it by.
 
     Raises:
@@ -404,7 +405,7 @@ def _aux_mismatch(fn: Callable[..., Any], args: tuple[Any, ...], fn_name: str) -
 
 
 def _output_mismatch(
-    kind: str, fn: Callable[..., Any], args: tuple[Any, ...], fn_name: str, aux: bool
+    kind: Kind, fn: Callable[..., Any], args: tuple[Any, ...], fn_name: str, aux: bool
 ) -> JaxGradUsageError | None:
     """The teaching error when ``fn``'s output is nothing to differentiate for ``kind``, else None.
 
@@ -515,7 +516,7 @@ def _check_plain_function(fn: Callable[..., Any], fn_name: str, magic: str) -> N
 
 
 def _jaxpr(
-    plain: Callable[..., Any], args: tuple[Any, ...], static: tuple[int, ...], kind: str, fn_name: str, aux: bool
+    plain: Callable[..., Any], args: tuple[Any, ...], static: tuple[int, ...], kind: Kind, fn_name: str, aux: bool
 ) -> str:
     """``show=jaxpr``: the transformed program as text, traced with every input abstract."""
     try:
@@ -538,7 +539,7 @@ def _jaxpr(
 
 def _guarded(
     call: Callable[[], Any],
-    kind: str,
+    kind: Kind,
     fn_name: str,
     aux: bool,
     fn: Callable[..., Any] | None = None,

@@ -41,7 +41,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .cache import CACHE, function_key
-from .transforms import TAYLOR, order_derivative
+from .transforms import TAYLOR, Kind, order_derivative
 
 MAX_EXHAUSTIVE = 64  # arguments up to this many elements are probed along every axis
 RANDOM_DIRECTIONS = 16
@@ -335,7 +335,7 @@ def _shrinking(run: Callable[[float], jax.Array]) -> tuple[jax.Array, float]:
 
 
 def check_derivative(
-    kind: str,
+    kind: Kind,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     argnums: int | tuple[int, ...],
@@ -409,7 +409,7 @@ def check_derivative(
 
 
 def _directional_checker(
-    kind: str,
+    kind: Kind,
     g: Callable[..., Any],
     idx: tuple[int, ...],
     single: bool,
@@ -450,7 +450,7 @@ def _directional_checker(
 
 
 def check_directional(
-    kind: str,
+    kind: Kind,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     argnums: int | tuple[int, ...],

@@ -25,6 +25,8 @@ from .target import find_target
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from .transforms import Kind
+
 USAGE = """
 Usage, as a cell magic (runs the cell, then works on the function it defines)::
 
@@ -74,7 +76,7 @@ _RESULT_EXTRA = {
 }
 
 
-def _usage(kind: str) -> str:
+def _usage(kind: Kind) -> str:
     magic = MAGIC[kind]
     return USAGE.format(
         magic=magic,
@@ -178,7 +180,7 @@ class JaxGradMagics(Magics):
                 raise JaxGradUsageError(f"%{magic}: '{name}' not found: {owner} has no attribute '{attr}'.") from None
         return obj
 
-    def _derive(self, kind: str, spec: Spec, source: str) -> DerivativeResult:
+    def _derive(self, kind: Kind, spec: Spec, source: str) -> DerivativeResult:
         magic = MAGIC[kind]
         ns = self.shell.user_ns
         resolved = self._resolved.get(spec)
@@ -226,7 +228,7 @@ class JaxGradMagics(Magics):
             display_limits=limits,
         )
 
-    def _magic(self, kind: str, line: str, cell: str | None) -> DerivativeResult | None:
+    def _magic(self, kind: Kind, line: str, cell: str | None) -> DerivativeResult | None:
         __tracebackhide__ = True
         magic = MAGIC[kind]
         try:

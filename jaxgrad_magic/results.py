@@ -12,6 +12,7 @@ from .display import DisplayLimits
 if TYPE_CHECKING:
     from .gradcheck import GradCheck
     from .stepper import Stepper
+    from .transforms import Kind
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: compare by identity
@@ -48,7 +49,7 @@ class DerivativeResult:
         notebook's result carries its configured limits).
     """
 
-    kind: str
+    kind: Kind
     fn_name: str
     fn: Callable[..., Any] = field(repr=False)
     transformed: Callable[..., Any] = field(repr=False)

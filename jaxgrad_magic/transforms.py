@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import numpy as np
@@ -12,12 +12,14 @@ import numpy as np
 from .point import parameters
 
 Argnums = int | tuple[int, ...]
+Kind = Literal["grad", "jac", "hess", "jvp", "vjp"]
+"""The derivatives one can ask for, one per magic (``grad`` is ``%jgrad``)."""
 
 
 class Transform(NamedTuple):
     """What to build: the kind and every option that changes the traced program."""
 
-    kind: str  # "grad" | "jac" | "hess" | "jvp" | "vjp"
+    kind: Kind
     argnums: Argnums
     order: int = 1
     mode: str | None = None  # "rev" | "fwd" for jac, else None

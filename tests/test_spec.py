@@ -8,13 +8,14 @@ import pytest
 
 from jaxgrad_magic.errors import JaxGradUsageError
 from jaxgrad_magic.spec import MISSING, OPTIONS, Options, parse_line, resolve_options
+from jaxgrad_magic.transforms import Kind
 
 
-def _resolve(kind: str, line: str, **namespace: object) -> Options:
+def _resolve(kind: Kind, line: str, **namespace: object) -> Options:
     return resolve_options(parse_line(kind, line), dict(namespace))
 
 
-def _error(kind: str, line: str, **namespace: object) -> str:
+def _error(kind: Kind, line: str, **namespace: object) -> str:
     with pytest.raises(JaxGradUsageError) as info:
         _resolve(kind, line, **namespace)
     return str(info.value)
@@ -57,7 +58,7 @@ class TestParseLine:
         assert parse_line("grad", "f;").target == "f"
 
     @pytest.mark.parametrize("kind", ["grad", "jac", "hess"])
-    def test_every_magic_accepts_the_common_options(self, kind: str) -> None:
+    def test_every_magic_accepts_the_common_options(self, kind: Kind) -> None:
         for key in ("fn", "at", "argnums", "aux", "jit", "name"):
             assert key in OPTIONS[kind]
         assert parse_line(kind, "at=1.0 argnums=0 aux=False jit=True name=g").target is None
