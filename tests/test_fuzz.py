@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from conftest import clean_namespace
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -221,12 +222,10 @@ def fuzz_shell(shell: InteractiveShell) -> Iterator[InteractiveShell]:
     try:
         yield shell
     finally:
-        ns = shell.user_ns
-        for key in [k for k in ns if k not in baseline]:
-            del ns[key]
-        ns.update(baseline)
+        clean_namespace(shell, baseline)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=1000,
     deadline=None,

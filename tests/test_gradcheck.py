@@ -407,6 +407,7 @@ class TestUntraced:
         left = grad(branchy, at=-1.5, jit=False, check=True)
         assert float(left.derivative) == -1.0 and left.check.passed
 
+    @pytest.mark.slow  # four untraced checks, every difference a Python call: about 6 s
     def test_jacobian_hessian_and_directional(self) -> None:
         def vec(x: Any) -> Any:
             return (jnp.sum(x**3) if x[0] > 0 else jnp.sum(x)) * x
@@ -493,6 +494,7 @@ FLOAT64_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh JAX process with x64 enabled
 def test_float64_has_no_note_and_tighter_tolerances() -> None:
     # Enabling x64 in this process would change every other test's dtypes: use a fresh one.
     script = f"LIARS = {LIARS!r}\n" + FLOAT64_SCRIPT

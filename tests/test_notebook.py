@@ -10,7 +10,7 @@ import pytest
 from nbclient import NotebookClient
 
 DEMO = Path(__file__).resolve().parent.parent / "demo.ipynb"
-pytestmark = pytest.mark.notebook
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

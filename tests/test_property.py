@@ -127,6 +127,7 @@ def prepared(shell: InteractiveShell) -> Any:
     clean_namespace(shell, baseline)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200,
     deadline=None,

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import run_json_script
+
+pytestmark = pytest.mark.slow  # a kernel in a fresh process, 300 cell runs
 
 SCRIPT = Path(__file__).with_name("rerun_leak_check.py")
 

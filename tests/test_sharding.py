@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from conftest import close, run_json_script
 
+pytestmark = pytest.mark.slow  # a fresh JAX process with four host devices
+
 SCRIPT = Path(__file__).resolve().parent / "sharding_check.py"
 X8 = np.linspace(-1.0, 1.0, 8)
 

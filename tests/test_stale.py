@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tests.conftest import Compiles, Shell
+from conftest import Compiles, Shell
 
 
 def grad_of(ip: Shell, cell: str, line: str = "at=jnp.ones(2)") -> np.ndarray:

@@ -200,6 +200,7 @@ def shell_with_f(ip: Any) -> Iterator[Any]:
         close_all_panels()  # the panels of the last run are still live: nothing replaced them
 
 
+@pytest.mark.slow  # RERUNS cell runs, each building a panel: about 8 s
 def test_re_running_a_cell_closes_the_widgets_of_the_results_it_replaces(shell_with_f: Any) -> None:
     shell = shell_with_f.shell
     start = len(live_widgets)
