@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from jaxgrad_magic.errors import JaxGradUsageError
-from jaxgrad_magic.point import AT, DEFAULTS, NONE, VARIABLES, is_numeric_tree, parameters, resolve_point
-from jaxgrad_magic.point import MISSING
+from jaxgrad_magic.point import AT, DEFAULTS, MISSING, NONE, VARIABLES, is_numeric_tree, parameters, resolve_point
 
 
 def two(x: Any, y: Any) -> Any:
