@@ -4,6 +4,10 @@ The shell is created once per session (IPython's shell is a process-wide singlet
 different shell classes cannot live in one process). Each test gets :class:`Shell`, whose
 ``run_cell`` re-raises whatever the cell raised, so a failing cell fails the test, and whose
 namespace is put back as it was after the test.
+
+Helpers every test file imports from here rather than writing again: :func:`close` (arrays equal
+within a tolerance), :func:`central_difference`, :func:`run_json_script` (a check that needs a
+fresh process) and :func:`png_pixels`.
 """
 
 from __future__ import annotations
