@@ -3,12 +3,13 @@
 Each picture has a static part and a moving part. Matplotlib renders the static part (the
 axes, ticks, labels, grid, contours) once per layout through its object API on the Agg canvas
 (``Figure`` + ``FigureCanvasAgg``, never pyplot's global state, so any thread can render);
-:mod:`jaxgrad_magic.raster` keeps it as palette indices together with where data coordinates
-land in its pixels. A frame draws the moving part (the loss line, the path, the current point)
-into a copy with NumPy and writes an indexed-colour PNG: well under a millisecond, where a
-matplotlib redraw and an RGB PNG cost several. The loss axis limits move in whole decades
-(and the step axis in 1-2-5 steps), so a falling loss rarely needs a new layout; the last few
-layouts stay rendered.
+:mod:`jaxgrad_magic.canvas` keeps it as a palette image, and :class:`PixelMap` says where data
+coordinates land in its pixels. A frame draws the moving part (the loss line, the path, the
+current point) into a copy with ``PIL.ImageDraw`` and Pillow writes an indexed-colour PNG:
+well under a millisecond, where a matplotlib redraw and an RGB PNG cost several. A long loss
+series is first reduced to a few points per pixel column that draw like the whole of it.
+The loss axis limits move in whole decades (and the step axis in 1-2-5 steps), so a falling
+loss rarely needs a new layout; the last few layouts stay rendered.
 
 Colours: one neutral look for light and dark notebook themes, since a kernel cannot tell which
 one the page uses. The pictures sit on a soft grey card (``FACE``) with a lighter plot area and
@@ -30,8 +31,7 @@ from matplotlib.colors import BoundaryNorm, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.scale import SymmetricalLogTransform
 
-from . import raster
-from .raster import PNG_SIGNATURE as PNG_SIGNATURE  # where the tests and callers look for it
+from . import canvas
 
 WIDTH, HEIGHT = 360, 260  # pixels
 FACE = "#dadee3"  # the card around the plot: soft grey, neither white nor dark
@@ -61,7 +61,7 @@ def _plot_area(width: int, height: int) -> tuple[float, float, float, float]:
 
 def _figure(width: int, height: int) -> tuple[Figure, FigureCanvasAgg, Any]:
     fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=FACE)
-    canvas = FigureCanvasAgg(fig)
+    agg = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     # Fixed margins: tight_layout would cost a whole extra draw per layout.
     left, bottom, right, top = AXES_BOX
@@ -75,7 +75,7 @@ def _figure(width: int, height: int) -> tuple[Figure, FigureCanvasAgg, Any]:
     ax.tick_params(which="minor", length=2)
     ax.xaxis.label.set_color(INK)
     ax.yaxis.label.set_color(INK)
-    return fig, canvas, ax
+    return fig, agg, ax
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
@@ -101,7 +101,7 @@ class PixelMap(NamedTuple):
     y_offset: float
     y_kind: str  # "linear", "log" or "symlog"
     linthresh: float
-    clip: raster.Clip  # the plot area, where lines are drawn
+    clip: canvas.Clip  # the plot area, where lines are drawn
     scale: Callable[[np.ndarray], np.ndarray]  # g above
 
     @classmethod
@@ -115,11 +115,11 @@ class PixelMap(NamedTuple):
         g0, g1 = (float(v) for v in scale(np.array([yl0, yl1], dtype=np.float64)))
         x_scale = (x1 - x0) / (xl1 - xl0)
         y_scale = -(y1 - y0) / (g1 - g0)  # rows grow downwards
-        clip = raster.Clip(round(x0), round(height - y1), round(x1), round(height - y0))
+        clip = canvas.Clip(round(x0), round(height - y1), round(x1), round(height - y0))
         return cls(x_scale, x0 - xl0 * x_scale, y_scale, height - y0 - g0 * y_scale, kind, linthresh, clip, scale)
 
     @staticmethod
-    def x_geometry(xlim: tuple[float, float], width: int, height: int) -> tuple[float, float, raster.Clip]:
+    def x_geometry(xlim: tuple[float, float], width: int, height: int) -> tuple[float, float, canvas.Clip]:
         """``(x_scale, x_offset, clip)`` of a picture with these x limits, known before it is drawn.
 
         The plot area sits at fixed fractions of the figure (:data:`AXES_BOX`), so this equals
@@ -130,7 +130,7 @@ class PixelMap(NamedTuple):
         return (
             x_scale,
             x0 - xlim[0] * x_scale,
-            raster.Clip(round(x0), round(height - y1), round(x1), round(height - y0)),
+            canvas.Clip(round(x0), round(height - y1), round(x1), round(height - y0)),
         )
 
     def x(self, values: np.ndarray | Sequence[float]) -> np.ndarray:
@@ -157,23 +157,23 @@ def _scale_function(kind: str, linthresh: float) -> Callable[[np.ndarray], np.nd
 class _Picture(NamedTuple):
     """A rendered static part and its pixel map."""
 
-    background: raster.Background
+    background: canvas.Background
     map: PixelMap
 
 
-def _capture(fig: Figure, canvas: FigureCanvasAgg, ax: Any, inks: Sequence[str], *, busy: bool = False) -> _Picture:
-    """Render the figure once and keep its pixels (as palette indices) and its pixel map.
+def _capture(fig: Figure, agg: FigureCanvasAgg, ax: Any, inks: Sequence[str], *, busy: bool = False) -> _Picture:
+    """Render the figure once and keep its pixels (as a palette image) and its pixel map.
 
     Args:
-      fig, canvas, ax: the figure, its Agg canvas and its one axes, ready to draw.
+      fig, agg, ax: the figure, its Agg canvas and its one axes, ready to draw.
       inks: the colours frames draw in.
-      busy: a picture of many colour regions, such as contours (see :class:`raster.Background`).
+      busy: a picture of many colour regions, such as contours (see :class:`canvas.Background`).
     """
     with np.errstate(over="ignore"):  # the log locator probes decades past 1e308 on extreme ranges
-        canvas.draw()
-    height = canvas.get_width_height()[1]
-    background = raster.Background(np.asarray(canvas.buffer_rgba()), [_rgb(c) for c in inks], busy=busy)
-    return _Picture(background, PixelMap.from_axes(ax, height))
+        agg.draw()
+    pixels = PixelMap.from_axes(ax, agg.get_width_height()[1])
+    rgba = np.asarray(agg.buffer_rgba())
+    return _Picture(canvas.Background(rgba, [_rgb(c) for c in inks], area=pixels.clip, busy=busy), pixels)
 
 
 def short(value: float) -> str:
@@ -290,7 +290,7 @@ class _LossLayout(NamedTuple):
 
 def _loss_picture(layout: _LossLayout, width: int, height: int) -> _Picture:
     """The static part of a loss plot for one layout."""
-    fig, canvas, ax = _figure(width, height)
+    fig, agg, ax = _figure(width, height)
     _title(ax, "loss")
     ax.set_xlabel("step", fontsize=8)
     if layout.scale == "symlog":
@@ -317,7 +317,7 @@ def _loss_picture(layout: _LossLayout, width: int, height: int) -> _Picture:
         label.set_color(PATH_COLOR)
     if layout.note:
         ax.text(0.5, 0.5, layout.note, transform=ax.transAxes, ha="center", va="center", fontsize=8.5, color=MUTED)
-    return _capture(fig, canvas, ax, [LOSS_COLOR])
+    return _capture(fig, agg, ax, [LOSS_COLOR])
 
 
 class LossCurve:
@@ -369,7 +369,6 @@ class LossCurve:
         xmax: float | None,
         diverged_at: int | None,
         note: str | None,
-        least_positive: float | None = None,
     ) -> _LossLayout:
         # Losses of no sign change (the common case) need only their min and max; the rest the full rule.
         scale = "log" if smallest >= 0 and largest > 0 else loss_scale(finite)
@@ -381,8 +380,7 @@ class LossCurve:
             lo, hi, floor = _decade_limits(smallest, largest, zeros=False)
             ylim = (lo, hi)
         elif scale == "log":
-            if least_positive is None:
-                least_positive = float(np.min(finite, where=finite > 0, initial=math.inf))
+            least_positive = float(np.min(finite, where=finite > 0, initial=math.inf))
             lo, hi, floor = _decade_limits(least_positive, largest, zeros=True)
             ylim = (lo, hi)
         elif scale == "symlog":
@@ -433,87 +431,117 @@ class LossCurve:
             raise ValueError(f"steps and losses differ in length ({len(steps)} vs {len(y)}); pass one step per loss.")
         n = len(y)
         # The line is reduced to pixel columns first: the step axis alone decides them, and the
-        # columns' extremes give the loss range, so the series is read twice in all.
-        x_scale, x_offset, clip = PixelMap.x_geometry(self._xlim(steps, xmax), self.width, self.height)
-        span = (raster.span_start(clip, LINE_WIDTH), raster.span_count(clip, LINE_WIDTH))
-        columns = raster.reduce_columns(steps, y, x_scale, x_offset, *span)
-        finite, last, least_positive = y, n - 1, None
-        if columns.finite():
-            smallest, largest = columns.value_range()
-            if smallest == 0:
-                # Zeros go on the bottom edge, a decade under the least positive loss. The columns'
-                # values stand in for the series: a smaller positive one hidden in a column between
-                # its zero and its maximum is drawn inside that column's stroke all the same.
-                least_positive = columns.least_positive()
-        else:  # NaN or inf somewhere: they break the line and stay out of the limits
+        # reduced points hold every column's extremes, so they give the loss range (and say
+        # whether any loss is NaN or inf) without another pass over the series.
+        xlim = self._xlim(steps, xmax)
+        x_scale, x_offset, clip = PixelMap.x_geometry(xlim, self.width, self.height)
+        vx, vy = line_vertices(steps, y, x_scale, x_offset, clip)
+        ok, finite = None, y
+        if n and np.isfinite(vy).all():
+            smallest, largest = float(vy.min()), float(vy.max())
+        else:  # NaN and inf break the line and stay out of the limits
             ok = np.isfinite(y)
             finite = y[ok]
-            smallest, largest = (float(finite.min()), float(finite.max())) if finite.size else (math.nan, math.nan)
             y = np.where(ok, y, np.nan)
-            columns = raster.reduce_columns(steps, y, x_scale, x_offset, *span, skip_nan=True)
-            finite_at = np.flatnonzero(ok)
-            last = int(finite_at[-1]) if len(finite_at) else -1
-        layout = self._layout_for(steps, finite, smallest, largest, xmax, diverged_at, note, least_positive)
+            vx, vy = line_vertices(steps, y, x_scale, x_offset, clip, skip_nan=True)
+            smallest, largest = (float(finite.min()), float(finite.max())) if finite.size else (math.nan, math.nan)
+        layout = self._layout_for(steps, finite, smallest, largest, xmax, diverged_at, note)
         self._layout = layout
         picture = self._picture(layout)
         pixels = picture.map
         if pixels.clip != clip or not math.isclose(pixels.x_offset, x_offset, rel_tol=1e-9, abs_tol=1e-9):
             # Not expected (the plot area is fixed), but the line must match the drawn axes.
-            span = (raster.span_start(pixels.clip, LINE_WIDTH), raster.span_count(pixels.clip, LINE_WIDTH))
-            columns = raster.reduce_columns(steps, y, pixels.x_scale, pixels.x_offset, *span, skip_nan=True)
+            vx, vy = line_vertices(steps, y, pixels.x_scale, pixels.x_offset, pixels.clip, skip_nan=True)
         frame = picture.background.frame()
-        if n:
-            self._draw(frame, picture, layout, columns, (float(steps[last]), float(y[last])) if last >= 0 else None)
+        last = n - 1 if ok is None else (int(np.flatnonzero(ok)[-1]) if finite.size else -1)
+        if last >= 0:
+            self._draw(frame, picture, layout, vx, vy, (float(steps[last]), float(y[last])))
         return frame.png()
 
     @staticmethod
     def _draw(
-        frame: raster.Frame,
+        frame: canvas.Frame,
         picture: _Picture,
         layout: _LossLayout,
-        columns: raster.Columns,
-        last: tuple[float, float] | None,
+        vx: np.ndarray,
+        vy: np.ndarray,
+        last: tuple[float, float],
     ) -> None:
         pixels, (ink, *_) = picture.map, picture.background.inks
         to_pixels = pixels.y
         if layout.scale == "log" and layout.floor > 0:
-            # Zeros on a log axis are drawn on its bottom edge. Only the few values that reach
-            # pixels go through this, never the whole series.
+            # Zeros on a log axis are drawn on its bottom edge.
             def to_pixels(v: np.ndarray) -> np.ndarray:
                 return pixels.y(np.where(v == 0, layout.floor, v))
 
-        lo, hi = raster.column_extents(columns, to_pixels)
-        raster.column_spans(frame, lo, hi, LINE_WIDTH, ink, pixels.clip)
-        if last is not None:  # the newest finite loss, as a dot
-            x = pixels.x_scale * last[0] + pixels.x_offset
-            raster.marker(frame, x, float(to_pixels(np.array([last[1]]))[0]), 3.2, ink)
+        frame.polyline(vx, to_pixels(vy), LINE_WIDTH, ink)
+        # The newest finite loss, as a dot (not clipped: on the bottom edge it shows whole).
+        x = pixels.x_scale * last[0] + pixels.x_offset
+        frame.marker(x, float(to_pixels(np.array([last[1]]))[0]), 3.2, ink, clip=False)
 
 
-def loss_curve_png(
-    steps: Sequence[float] | np.ndarray,
-    losses: Sequence[float] | np.ndarray,
+def line_vertices(
+    steps: np.ndarray | range,
+    y: np.ndarray,
+    x_scale: float,
+    x_offset: float,
+    clip: canvas.Clip,
     *,
-    xmax: float | None = None,
-    diverged_at: int | None = None,
-    note: str | None = None,
-    width: int = WIDTH,
-    height: int = HEIGHT,
-) -> bytes:
-    """A loss curve as PNG bytes (log y when the losses are positive).
+    skip_nan: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points (pixel ``x``, data ``y``) whose polyline draws like the whole series at this width.
+
+    A series of more points than twice the pixel columns keeps four per column: its first and
+    last point there (at their own ``x``, so the line between two columns is the series' own)
+    and its least and greatest value (at the column's centre). A line through them covers what
+    the series covers in every column. Shorter series are kept whole.
 
     Args:
-      steps: the step number of each loss, increasing.
-      losses: the losses; NaN and inf are left out of the line.
-      xmax: draw the step axis to at least this step.
-      diverged_at: the step where the loss stopped being finite, marked on the plot.
-      note: a line of text in the middle of the plot, or None.
-      width: image width in pixels.
-      height: image height in pixels.
+      steps: the points' positions in data units, non-decreasing: an array (integers are
+        searched as they are), or a ``range`` with a positive step (searched by arithmetic).
+      y: the values; NaN breaks the line.
+      x_scale, x_offset: pixel ``x`` of data ``x`` is ``x_scale * x + x_offset`` (``x_scale > 0``).
+      clip: the plot area, whose columns are the pixel columns.
+      skip_nan: pass over NaN inside a column (it still breaks the line at a column's first or
+        last point); by default a NaN or inf makes its column's extremes NaN or inf, so a
+        caller sees from the vertices alone whether the series is finite.
 
     Returns:
-      PNG bytes.
+      ``(x, y)``: pixel ``x`` and data ``y`` of the vertices.
     """
-    return LossCurve(width, height).render(steps, losses, xmax=xmax, diverged_at=diverged_at, note=note)
+    n, count = len(y), clip.right - clip.left
+    if n <= 2 * count:
+        return x_scale * np.asarray(steps, dtype=np.float64) + x_offset, y
+    edges = clip.left + np.arange(count + 1, dtype=np.float64)  # pixel x of the columns' edges
+    if isinstance(steps, range):
+        # Evenly spaced: point i is at pixel a * i + b, and no array of positions is needed.
+        a, b = x_scale * steps.step, x_scale * steps.start + x_offset
+        idx = np.minimum(np.maximum(np.ceil((edges - b) / a), 0), n).astype(np.int64)
+    else:
+        idx = _first_at_or_after(steps, (edges - x_offset) / x_scale)
+    idx[0], idx[-1] = 0, n  # points beyond the edges (none, with the usual limits) join the end columns
+    present = idx[1:] > idx[:-1]
+    firsts, lasts = idx[:-1][present], idx[1:][present] - 1
+    low, high = (np.fmin, np.fmax) if skip_nan else (np.minimum, np.maximum)
+    with np.errstate(invalid="ignore"):  # a column of NaN only stays NaN
+        low, high = low.reduceat(y, firsts), high.reduceat(y, firsts)
+    if isinstance(steps, range):
+        at_first, at_last = firsts * steps.step + steps.start, lasts * steps.step + steps.start
+    else:
+        at_first, at_last = steps[firsts], steps[lasts]
+    centre = edges[:-1][present] + 0.5
+    x = np.column_stack([x_scale * np.asarray(at_first, np.float64) + x_offset, centre, centre,
+                         x_scale * np.asarray(at_last, np.float64) + x_offset])  # fmt: skip
+    return x.reshape(-1), np.column_stack([y[firsts], low, high, y[lasts]]).reshape(-1)
+
+
+def _first_at_or_after(xs: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """For each edge, the index of the first position at or right of it (``len(xs)`` if none)."""
+    if np.issubdtype(xs.dtype, np.integer):
+        # Searching with integers keeps numpy from casting the whole of xs to float.
+        info = np.iinfo(xs.dtype)
+        return np.searchsorted(xs, np.clip(np.ceil(edges), info.min, info.max).astype(xs.dtype))
+    return np.searchsorted(xs, edges)
 
 
 # --------------------------------------------------------------------------- landscapes
@@ -554,7 +582,7 @@ class ContourPlot:
         zs = np.asarray(zs, dtype=np.float64)
         if zs.shape != (len(ys), len(xs)):
             raise ValueError(f"zs must have shape (len(ys), len(xs)) = {(len(ys), len(xs))}, got {zs.shape}.")
-        fig, canvas, ax = _figure(width, height)
+        fig, agg, ax = _figure(width, height)
         ax.set_xlabel(labels[0], fontsize=8)
         ax.set_ylabel(labels[1], fontsize=8, rotation=0, labelpad=8)
         levels = _finite_levels(zs)
@@ -569,7 +597,7 @@ class ContourPlot:
         _title(ax, f"f({labels[0]}, {labels[1]})")
         # Contours: a frame stores its drawn rows rather than compress them (twice the bytes there,
         # a tenth of the time); the picture stays smaller than an RGB PNG of it.
-        self._picture = _capture(fig, canvas, ax, [PATH_COLOR, "white"], busy=True)
+        self._picture = _capture(fig, agg, ax, [PATH_COLOR, "white"], busy=True)
 
     @property
     def pixel_map(self) -> PixelMap:
@@ -592,12 +620,12 @@ class ContourPlot:
         frame = self._picture.background.frame()
         if len(drawn):
             px, py = pixels.x(drawn[:, 0]), pixels.y(drawn[:, 1])
-            raster.polyline(frame, px, py, LINE_WIDTH, red, pixels.clip)
+            frame.polyline(px, py, LINE_WIDTH, red)
             # The start: a white dot ringed in red (as matplotlib draws a 5 pt marker with an edge).
-            raster.marker(frame, float(px[0]), float(py[0]), 2.8, white, ring=(4.2, red), clip=pixels.clip)
+            frame.marker(float(px[0]), float(py[0]), 2.8, white, ring=(4.2, red))
         # The current point: red, ringed in white, so it stands out on any contour colour.
         cx, cy = pixels.x(current[:1]), pixels.y(current[1:2])
-        raster.marker(frame, float(cx[0]), float(cy[0]), 4.2, red, ring=(5.5, white), clip=pixels.clip)
+        frame.marker(float(cx[0]), float(cy[0]), 4.2, red, ring=(5.5, white))
         return frame.png()
 
 
@@ -605,35 +633,6 @@ def _finite_rows(path: np.ndarray | Sequence[Any], width: int) -> np.ndarray:
     path = np.asarray(path, dtype=np.float64).reshape(-1, width)
     finite = np.isfinite(path)
     return path if finite.all() else path[finite.all(axis=1)]
-
-
-def contour_png(
-    xs: np.ndarray,
-    ys: np.ndarray,
-    zs: np.ndarray,
-    path: np.ndarray,
-    current: Sequence[float] | np.ndarray,
-    *,
-    labels: tuple[str, str] = ("x", "y"),
-    width: int = WIDTH,
-    height: int = HEIGHT,
-) -> bytes:
-    """A contour plot of ``zs`` with the descent path and the current point, as PNG bytes.
-
-    Args:
-      xs: grid positions along the first parameter, shape ``(nx,)``.
-      ys: grid positions along the second parameter, shape ``(ny,)``.
-      zs: ``f`` on the grid, shape ``(ny, nx)``; NaN and inf are left blank.
-      path: the visited points, shape ``(k, 2)``.
-      current: the current point ``(x, y)``.
-      labels: the parameters' names.
-      width: image width in pixels.
-      height: image height in pixels.
-
-    Returns:
-      PNG bytes.
-    """
-    return ContourPlot(xs, ys, zs, labels=labels, width=width, height=height).render(path, current)
 
 
 class CurvePlot:
@@ -655,7 +654,7 @@ class CurvePlot:
         if ys.shape != self._xs.shape:
             raise ValueError(f"xs and ys differ in length ({len(self._xs)} vs {len(ys)}); pass f at every x.")
         self._ys = np.where(np.isfinite(ys), ys, np.nan)
-        fig, canvas, ax = _figure(width, height)
+        fig, agg, ax = _figure(width, height)
         ax.set_xlabel(label, fontsize=8)
         ax.plot(self._xs, self._ys, color=LOSS_COLOR, lw=1.4)
         ax.set_xlim(self._xs[0], self._xs[-1])
@@ -665,7 +664,7 @@ class CurvePlot:
         ax.grid(True, color=GRID, lw=0.6)
         ax.set_axisbelow(True)
         _title(ax, f"f({label})")
-        self._picture = _capture(fig, canvas, ax, [PATH_COLOR, VISITED_COLOR, "white"])
+        self._picture = _capture(fig, agg, ax, [PATH_COLOR, VISITED_COLOR, "white"])
 
     @property
     def pixel_map(self) -> PixelMap:
@@ -689,37 +688,10 @@ class CurvePlot:
             px = _finite_rows(thin(np.asarray(path, dtype=np.float64).reshape(-1, 1)), 1)[:, 0]
             # Visited points sit on the drawn curve (interpolated on the grid).
             py = np.interp(px, self._xs, self._ys, left=np.nan, right=np.nan)
-            raster.dots(frame, pixels.x(px), pixels.y(py), 2.0, visited, pixels.clip)
+            frame.dots(pixels.x(px), pixels.y(py), 2.0, visited)
         cx, cy = pixels.x(point[:1]), pixels.y(point[1:2])
-        raster.marker(frame, float(cx[0]), float(cy[0]), 4.2, red, ring=(5.5, white), clip=pixels.clip)
+        frame.marker(float(cx[0]), float(cy[0]), 4.2, red, ring=(5.5, white))
         return frame.png()
-
-
-def curve_png(
-    xs: np.ndarray,
-    ys: np.ndarray,
-    point: Sequence[float] | np.ndarray,
-    *,
-    path: np.ndarray | None = None,
-    label: str = "x",
-    width: int = WIDTH,
-    height: int = HEIGHT,
-) -> bytes:
-    """``f`` of one parameter with the current point ``(x, f(x))``, as PNG bytes.
-
-    Args:
-      xs: grid positions, shape ``(n,)``.
-      ys: ``f`` on the grid.
-      point: the current ``(x, f(x))``.
-      path: the visited positions, or None.
-      label: the parameter's name.
-      width: image width in pixels.
-      height: image height in pixels.
-
-    Returns:
-      PNG bytes.
-    """
-    return CurvePlot(xs, ys, label=label, width=width, height=height).render(point, path)
 
 
 # --------------------------------------------------------------------------- f on a grid
