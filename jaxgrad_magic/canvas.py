@@ -8,8 +8,8 @@ matplotlib redraw and an RGB PNG.
 
 Coordinates are matplotlib's display pixels turned over: ``x`` to the right and ``y`` down from
 the top-left corner, pixel ``(row r, column c)`` covering ``[c, c + 1) x [r, r + 1)``. Lines are
-drawn with a square brush: one-pixel lines side by side, ten times faster in Pillow than its
-wide lines (a polygon per segment).
+drawn with a square brush: one-pixel lines side by side, several times faster in Pillow than
+its wide lines (a polygon per segment).
 """
 
 from __future__ import annotations
@@ -143,8 +143,9 @@ class Frame:
         x, y = x - (area.left + width / 2), y - (area.top + width / 2)
         margin = 2.0 * width
         box = (-margin, -margin, area.right - area.left + margin, area.bottom - area.top + margin)
+        finite = np.isfinite(x) & np.isfinite(y)
         with np.errstate(invalid="ignore"):
-            inside = np.isfinite(x) & np.isfinite(y) & (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
+            inside = finite & (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
         whole = inside[:-1] & inside[1:]  # segments that need no clipping
         if whole.all():
             if len(x) == 1 and inside[0]:
@@ -156,10 +157,11 @@ class Frame:
         edges = np.flatnonzero(np.diff(np.concatenate([[False], whole, [False]]).astype(np.int8)))
         for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
             _line(draw, x[start : stop + 1], y[start : stop + 1], width, ink)
-        crossing = np.flatnonzero(~whole & np.isfinite(x[:-1] + y[:-1] + x[1:] + y[1:]))
+        crossing = np.flatnonzero(~whole & finite[:-1] & finite[1:])
         ax, ay, bx, by = _clip_segments(x[crossing], y[crossing], x[crossing + 1], y[crossing + 1], box)
-        finite = np.isfinite(ax + ay + bx + by)  # a segment between two of the largest floats overflows
-        ax, ay, bx, by = ax[finite], ay[finite], bx[finite], by[finite]
+        # A segment between two of the largest floats overflows to nothing drawable.
+        kept = np.isfinite(ax) & np.isfinite(ay) & np.isfinite(bx) & np.isfinite(by)
+        ax, ay, bx, by = ax[kept], ay[kept], bx[kept], by[kept]
         for segment in zip(ax, ay, bx, by, strict=True):
             _line(draw, np.array(segment[::2]), np.array(segment[1::2]), width, ink)
         # Lone finite points between breaks still show.
