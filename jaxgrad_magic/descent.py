@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .errors import JaxGradUsageError, explain_jax_error
@@ -137,7 +138,7 @@ def advance(d: Descent, state: StepperState, dynamic: Any, lr: jax.Array) -> Ste
 
 
 def stats(state: StepperState) -> jax.Array:
-    """What a report needs, in one small array (one transfer to the host).
+    """What a report needs, in one small array (one transfer to the host); :meth:`Report.read` reads it.
 
     Args:
       state: the state to report on.
@@ -153,6 +154,39 @@ def stats(state: StepperState) -> jax.Array:
     ok = jnp.isfinite(loss) & finite
     head = jnp.stack([loss, grad_norm, ok.astype(dtype)])
     return head if path_width(state.params) is None else jnp.concatenate([head, _flat_params(state)])
+
+
+_new_tuple = tuple.__new__
+
+
+class Report(NamedTuple):
+    """A state's :func:`stats` on the host, read by name.
+
+    Attributes:
+      loss: the loss.
+      grad_norm: the gradient's global norm.
+      finite: the loss, the gradient and the parameters are all finite.
+      point: the flattened parameters when :func:`path_width` keeps a path, else empty.
+    """
+
+    loss: float
+    grad_norm: float
+    finite: bool
+    point: list[float]
+
+    @classmethod
+    def read(cls, stats: jax.Array) -> Report:
+        """The report in ``stats`` (from :func:`stats`): one transfer, which waits for the program.
+
+        Args:
+          stats: the array a descent program returned.
+
+        Returns:
+          The report, in Python floats and a bool.
+        """
+        values = np.asarray(stats).tolist()
+        # tuple.__new__ skips the generated __new__'s argument handling: a step reads one report.
+        return _new_tuple(cls, (values[0], values[1], values[2] > 0, values[3:]))
 
 
 def path_width(params: Any) -> int | None:
@@ -219,7 +253,7 @@ def replay(
         i, _, state, losses, path, _ = carry
         new = advance(d, state, dynamic, lr)
         new_stats = stats(new)
-        ok = new_stats[2] > 0
+        ok = new_stats[2] > 0  # Report.finite, read on the device
         state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
         losses, path = _record(i, new, losses, path)
         return i + ok.astype(i.dtype), ok, state, losses, path, new_stats

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .cache import CACHE
-from .descent import CHUNK, Programs, StepperState, guard, lr_dtype
+from .descent import CHUNK, Programs, Report, StepperState, guard, lr_dtype
 from .errors import JaxGradUsageError
 from .history import HISTORY_LIMIT, History
 from .objective import make_objective
@@ -224,14 +224,15 @@ class Stepper:
             lambda: self._programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
         )
         self._state = state
-        self._read(np.asarray(stats).tolist())
+        self._read(Report.read(stats))
         self._history.start(self._loss, self._point)
         # A start where f or its gradient is not finite cannot descend: marked as diverged at step 0.
         self._set_diverged(None if self._finite else 0, None if self._finite else self._bad_start_message())
 
-    def _read(self, values: list[float]) -> None:
-        """Take in a state's stats (see :func:`jaxgrad_magic.descent.stats`), as Python floats."""
-        self._loss, self._grad_norm, self._finite, self._point = values[0], values[1], values[2] > 0, values[3:]
+    def _read(self, report: Report) -> None:
+        """Take in a state's report (see :class:`jaxgrad_magic.descent.Report`)."""
+        self._loss, self._grad_norm = report.loss, report.grad_norm
+        self._finite, self._point = report.finite, report.point
 
     # ------------------------------------------------------------------ stepping
 
@@ -255,13 +256,13 @@ class Stepper:
             if self._x64:
                 self._check_x64()
             state, stats = self._programs.step(self._state, self._dynamic, self._lr_array)
-            report = np.asarray(stats)  # waits for the step
-            loss, grad_norm, finite = report[:3].tolist()
-            if not finite:
-                self._diverge(self._history.step + 1, [loss, grad_norm])
+            report = Report.read(stats)  # waits for the step
+            loss, grad_norm = report.loss, report.grad_norm
+            if not report.finite:
+                self._diverge(self._history.step + 1, report)
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
             self._state, self._loss, self._grad_norm = state, loss, grad_norm
-            self._history.append(loss, report[3:])
+            self._history.append(loss, report.point)
             if self.diverged:
                 self._set_diverged(None, None)
             steps = self._history.step
@@ -354,10 +355,10 @@ class Stepper:
         t0 = time.perf_counter()
         new, losses, path, stats = programs.run(start, loss, self._dynamic, lr, np.int32(k))
         losses = np.asarray(losses)[:k]  # waits for the chunk
-        values = np.asarray(stats).tolist()
-        if values[2] and np.isfinite(losses).all():
+        report = Report.read(stats)
+        if report.finite and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
-            return (k, False) if self._commit(start, new, values, losses, path) else (0, False)
+            return (k, False) if self._commit(start, new, report, losses, path) else (0, False)
         # Something went non-finite in this chunk: replay it, stopping before the first bad step.
         new, losses, path, stats, done, last = programs.guarded(start, loss, self._dynamic, lr, np.int32(k))
         done = int(done)
@@ -365,22 +366,20 @@ class Stepper:
             if self._state is not start:
                 return 0, False  # the state moved on meanwhile
             if done:
-                self._commit(start, new, np.asarray(stats).tolist(), np.asarray(losses)[:done], path)
+                self._commit(start, new, Report.read(stats), np.asarray(losses)[:done], path)
             if done == k:
                 return k, False
-            self._diverge(self._history.step + 1, np.asarray(last).tolist())
+            self._diverge(self._history.step + 1, Report.read(last))
             return done, True
 
-    def _commit(
-        self, start: StepperState, state: StepperState, values: list[float], losses: np.ndarray, path: Any
-    ) -> bool:
+    def _commit(self, start: StepperState, state: StepperState, report: Report, losses: np.ndarray, path: Any) -> bool:
         """Keep a chunk's steps from ``start`` to ``state``, unless the stepper has moved on from ``start``."""
         path = None if path is None else np.asarray(path)[: len(losses)]
         with self._lock:
             if self._state is not start:
                 return False
             self._state = state
-            self._read(values)
+            self._read(report)
             self._history.extend(losses, path)
             self._set_diverged(None, None)
             return True
@@ -388,8 +387,8 @@ class Stepper:
     def _set_diverged(self, at: int | None, why: str | None) -> None:
         self.diverged, self.diverged_at, self.divergence = at is not None, at, why
 
-    def _diverge(self, at: int, values: list[float]) -> None:
-        loss, grad_norm = values[0], values[1]
+    def _diverge(self, at: int, report: Report) -> None:
+        loss, grad_norm = report.loss, report.grad_norm
         if not math.isfinite(loss):
             what = f"the loss became {loss}"
         elif not math.isfinite(grad_norm):
@@ -616,7 +615,7 @@ class Stepper:
                 lambda: programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
             )
             self._opt, self._programs, self._state = opt, programs, state
-            self._read(np.asarray(stats).tolist())
+            self._read(Report.read(stats))
             self.message = (
                 f"optimizer changed to {opt.label} (fresh optimizer state); continuing from step {self._history.step}"
             )

@@ -20,6 +20,7 @@ from jaxgrad_magic.descent import (
     LR_SHAPE,
     Descent,
     Programs,
+    Report,
     StepperState,
     advance,
     evaluator,
@@ -80,28 +81,39 @@ def test_stats_are_loss_norm_finite_then_the_path() -> None:
     three = jnp.array([1.0, 2.0, 2.0])
     np.testing.assert_allclose(stats(StepperState(three, None, three, jnp.float32(1.0), None)), [1.0, 3.0, 1.0])
     for bad in (jnp.array([1.0, jnp.nan, 2.0]), jnp.array([jnp.inf, 0.0, 0.0])):
-        assert float(stats(StepperState(bad, None, three, jnp.float32(1.0), None))[2]) == 0.0
-        assert float(stats(StepperState(three, None, bad, jnp.float32(1.0), None))[2]) == 0.0
-    assert float(stats(StepperState(three, None, three, jnp.float32(jnp.inf), None))[2]) == 0.0
+        assert not Report.read(stats(StepperState(bad, None, three, jnp.float32(1.0), None))).finite
+        assert not Report.read(stats(StepperState(three, None, bad, jnp.float32(1.0), None))).finite
+    assert not Report.read(stats(StepperState(three, None, three, jnp.float32(jnp.inf), None))).finite
     half = jnp.ones(2, jnp.bfloat16)
     assert stats(StepperState(half, None, half, jnp.bfloat16(1.0), None)).dtype == jnp.float32
 
 
+def test_a_report_reads_the_stats_by_name() -> None:
+    two = (jnp.float32(3.0), jnp.float32(4.0))
+    report = Report.read(stats(StepperState(two, None, two, jnp.float32(12.5), None)))
+    assert (report.loss, report.grad_norm, report.finite) == (12.5, 5.0, True)
+    assert type(report.loss) is float and type(report.finite) is bool
+    assert report.point == [3.0, 4.0]
+    three = jnp.ones(3)
+    assert Report.read(stats(StepperState(three, None, three, jnp.float32(1.0), None))).point == []  # no path
+
+
 def test_the_gradient_norm_of_a_huge_finite_gradient_is_finite() -> None:
-    def report(params: Any, grad: Any) -> list[float]:
-        """[gradient norm, 1.0 if everything is finite else 0.0]."""
-        return stats(StepperState(jnp.asarray(params), None, jnp.asarray(grad), jnp.float32(1.0), None))[1:3].tolist()
+    def report(params: Any, grad: Any) -> list[Any]:
+        """[gradient norm, whether everything is finite]."""
+        read = Report.read(stats(StepperState(jnp.asarray(params), None, jnp.asarray(grad), jnp.float32(1.0), None)))
+        return [read.grad_norm, read.finite]
 
     # ‖(3e19, 4e19)‖ = 5e19, though each square is past float32's largest number (3.4e38).
     norm, ok = report([0.0, 0.0], [3e19, 4e19])
-    assert norm == pytest.approx(5e19, rel=1e-6) and ok == 1.0
-    assert report([0.0, 0.0], [0.0, 0.0]) == [0.0, 1.0]
+    assert norm == pytest.approx(5e19, rel=1e-6) and ok is True
+    assert report([0.0, 0.0], [0.0, 0.0]) == [0.0, True]
     # A real inf or NaN is still caught, and the norm says which: inf for inf, NaN for NaN.
-    assert report([0.0, 0.0], [3e19, jnp.inf]) == [np.inf, 0.0]
+    assert report([0.0, 0.0], [3e19, jnp.inf]) == [np.inf, False]
     norm, ok = report([0.0, 0.0], [3e19, jnp.nan])
-    assert np.isnan(norm) and ok == 0.0
+    assert np.isnan(norm) and ok is False
     # Parameters that left the finite are caught without spoiling the gradient's norm: ‖(3, 4)‖ = 5.
-    assert report([1.0, jnp.inf], [3.0, 4.0]) == [5.0, 0.0]
+    assert report([1.0, jnp.inf], [3.0, 4.0]) == [5.0, False]
 
 
 def test_the_path_is_kept_for_at_most_two_float_entries() -> None:
@@ -132,7 +144,8 @@ def test_the_replay_stops_before_the_first_non_finite_state() -> None:
     last, losses, _, done, bad = jax.jit(functools.partial(replay, d))(state, (), lr, jnp.int32(100))
     assert int(done) == 63 and float(last.params) == (-2.0) ** 63
     np.testing.assert_array_equal(losses[:63], 4.0 ** np.arange(1, 64))
-    assert np.isinf(float(bad[0])) and float(bad[2]) == 0.0
+    bad = Report.read(bad)
+    assert np.isinf(bad.loss) and not bad.finite
     last, _, _, done, _ = replay(d, state, (), lr, jnp.int32(10))  # all finite: it takes them all
     assert int(done) == 10 and float(last.params) == 1024.0
 
