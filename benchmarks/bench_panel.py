@@ -90,6 +90,8 @@ def measure(problem: Problem, n: int, rounds: int) -> Measured:
     direct = make()
     panel = StepperPanel(make())
     redraws: list[int] = []
+    frames: list[int] = []  # loss pictures sent to the frontend
+    panel.loss_image.observe(lambda change: frames.append(1), names="value")
 
     def run() -> None:
         info = direct.run(n)
@@ -100,10 +102,10 @@ def measure(problem: Problem, n: int, rounds: int) -> Measured:
         panel.steps_input.value = n
 
     def panel_run() -> None:
-        before = panel.redraws
+        before = len(frames)
         panel.run_button.click()
         panel.wait()
-        redraws.append(panel.redraws - before)
+        redraws.append(len(frames) - before)
         if panel.stepper.steps != n:
             raise RuntimeError(f"the panel ran {panel.stepper.steps} steps instead of {n}: {panel.status.value}")
 

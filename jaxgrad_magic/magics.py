@@ -294,6 +294,8 @@ JaxGradMagics.vjp.__doc__ = "The vector-Jacobian product uᵀ J (jax.vjp) at a p
 
 def load(shell: InteractiveShell) -> JaxGradMagics:
     """Register the magics and make them configurable with ``%config``."""
+    from . import panel  # noqa: F401  (registers the descent panel as Stepper.widget)
+
     magics = JaxGradMagics(shell=shell, config=shell.config)
     shell.register_magics(magics)
     shell.configurables.append(magics)

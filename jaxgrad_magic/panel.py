@@ -28,17 +28,16 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
 from . import plots
 from .errors import JaxGradUsageError
+from .landscape import Landscape
 from .point import parameters
-
-if TYPE_CHECKING:
-    from .stepper import Stepper
+from .stepper import Stepper, set_view
 
 REDRAW_INTERVAL = 0.25  # seconds between plot redraws during a run: at most four a second
 PROGRESS_INTERVAL = 0.05  # seconds between progress-bar updates during a run
@@ -140,21 +139,15 @@ class StepperPanel:
         self._lock = threading.RLock()  # one redraw at a time (the run thread or a click)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # The rate and optimizer the controls were last given by the panel or the user: only a change
-        # made elsewhere (from code) is written into them, never over a choice the stepper has yet to take.
-        self._shown_lr = float(stepper.lr)
-        self._shown_optimizer: str | None = None
         self._closed = False
         self._notice = ""  # a problem worth one mention with the next message
         self._run_target: int | None = None
-        self._landscape: plots.Landscape | None = None
+        self._landscape: Landscape | None = None
         self._first_box: plots.Box | None = None
         self._box: plots.Box | None = None
         self._pictures: OrderedDict[plots.Box, plots.ContourPlot | plots.CurvePlot] = OrderedDict()
         self._loss_plot = plots.LossCurve()
         self._seconds_per_step: tuple[Any, float] | None = None  # (optimizer, seconds) of the last run
-        self.redraws = 0  # plot redraws so far (runs redraw at a bounded rate)
-        self.inline_runs = 0  # runs done in the click, without a thread
 
         names = [p.name for p in parameters(stepper.fn)]
         self._wrt = self._wrt_names(names)
@@ -162,12 +155,16 @@ class StepperPanel:
         self._build_controls(stepper)
         self._setup_landscape(stepper, names)
         self.widget = self._layout(stepper, names)
+        self._show_controls()
         try:
             self._refresh()
         except Exception as exc:
             self._show_error(exc, "drawing the panel")
         else:
             self._say(stepper.message)
+        # The panel follows the stepper one way: whoever changed it (a button here, or code in a
+        # cell), the change shows.
+        self._unobserve = stepper.observe(self._on_stepper_change)
 
     # ------------------------------------------------------------------ construction
 
@@ -213,7 +210,7 @@ class StepperPanel:
         # An optimizer given as an object (an optax transformation, or a function of the
         # learning rate) is listed under its label, so it can be picked again after a switch.
         self._given_optimizers: dict[str, Any] = {}
-        current = self._shown_optimizer = self._optimizer_label(stepper)
+        current = self._optimizer_label(stepper)
         if current not in options:
             options.append(current)
         self.optimizer_dropdown = widgets.Dropdown(
@@ -263,7 +260,7 @@ class StepperPanel:
 
     def _setup_landscape(self, stepper: Stepper, names: list[str]) -> None:
         try:
-            landscape = plots.Landscape(
+            landscape = Landscape(
                 stepper.fn,
                 tuple(stepper.point),
                 stepper.argnums,
@@ -377,6 +374,7 @@ class StepperPanel:
           timeout: the most seconds to wait for a running chunk to end.
         """
         self._closed = True
+        self._unobserve()
         self._stop.set()
         self.wait(timeout)
         _close_all(self.widget)
@@ -419,8 +417,7 @@ class StepperPanel:
 
     def _on_step(self) -> None:
         self._check_idle("Step")
-        info = self.stepper.step()
-        self._refresh()
+        info = self.stepper.step()  # the panel redraws on the stepper's "state" change
         # A step that diverged is explained by the mark; the status line says only what happened.
         self._say("the step was not taken" if info.diverged else self.stepper.message)
 
@@ -435,7 +432,6 @@ class StepperPanel:
         self._run_target = int(self.stepper.steps) + n
         self.progress.max = n
         if self._expected_seconds(n) < INLINE_SECONDS:
-            self.inline_runs += 1
             self._run(n, inline=True)
             return
         self.progress.bar_style = "info"
@@ -497,19 +493,26 @@ class StepperPanel:
         if self._closed:
             return  # the widgets are gone: nothing to show
         try:
-            self._finish_run(n, int(self.stepper.steps) - first, error, plot_error)
+            self._finish_run(n, int(self.stepper.steps) - first, error, plot_error, drawn=inline)
         finally:
             self._run_target = None
             if self._thread is not None and threading.current_thread() is self._thread:
                 self._thread = None  # over for the controls: a click from now on starts the next run
                 self._set_running(False)  # whatever happened, the panel stays usable
 
-    def _finish_run(self, n: int, done: int, error: BaseException | None, plot_error: list[BaseException]) -> None:
-        """The last frame of a run and its verdict on the progress bar and the status line."""
+    def _finish_run(
+        self, n: int, done: int, error: BaseException | None, plot_error: list[BaseException], drawn: bool
+    ) -> None:
+        """The last frame of a run and its verdict on the progress bar and the status line.
+
+        ``drawn``: the run went in the click, so the stepper's change drew the last frame already
+        (a run on the panel's thread draws its own).
+        """
         try:
             self.progress.value = min(done, n)
             self.progress_label.value = f"{done} / {n}"
-            self._refresh()
+            if not drawn:
+                self._refresh()
         except Exception as exc:
             plot_error.append(exc)
         s = self.stepper
@@ -538,13 +541,12 @@ class StepperPanel:
 
     def _on_reset(self) -> None:
         self._check_idle("Reset")
-        self.stepper.reset()
         if self._box is not None and self._first_box is not None and _wider(self._box, self._first_box, 10.0):
             self._box = None  # a diverged path blew the box up: back to the one around the start
         self.progress.value = 0
         self.progress.bar_style = ""
         self.progress_label.value = ""
-        self._refresh()
+        self.stepper.reset()  # the panel redraws on the stepper's "state" change
         self._say(self.stepper.message)
 
     def _on_apply(self) -> None:
@@ -561,17 +563,13 @@ class StepperPanel:
         if math.isclose(value, self.stepper.lr, rel_tol=1e-9):
             return  # the slider showing the stepper's own rate
         self.stepper.lr = float(value)
-        self._shown_lr = float(self.stepper.lr)
         self._say(self.stepper.message)
 
     def _on_optimizer(self, name: str) -> None:
         if name == self._optimizer_label(self.stepper):
             return  # the dropdown showing the stepper's own optimizer
-        self.stepper.optimizer = self._given_optimizers.get(name, name)
-        self._shown_optimizer = name
         self._seconds_per_step = None  # another optimizer: its speed is not known yet
-        if not self.running:  # a run draws its own frames; only its thread draws while it goes
-            self._refresh()
+        self.stepper.optimizer = self._given_optimizers.get(name, name)  # redrawn on the stepper's change
         self._say(self.stepper.message)
 
     # ------------------------------------------------------------------ drawing
@@ -661,8 +659,6 @@ class StepperPanel:
             flat = trajectory[-1] if trajectory is not None else None
             self.params_label.value = _wrapping(html.escape(self._params_text(flat), quote=False))
             self.mark.value = self._mark_html()
-            self._sync_controls()
-            self.redraws += 1
 
     def _optimizer_label(self, stepper: Stepper) -> str:
         given = stepper.optimizer
@@ -673,23 +669,42 @@ class StepperPanel:
             self._given_optimizers[label] = given
         return label
 
-    def _sync_controls(self) -> None:
-        """Show the stepper's learning rate and optimizer when they were set from code."""
-        s = self.stepper
-        lr, name = float(s.lr), self._optimizer_label(s)
-        slider, dropdown = self.lr_slider, self.optimizer_dropdown
-        if lr != self._shown_lr:
-            self._shown_lr = lr
+    def _on_stepper_change(self, what: str) -> None:
+        """The stepper changed (from this panel or from code): show it."""
+        if self._closed:
+            return
+        if what == "lr":
+            self._show_lr()
+        elif what == "optimizer":
+            self._show_optimizer()
+        if what in ("state", "optimizer") and not self.running:  # a run's thread draws its own frames
+            self._guarded(self._refresh, "drawing the plots")
+
+    def _show_controls(self) -> None:
+        self._show_lr()
+        self._show_optimizer()
+
+    # Each change shows in its own control only, and only after the stepper took it: a choice
+    # made in another control that the stepper has yet to take is never written over.
+
+    def _show_lr(self) -> None:
+        """Put the stepper's learning rate into the slider (unless it shows it already)."""
+        lr, slider = float(self.stepper.lr), self.lr_slider
+        if not math.isclose(slider.value, lr, rel_tol=1e-9):
             exponent = math.log10(lr)
             slider.min, slider.max = min(slider.min, math.floor(exponent)), max(slider.max, math.ceil(exponent))
             slider.value = lr
-        slider.disabled = not s.lr_adjustable  # a fixed optax transformation carries its own rate
-        slider.tooltip = None if s.lr_adjustable else "fixed by the optax transformation"
-        if name != self._shown_optimizer:
-            self._shown_optimizer = name
+
+    def _show_optimizer(self) -> None:
+        """Put the stepper's optimizer into the dropdown; a fixed optax transformation disables the slider."""
+        s, dropdown, slider = self.stepper, self.optimizer_dropdown, self.lr_slider
+        name = self._optimizer_label(s)
+        if dropdown.value != name:
             if name not in dropdown.options:
                 dropdown.options = [*dropdown.options, name]
             dropdown.value = name
+        slider.disabled = not s.lr_adjustable  # a fixed optax transformation carries its own rate
+        slider.tooltip = None if s.lr_adjustable else "fixed by the optax transformation"
 
     def _draw_landscape(self, trajectory: np.ndarray | None) -> None:
         landscape, s = self._landscape, self.stepper
@@ -722,3 +737,6 @@ class StepperPanel:
         else:
             png = picture.render(path, current)
         self.landscape_image.value = png
+
+
+set_view(StepperPanel)  # Stepper.widget builds this panel: the model imports no view

@@ -335,7 +335,6 @@ class LossCurve:
 
     def __init__(self, width: int = WIDTH, height: int = HEIGHT) -> None:
         self.width, self.height = width, height
-        self.full_draws = 0  # frames that needed matplotlib to render a layout (the rest were cheap)
         self._pictures: OrderedDict[_LossLayout, _Picture] = OrderedDict()
         self._layout: _LossLayout | None = None
 
@@ -394,7 +393,6 @@ class LossCurve:
         picture = self._pictures.get(layout)
         if picture is None:
             picture = self._pictures[layout] = _loss_picture(layout, self.width, self.height)
-            self.full_draws += 1
             if len(self._pictures) > self.KEEP:
                 self._pictures.popitem(last=False)
         else:
@@ -694,10 +692,8 @@ class CurvePlot:
         return frame.png()
 
 
-# --------------------------------------------------------------------------- f on a grid
+# --------------------------------------------------------------------------- the box a picture shows
 
-GRID_2D = 48  # points per side of the contour grid
-GRID_1D = 241
 
 
 def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -760,122 +756,3 @@ def box_around(first: Box, path: np.ndarray, max_growth: float = 10.0) -> Box:
     span = hi - lo
     lo, hi = lo - 0.2 * span, hi + 0.2 * span  # room to move before the box must grow again
     return Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
-
-
-class Landscape:
-    """``f`` as a function of the flattened differentiated parameters, on a grid.
-
-    Drawable when those parameters have one or two elements in all (two scalars, one
-    2-vector, one scalar). The grid is evaluated in one jitted ``jax.vmap`` call, cached
-    per function. The arguments are split as the stepper splits them
-    (:func:`jaxgrad_magic.objective.make_objective`): arrays and floats travel as arguments,
-    so a re-run cell with new data compiles nothing and no data is baked into the program.
-
-    Args:
-      fn: the function; its first output is used when ``has_aux``.
-      args: all positional arguments at the start point.
-      argnums: which arguments are the parameters.
-      has_aux: ``fn`` returns ``(value, aux)``.
-      param_names: the function's positional parameter names, for labels.
-
-    Raises:
-      JaxGradUsageError: ``argnums`` does not pick arguments, or a picked one is not floating point.
-    """
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        argnums: int | tuple[int, ...],
-        *,
-        has_aux: bool = False,
-        param_names: Sequence[str] = (),
-    ) -> None:
-        from jax.flatten_util import ravel_pytree
-
-        from .objective import make_objective
-
-        self.has_aux = has_aux
-        self._objective = make_objective(fn, tuple(args), argnums, getattr(fn, "__name__", "f"), has_aux)
-        params = self._objective.params0
-        flat, self._unravel = ravel_pytree(params)
-        self.size = int(flat.size)
-        self.dtype = flat.dtype
-        self.start = np.asarray(flat, dtype=np.float64)
-        self.labels = coordinate_labels(params, self._objective.argnums, param_names)
-        self._evaluate: Callable[[Any, Any], Any] | None = None
-
-    @property
-    def drawable(self) -> bool:
-        """True for one or two parameters in all."""
-        return self.size in (1, 2)
-
-    def _grid_function(self) -> Callable[[Any, Any], Any]:
-        import jax
-        import jax.numpy as jnp
-
-        from .cache import CACHE
-
-        loss_fn, unravel, has_aux = self._objective.loss_fn, self._unravel, self.has_aux
-
-        def build() -> Callable[[Any, Any], Any]:
-            def at(flat: Any, dynamic: Any) -> Any:
-                out = loss_fn(unravel(flat), dynamic)
-                return jnp.reshape(out[0] if has_aux else out, ())
-
-            return jax.jit(jax.vmap(at, in_axes=(0, None)))
-
-        return CACHE.get_or_build(("landscape", self._objective.key), self._objective.refs, build)
-
-    def grid(self, box: Box) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """``f`` on a regular grid over ``box``.
-
-        Returns:
-          ``(xs, ys, zs)``: for two parameters ``zs`` has shape ``(len(ys), len(xs))``;
-          for one, ``ys`` is None and ``zs`` has shape ``(len(xs),)``.
-
-        Raises:
-          ValueError: the parameters are not drawable (more than two numbers).
-        """
-        if not self.drawable:
-            raise ValueError(f"f has {self.size} parameters here; a landscape is drawn for one or two.")
-        if self._evaluate is None:
-            self._evaluate = self._grid_function()
-        if self.size == 1:
-            xs = np.linspace(box.lo[0], box.hi[0], GRID_1D)
-            zs = np.asarray(self._evaluate(xs.astype(self.dtype)[:, None], self._objective.dynamic), dtype=np.float64)
-            return xs, None, zs
-        xs = np.linspace(box.lo[0], box.hi[0], GRID_2D)
-        ys = np.linspace(box.lo[1], box.hi[1], GRID_2D)
-        gx, gy = np.meshgrid(xs, ys)
-        flat = np.stack([gx.reshape(-1), gy.reshape(-1)], axis=1).astype(self.dtype)
-        zs = np.asarray(self._evaluate(flat, self._objective.dynamic), dtype=np.float64).reshape(GRID_2D, GRID_2D)
-        return xs, ys, zs
-
-
-def coordinate_labels(params: Any, argnums: int | tuple[int, ...], param_names: Sequence[str]) -> list[str]:
-    """A label for every number in ``params``, flattened in ``ravel_pytree`` order.
-
-    Args:
-      params: the differentiated parameters (a tuple of them for several ``argnums``).
-      argnums: which positional arguments they are.
-      param_names: the function's positional parameter names.
-
-    Returns:
-      Labels such as ``["x", "y"]`` or ``["x[0]", "x[1]"]``.
-    """
-    import jax
-
-    wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    per_arg = (params,) if isinstance(argnums, int) else params
-    labels: list[str] = []
-    for i, arg in zip(wrt, per_arg, strict=True):
-        name = param_names[i] if i < len(param_names) else f"arg{i}"
-        for path, leaf in jax.tree_util.tree_flatten_with_path(arg)[0]:
-            base = name + (jax.tree_util.keystr(path) if path else "")
-            shape = np.shape(leaf)
-            if shape == ():
-                labels.append(base)
-            else:
-                labels.extend(f"{base}[{', '.join(map(str, idx))}]" for idx in np.ndindex(*shape))
-    return labels

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import html
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import JaxGradUsageError
 
 if TYPE_CHECKING:
     from .results import DerivativeResult
+    from .stepper import Stepper
 
-_PANELS: dict[str, Any] = {}  # display key -> the panel widget shown there
+_PANELS: dict[str, Stepper] = {}  # display key -> the stepper whose panel is shown there
 _RESULTS: dict[str, tuple[int, list[DerivativeResult]]] = {}  # key -> (the cell run, the results it made there)
 _RUNS = itertools.count(1)
 KEEP_PER_RUN = 256  # results one run makes at one place that a re-run will close; older ones are let go
@@ -42,15 +43,6 @@ def widgets_render() -> bool:
 def display_key(cell_id: str | None, result: DerivativeResult) -> str:
     """Where ``result`` belongs: its cell (by id) where the frontend sends one, else its bound name."""
     return f"cell:{cell_id}" if cell_id else f"name:{result.bound_name or result.fn_name}"
-
-
-def close_panel(widget: Any) -> None:
-    """Close a panel's widgets (stopping any run) and let its stepper build a fresh one."""
-    panel = widget.panel
-    if panel.stepper.__dict__.get("widget") is widget:
-        panel.stepper.close_widget()
-    else:  # a panel its stepper no longer holds
-        panel.close()
 
 
 def _close_stepper_widget(result: DerivativeResult) -> None:
@@ -85,8 +77,8 @@ def replace_results(result: DerivativeResult, run: int, key: str) -> None:
 
 def close_all_panels() -> None:
     """Close every panel this module showed, and those of the results it remembers (on ``%unload_ext``)."""
-    for widget in list(_PANELS.values()):
-        close_panel(widget)
+    for stepper in list(_PANELS.values()):
+        stepper.close_widget()
     _PANELS.clear()
     for _, results in list(_RESULTS.values()):
         for result in results:
@@ -114,7 +106,7 @@ def show_result(result: DerivativeResult, key: str) -> None:
             display({"text/plain": note, "text/html": f"<div class='jgm-note'>{html.escape(note)}</div>"}, raw=True)
             return
         old = _PANELS.get(key)
-        if old is not None and old is not widget:
-            close_panel(old)
-        _PANELS[key] = widget
+        if old is not None and old is not result.stepper:
+            old.close_widget()  # the panel this one replaces here
+        _PANELS[key] = result.stepper
         display(widget)

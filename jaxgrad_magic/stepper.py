@@ -21,7 +21,7 @@ state between calls, and reports.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 import operator
 import re
@@ -113,6 +113,15 @@ class RunInfo(NamedTuple):
     message: str
 
 
+_VIEW: Callable[[Stepper], Any] | None = None  # builds a view with ``.widget`` and ``.close()``
+
+
+def set_view(factory: Callable[[Stepper], Any]) -> None:
+    """Register how :attr:`Stepper.widget` builds a panel (the widget layer calls this)."""
+    global _VIEW
+    _VIEW = factory
+
+
 class Stepper:
     """Gradient descent on ``fn`` from ``point`` with an optax optimizer.
 
@@ -179,6 +188,8 @@ class Stepper:
         self._dynamic = self._objective.dynamic
 
         self._lock = threading.RLock()
+        self._observers: list[Callable[[str], None]] = []
+        self._view: Any = None  # the panel, once built through .widget
         self._generation = 0  # bumped by reset(), so a run going on in a thread stops
         self._running = False
         dtypes = [np.dtype(x.dtype) for x in jax.tree_util.tree_leaves(self._objective.params0)]
@@ -249,6 +260,12 @@ class Stepper:
         Raises:
           JaxGradUsageError: the stepper holds 64-bit values and ``jax_enable_x64`` was switched off.
         """
+        info = self._step()
+        if self._observers:
+            self._notify("state")  # outside the lock: an observer may read the stepper
+        return info
+
+    def _step(self) -> StepInfo:
         with self._lock:
             if not self._finite:
                 self.message = self._bad_start_message()
@@ -337,7 +354,9 @@ class Stepper:
                     f"loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}"
                 )
             seconds = time.perf_counter() - started
-            return RunInfo(taken, steps, self._loss, self._grad_norm, diverged, stopped, seconds, self.message)
+            info = RunInfo(taken, steps, self._loss, self._grad_norm, diverged, stopped, seconds, self.message)
+        self._notify("state")
+        return info
 
     def _chunk(
         self, programs: Programs, start: StepperState, loss: float, lr: jax.Array, remaining: int
@@ -422,6 +441,7 @@ class Stepper:
             self._check_x64()
             self._start(self._objective.params0)
             self.message = f"reset to step 0: loss {self._loss:.6g}" if self._finite else self._bad_start_message()
+        self._notify("state")
 
     def apply(self) -> dict[str, Any]:
         """Write the current parameters into the notebook.
@@ -589,6 +609,7 @@ class Stepper:
                     "carries its own learning rate, so nothing changes. Pass a name (e.g. 'adam') or a "
                     "function of the learning rate (e.g. `optax.adam`) to steer it."
                 )
+        self._notify("lr")
 
     @property
     def lr_adjustable(self) -> bool:
@@ -619,29 +640,67 @@ class Stepper:
             self.message = (
                 f"optimizer changed to {opt.label} (fresh optimizer state); continuing from step {self._history.step}"
             )
+        self._notify("optimizer")
 
     @property
     def optimizer_label(self) -> str:
         """The optimizer's name, or ``custom`` for a transformation given as an object."""
         return self._opt.label
 
-    @functools.cached_property
+    def observe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(what)`` after every change, from the thread that made it.
+
+        ``what`` is ``"state"`` (a step, the end of a run, a reset), ``"lr"`` or
+        ``"optimizer"``. A view follows the stepper this way, whoever changed it: its own
+        buttons or code in the notebook.
+
+        Args:
+          callback: called with what changed; it may read the stepper.
+
+        Returns:
+          A function that stops the calls.
+        """
+        self._observers.append(callback)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._observers.remove(callback)
+
+        return stop
+
+    def _notify(self, what: str) -> None:
+        for callback in list(self._observers):
+            callback(what)
+
+    @property
     def widget(self) -> Any:
         """The ipywidgets descent panel for this stepper (built on first access).
 
-        A stepper of a magic's result has its panel closed when a re-run of the cell (or a cell
-        binding the same name) replaces the result, whether the panel was displayed or not;
-        reading ``widget`` again then builds a fresh one.
-        """
-        from .panel import StepperPanel
+        The widget layer provides it (:mod:`jaxgrad_magic.panel`, which ``%load_ext
+        jaxgrad_magic`` imports, registers itself with :func:`set_view`); this module imports
+        no widgets. A stepper of a magic's result has its panel closed when a re-run of the cell
+        (or a cell binding the same name) replaces the result, whether the panel was displayed
+        or not; reading ``widget`` again then builds a fresh one.
 
-        return StepperPanel(self).widget
+        Raises:
+          JaxGradUsageError: no widget layer was registered.
+        """
+        with self._lock:
+            if self._view is None:
+                if _VIEW is None:
+                    raise JaxGradUsageError(
+                        "No descent panel is available: the panel comes from `jaxgrad_magic.panel` (ipywidgets). "
+                        "Run `%load_ext jaxgrad_magic`, or `import jaxgrad_magic.panel` first."
+                    )
+                self._view = _VIEW(self)
+            return self._view.widget
 
     def close_widget(self) -> None:
         """Close the panel if one was built (stopping its run); the next ``.widget`` builds a fresh one."""
-        widget = self.__dict__.pop("widget", None)
-        if widget is not None:
-            widget.panel.close()
+        with self._lock:
+            view, self._view = self._view, None
+        if view is not None:
+            view.close()
 
     # ------------------------------------------------------------------ text
 
