@@ -14,14 +14,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from .argnums import Argnums, JaxArgnums, as_argnums
 from .cache import CACHE, function_key
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
 from .point import MISSING, Point, resolve_point, signature_facts
 from .results import DerivativeResult
-from .spec import MAGIC, as_argnums, as_flag
+from .spec import MAGIC, as_flag
 from .transforms import (
-    Argnums,
     Kind,
     Transform,
     build,
@@ -45,9 +45,10 @@ def _argnums_for(
     fn_name: str,
     param_names: tuple[str, ...],
     has_varargs: bool,
-    argnums: Argnums | None,
+    picked: Argnums | None,
     wrt: tuple[str, ...] | None,
 ) -> Argnums:
+    """The positions to differentiate, from ``argnums`` (read already) or ``wrt``, checked against ``fn``."""
     magic = MAGIC[kind]
     if wrt is not None:
         idx = []
@@ -58,28 +59,27 @@ def _argnums_for(
                     f"Its parameters are ({', '.join(param_names)}); name one of them or use argnums=."
                 )
             idx.append(param_names.index(name))
-        argnums = idx[0] if len(idx) == 1 else tuple(idx)
+        picked = Argnums(tuple(idx), len(idx) == 1)
     n = len(param_names)
     if n == 0 and not has_varargs:
         raise JaxGradUsageError(
             f"{fn_name}() takes no positional parameters, so there is nothing to differentiate. Give it "
             f"the input as a parameter (`def {fn_name.rsplit('.', 1)[-1]}(x): ...`)."
         )
-    if argnums is None:
-        return 0
-    for a in (argnums,) if isinstance(argnums, int) else argnums:
-        if a < 0 or (a >= n and not has_varargs):
-            numbered = f"numbered 0 to {n - 1}" if n > 1 else "number 0"
-            raise JaxGradUsageError(
-                f"argnums={argnums} is out of range: {fn_name}({', '.join(param_names)}) has {n} "
-                f"positional parameter{'s' if n != 1 else ''}, {numbered}. Use "
-                f"`argnums=0`{' or `argnums=0,1`' if n > 1 else ''}, or name them with `wrt=`. "
-                f"(%{magic}? shows examples.)"
-            )
-    if isinstance(argnums, tuple) and len(set(argnums)) != len(argnums):
-        given = f"wrt={','.join(wrt)}" if wrt is not None else f"argnums={argnums}"
+    if picked is None:
+        return Argnums.of(0)
+    if picked.outside(None if has_varargs else n) is not None:
+        numbered = f"numbered 0 to {n - 1}" if n > 1 else "number 0"
+        raise JaxGradUsageError(
+            f"argnums={picked.jax} is out of range: {fn_name}({', '.join(param_names)}) has {n} "
+            f"positional parameter{'s' if n != 1 else ''}, {numbered}. Use "
+            f"`argnums=0`{' or `argnums=0,1`' if n > 1 else ''}, or name them with `wrt=`. "
+            f"(%{magic}? shows examples.)"
+        )
+    if picked.repeats:
+        given = f"wrt={','.join(wrt)}" if wrt is not None else f"argnums={picked.jax}"
         raise JaxGradUsageError(f"{given} repeats an argument; list each argument once.")
-    return argnums
+    return picked
 
 
 def _is_number(leaf: Any) -> bool:
@@ -88,7 +88,7 @@ def _is_number(leaf: Any) -> bool:
     )
 
 
-def _check_differentiable(fn_name: str, args: tuple[Any, ...], argnums: Argnums, names: tuple[str, ...]) -> None:
+def _check_differentiable(fn_name: str, args: tuple[Any, ...], picked: Argnums, names: tuple[str, ...]) -> None:
     """Every differentiated argument exists and holds floating-point numbers: what JAX can differentiate."""
     try:
         jax.tree_util.tree_flatten(args)
@@ -97,10 +97,10 @@ def _check_differentiable(fn_name: str, args: tuple[Any, ...], argnums: Argnums,
             f"The point for {fn_name} is not a pytree JAX can flatten ({first_line(exc)}). Use numbers, arrays, "
             "and lists, tuples or dicts of them, with dict keys of one type (all strings, say)."
         ) from None
-    for i in (argnums,) if isinstance(argnums, int) else argnums:
+    for i in picked.positions:
         if i >= len(args):
             raise JaxGradUsageError(
-                f"argnums={argnums} asks for argument {i} of {fn_name}, but the point has only "
+                f"argnums={picked.jax} asks for argument {i} of {fn_name}, but the point has only "
                 f"{len(args)} argument{'s' * (len(args) != 1)}. Give every argument in `at=(...)`."
             )
         name = names[i] if i < len(names) else f"argument {i}"
@@ -139,7 +139,7 @@ def derive(
     fn: Callable[..., Any],
     *,
     at: Any = MISSING,
-    argnums: Argnums | None = None,
+    argnums: JaxArgnums | None = None,
     wrt: tuple[str, ...] | None = None,
     order: int = 1,
     mode: str = "auto",
@@ -183,18 +183,18 @@ def derive(
     """
     started = time.perf_counter()
     # NumPy scalars (np.int64(1), np.True_) are what array code hands around: take them as Python's.
-    if argnums is not None and type(argnums) is not int:
-        argnums = as_argnums(argnums)
+    picked = None if argnums is None else as_argnums(argnums)
     if type(aux) is not bool:
         aux = as_flag("aux", aux)
     magic = MAGIC[kind]
     fn_name = require_function(fn, fn_name, kind)
     params, has_varargs = signature_facts(fn)  # once: inspect.signature of a jitted function costs ~10 us
     param_names = tuple(p.name for p in params)
-    argnums = _argnums_for(kind, fn_name, param_names, has_varargs, argnums, wrt)
+    picked = _argnums_for(kind, fn_name, param_names, has_varargs, picked, wrt)
+    argnums = picked.jax  # JAX's form, for the transforms, the cache keys and the result
     if order > 1 and kind != "grad":
         raise JaxGradUsageError(f"order= is for %jgrad; %{magic} has no order option.")
-    if order > 1 and not isinstance(argnums, int):
+    if order > 1 and not picked.single:
         raise JaxGradUsageError(
             f"order={order} needs a single argument (argnums=0, say): repeated grad of several "
             "arguments is a Hessian block. Use `%hess` for all second derivatives."
@@ -205,10 +205,10 @@ def derive(
         raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
     point = at if isinstance(at, Point) else resolve_point(fn, fn_name, at, facts=(params, has_varargs))
     if point.args is not None:
-        _check_differentiable(fn_name, point.args, argnums, param_names)
+        _check_differentiable(fn_name, point.args, picked, param_names)
         if order > 1:
-            _check_scalar_input(fn_name, point.args[argnums], param_names, argnums, order)
-    call_args = () if point.args is None else _call_args(point.args, params, argnums)
+            _check_scalar_input(fn_name, point.args[picked.positions[0]], param_names, picked.positions[0], order)
+    call_args = () if point.args is None else _call_args(point.args, params, picked)
     vector = {"jvp": tangent, "vjp": cotangent}.get(kind, MISSING)
     if kind in _VECTOR and vector is MISSING:
         word = _VECTOR[kind]
@@ -219,7 +219,7 @@ def derive(
         )
     if vector is not MISSING and (bad := not_a_direction(vector)) is not None:
         # Found before jax.jit sees it: jit would fail on the argument with a message about JAX types.
-        i = argnums if isinstance(argnums, int) else argnums[0]
+        i = picked.positions[0]
         first = param_names[i] if i < len(param_names) else "x"
         what = "the differentiated argument(s)" if kind == "jvp" else f"the output of {fn_name}"
         example = f"jnp.ones_like({first})" if kind == "jvp" else f"jnp.ones_like({fn_name}({first}))"
@@ -363,14 +363,14 @@ def _point_signature(args: tuple[Any, ...]) -> Hashable:
     return treedef, leaf_facts
 
 
-def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], argnums: Argnums) -> tuple[Any, ...]:
+def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], picked: Argnums) -> tuple[Any, ...]:
     """The point without its trailing default values, which Python fills in when called.
 
     A default that is not differentiated (a flag, a step count, a mode string) then stays a
     plain Python constant under ``jax.jit`` instead of becoming a traced input, which would
     fail for strings and break ``range(n)``.
     """
-    diff = {argnums} if isinstance(argnums, int) else set(argnums)
+    diff = set(picked.positions)
     n = len(args)
     while 0 < n <= len(params) and n - 1 not in diff and args[n - 1] is params[n - 1].default:
         n -= 1
@@ -585,7 +585,7 @@ def grad(
     fn: Callable[..., Any],
     at: Any = MISSING,
     *,
-    argnums: Argnums | None = None,
+    argnums: JaxArgnums | None = None,
     wrt: tuple[str, ...] | None = None,
     order: int = 1,
     aux: bool = False,
@@ -608,7 +608,7 @@ def jac(
     fn: Callable[..., Any],
     at: Any = MISSING,
     *,
-    argnums: Argnums | None = None,
+    argnums: JaxArgnums | None = None,
     wrt: tuple[str, ...] | None = None,
     mode: str = "auto",
     aux: bool = False,
@@ -631,7 +631,7 @@ def hess(
     fn: Callable[..., Any],
     at: Any = MISSING,
     *,
-    argnums: Argnums | None = None,
+    argnums: JaxArgnums | None = None,
     wrt: tuple[str, ...] | None = None,
     aux: bool = False,
     jit: bool = True,
@@ -653,7 +653,7 @@ def jvp(
     at: Any = MISSING,
     tangent: Any = MISSING,
     *,
-    argnums: Argnums | None = None,
+    argnums: JaxArgnums | None = None,
     wrt: tuple[str, ...] | None = None,
     aux: bool = False,
     jit: bool = True,
@@ -676,7 +676,7 @@ def vjp(
     at: Any = MISSING,
     cotangent: Any = MISSING,
     *,
-    argnums: Argnums | None = None,
+    argnums: JaxArgnums | None = None,
     wrt: tuple[str, ...] | None = None,
     aux: bool = False,
     jit: bool = True,

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .argnums import Argnums, param_name
 from .cache import CACHE, function_key
 from .transforms import TAYLOR, Kind, order_derivative
 
@@ -371,7 +372,7 @@ def check_derivative(
     Returns:
       A :class:`GradCheck`; its ``passed`` is the overall verdict.
     """
-    idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    idx = Argnums.of(argnums).positions
     primal = (lambda *a: fn(*a)[0]) if aux else fn
     if kind == "hess":
         # The Hessian is the Jacobian of the first derivative; jacrev rather than grad, so a
@@ -402,7 +403,7 @@ def check_derivative(
         directions = _directions(n, work, seed + k)
         verdict, shrink = _shrinking(lambda s, run=run, d=directions: run(fd_args, derivative, d, s))
         used = min(used, shrink)
-        name = names[i] if i < len(names) else f"arg{i}"
+        name = param_name(names, i)
         checks.append(_arg_check(name, verdict, (atol, rtol), n))
     passed = all(c.passed for c in checks)
     return GradCheck(tuple(checks), dtype.name, rel_step * used, passed, _note(dtype, rel_step, checks), work.name)
@@ -481,8 +482,8 @@ def check_directional(
     Returns:
       A :class:`GradCheck` with one entry for all the differentiated arguments together.
     """
-    idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    single = isinstance(argnums, int)
+    picked = Argnums.of(argnums)
+    idx, single = picked.positions, picked.single
     g = (lambda *a: fn(*a)[0]) if aux else fn
     diff = tuple(args[i] for i in idx)
     dtype = np.dtype(jnp.result_type(*jax.tree_util.tree_leaves(diff)))

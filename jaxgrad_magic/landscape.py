@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .argnums import Argnums, JaxArgnums
 from .cache import CACHE
 from .objective import make_objective
 from .plots import Box
@@ -47,7 +48,7 @@ class Landscape:
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
-        argnums: int | tuple[int, ...],
+        argnums: JaxArgnums,
         *,
         has_aux: bool = False,
         param_names: Sequence[str] = (),
@@ -105,7 +106,7 @@ class Landscape:
         return xs, ys, zs
 
 
-def coordinate_labels(params: Any, argnums: int | tuple[int, ...], param_names: Sequence[str]) -> list[str]:
+def coordinate_labels(params: Any, argnums: JaxArgnums, param_names: Sequence[str]) -> list[str]:
     """A label for every number in ``params``, flattened in ``ravel_pytree`` order.
 
     Args:
@@ -116,11 +117,9 @@ def coordinate_labels(params: Any, argnums: int | tuple[int, ...], param_names: 
     Returns:
       Labels such as ``["x", "y"]`` or ``["x[0]", "x[1]"]``.
     """
-    wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    per_arg = (params,) if isinstance(argnums, int) else params
+    picked = Argnums.of(argnums)
     labels: list[str] = []
-    for i, arg in zip(wrt, per_arg, strict=True):
-        name = param_names[i] if i < len(param_names) else f"arg{i}"
+    for name, arg in zip(picked.names(param_names), picked.split(params), strict=True):
         for path, leaf in jax.tree_util.tree_flatten_with_path(arg)[0]:
             base = name + (jax.tree_util.keystr(path) if path else "")
             shape = np.shape(leaf)

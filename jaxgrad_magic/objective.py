@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .argnums import Argnums, JaxArgnums, param_name
 from .cache import function_key
 from .errors import JaxGradUsageError
 
@@ -22,8 +23,7 @@ class Objective(NamedTuple):
     """A function at a point, split into what is optimized, what travels, and what is baked in.
 
     Attributes:
-      argnums: the optimized positions, as given (an int, or a tuple of ints).
-      idx: the optimized positions as a tuple.
+      picked: the optimized positions (:attr:`argnums` as JAX takes them, :attr:`idx` as a tuple).
       labels: a name for every positional argument, for messages.
       params0: the starting parameters: one argument, or a tuple for several ``argnums``.
       dynamic: the other arrays and floats, passed to the compiled programs as arguments.
@@ -32,14 +32,23 @@ class Objective(NamedTuple):
       refs: objects the cache keeps alive while ``key`` refers to them by identity.
     """
 
-    argnums: int | tuple[int, ...]
-    idx: tuple[int, ...]
+    picked: Argnums
     labels: list[str]
     params0: Any
     dynamic: tuple[Any, ...]
     loss_fn: Callable[[Any, Any], Any]
     key: Hashable
     refs: list[Any]
+
+    @property
+    def argnums(self) -> JaxArgnums:
+        """The optimized positions as given: an int, or a tuple of ints."""
+        return self.picked.jax
+
+    @property
+    def idx(self) -> tuple[int, ...]:
+        """The optimized positions as a tuple."""
+        return self.picked.positions
 
 
 def make_objective(
@@ -60,37 +69,35 @@ def make_objective(
     Raises:
       JaxGradUsageError: ``argnums`` does not pick arguments, or a picked argument is not floating point.
     """
-    argnums = check_argnums(argnums, len(point), fn_name)
-    idx = (argnums,) if isinstance(argnums, int) else argnums
+    picked = _picked(argnums, len(point), fn_name)
+    idx = picked.positions
     labels = arg_labels(fn, len(point))
-    picked = [jax.tree_util.tree_map(lambda leaf, i=i: as_param(leaf, labels[i], fn_name), point[i]) for i in idx]
-    params0 = picked[0] if isinstance(argnums, int) else tuple(picked)
+    params0 = picked.join(
+        [jax.tree_util.tree_map(lambda leaf, i=i: as_param(leaf, labels[i], fn_name), point[i]) for i in idx]
+    )
     rest = tuple(point[i] for i in range(len(point)) if i not in idx)
     rest_leaves, rest_def = jax.tree_util.tree_flatten(rest)
     mask = tuple(is_dynamic(x) for x in rest_leaves)
     dynamic = tuple(x for x, d in zip(rest_leaves, mask, strict=True) if d)
     static = [x for x, d in zip(rest_leaves, mask, strict=True) if not d]
-    loss_fn = _loss_fn(fn, len(point), idx, isinstance(argnums, int), rest_def, mask, static)
+    loss_fn = _loss_fn(fn, len(point), picked, rest_def, mask, static)
     fn_key, fn_refs = function_key(fn)
     # The baked-in values are keyed as the function's own globals and closures are: by what they
     # hold (an object by its attributes), so a value changed in place is a new program, not a stale one.
     static_key, static_refs = function_key(tuple(static))
-    key = ("stepper", fn_key, argnums, has_aux, rest_def, mask, static_key, signature((params0, dynamic)))
-    return Objective(argnums, idx, labels, params0, dynamic, loss_fn, key, fn_refs + static_refs)
+    key = ("stepper", fn_key, picked.jax, has_aux, rest_def, mask, static_key, signature((params0, dynamic)))
+    return Objective(picked, labels, params0, dynamic, loss_fn, key, fn_refs + static_refs)
 
 
-def check_argnums(argnums: Any, n: int, fn_name: str) -> int | tuple[int, ...]:
+def check_argnums(argnums: Any, n: int, fn_name: str) -> JaxArgnums:
     """``argnums`` as an int or a tuple of distinct ints in ``range(n)``, else a teaching error."""
+    return _picked(argnums, n, fn_name).jax
 
-    def ok(a: Any) -> bool:
-        return isinstance(a, int | np.integer) and not isinstance(a, bool) and 0 <= a < n
 
-    if ok(argnums):
-        return int(argnums)
-    if isinstance(argnums, tuple | list) and argnums and all(ok(a) for a in argnums):
-        idx = tuple(int(a) for a in argnums)
-        if len(set(idx)) == len(idx):
-            return idx
+def _picked(argnums: Any, n: int, fn_name: str) -> Argnums:
+    picked = Argnums.read(argnums)
+    if picked is not None and picked.outside(n) is None and not picked.repeats:
+        return picked
     raise JaxGradUsageError(
         f"argnums={argnums!r} does not pick arguments of {fn_name} at the given point, which has {n} "
         f"argument{'s' * (n != 1)} (positions 0 to {n - 1}). Use an int such as `argnums=0`, or distinct "
@@ -103,7 +110,7 @@ def arg_labels(fn: Callable[..., Any], n: int) -> list[str]:
     from .point import parameters
 
     names = [p.name for p in parameters(fn)]
-    return [names[i] if i < len(names) else f"arg{i}" for i in range(n)]
+    return [param_name(names, i) for i in range(n)]
 
 
 def as_param(leaf: Any, label: str, fn_name: str) -> jax.Array:
@@ -161,19 +168,18 @@ def signature(tree: Any) -> Hashable:
 def _loss_fn(
     fn: Callable[..., Any],
     n: int,
-    idx: tuple[int, ...],
-    single: bool,
+    picked: Argnums,
     rest_def: Any,
     mask: tuple[bool, ...],
     static: list[Any],
 ) -> Callable[[Any, Any], Any]:
     """``fn`` as a function of (optimized params, dynamic other arguments); the rest is baked in."""
-    position = {i: k for k, i in enumerate(idx)}
+    position = {i: k for k, i in enumerate(picked.positions)}
 
     def loss_fn(params: Any, dynamic: Any) -> Any:
         dyn, stat = iter(dynamic), iter(static)
         rest = iter(jax.tree_util.tree_unflatten(rest_def, [next(dyn) if d else next(stat) for d in mask]))
-        picked = (params,) if single else params
-        return fn(*(picked[position[i]] if i in position else next(rest) for i in range(n)))
+        values = picked.split(params)
+        return fn(*(values[position[i]] if i in position else next(rest) for i in range(n)))
 
     return loss_fn

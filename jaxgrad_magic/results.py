@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .argnums import Argnums, JaxArgnums
 from .display import DisplayLimits
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class DerivativeResult:
     fn: Callable[..., Any] = field(repr=False)
     transformed: Callable[..., Any] = field(repr=False)
     composition: str
-    argnums: int | tuple[int, ...]
+    argnums: JaxArgnums
     param_names: tuple[str, ...]
     point: tuple[Any, ...] | None
     point_source: str
@@ -82,8 +83,7 @@ class DerivativeResult:
     @property
     def wrt(self) -> tuple[str, ...]:
         """The names of the differentiated parameters."""
-        idx = (self.argnums,) if isinstance(self.argnums, int) else self.argnums
-        return tuple(self.param_names[i] if i < len(self.param_names) else f"arg{i}" for i in idx)
+        return Argnums.of(self.argnums).names(self.param_names)
 
     @functools.cached_property
     def stepper(self) -> Stepper:

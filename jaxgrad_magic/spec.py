@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .argnums import as_argnums, position
 from .errors import JaxGradUsageError, did_you_mean, first_line
 from .point import MISSING
 
@@ -419,46 +420,6 @@ def _names_of(src: str) -> tuple[str | None, ...] | None:
     return None
 
 
-def _position(value: Any) -> int | None:
-    """``value`` as a Python int when it is an integer (NumPy's too), else None; booleans are not positions."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        return None
-    return int(value)
-
-
-def as_argnums(value: Any, src: str | None = None) -> int | tuple[int, ...]:
-    """``value`` as JAX's ``argnums``: an int or a tuple of ints.
-
-    NumPy integers (``np.int64(1)``, what array code hands around) count as ints, and a list
-    or a 1-d integer array as a tuple.
-
-    Args:
-      value: the given argnums.
-      src: how the user wrote it, for the message (default: its repr).
-
-    Returns:
-      A Python int, or a non-empty tuple of Python ints.
-
-    Raises:
-      JaxGradUsageError: ``value`` is not an integer or a sequence of integers.
-    """
-    shown = repr(value) if src is None else src
-    single = _position(value)
-    if single is not None:
-        return single
-    if isinstance(value, np.ndarray) and value.ndim == 1:
-        value = value.tolist()
-    if not isinstance(value, tuple | list):
-        raise JaxGradUsageError(
-            f"argnums={shown} must be an integer or integers: `argnums=0`, `argnums=0,1` or "
-            "`argnums=(0, 1)`; or name the parameters with `wrt=x,y`."
-        )
-    positions = [_position(v) for v in value]
-    if not positions or None in positions:
-        raise JaxGradUsageError(f"argnums={shown} must list integer positions, e.g. `argnums=0,1`; got {value!r}.")
-    return tuple(p for p in positions if p is not None)
-
-
 def as_flag(key: str, value: Any, src: str | None = None) -> bool:
     """``value`` of a True/False option as a Python bool; ``np.True_`` and 0/1 count.
 
@@ -468,7 +429,7 @@ def as_flag(key: str, value: Any, src: str | None = None) -> bool:
     if isinstance(value, bool | np.bool_):
         return bool(value)
     # Type first: `in` on an array compares elementwise and raises.
-    if _position(value) not in (0, 1):
+    if position(value) not in (0, 1):
         raise JaxGradUsageError(f"{key}={repr(value) if src is None else src} must be True or False.")
     return bool(value)
 
@@ -572,7 +533,7 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
         if key in _BOOL_OPTIONS:
             value = as_flag(key, value, src)
         elif key == "argnums":
-            value = as_argnums(value, src)
+            value = as_argnums(value, src).jax
         elif key == "order":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise JaxGradUsageError(

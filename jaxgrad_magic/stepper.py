@@ -472,7 +472,7 @@ class Stepper:
             else:
                 base = re.sub(r"\W+", "_", self.fn_name.rsplit(".", 1)[-1]).strip("_") or "f"
                 originals = tuple(self._point0[i] for i in idx)
-                original = originals[0] if isinstance(self.argnums, int) else originals
+                original = self._objective.picked.join(originals)
                 written = {f"{base}_params": _like(original, params)}
             namespace.update(written)
             self.message = f"wrote {', '.join(written)} (step {self._history.step}) into the notebook"
@@ -494,7 +494,7 @@ class Stepper:
 
     def _per_argument(self, params: Any) -> tuple[Any, ...]:
         """``params`` as one value per optimized argument."""
-        return (params,) if isinstance(self.argnums, int) else params
+        return self._objective.picked.split(params)
 
     # ------------------------------------------------------------------ state
 

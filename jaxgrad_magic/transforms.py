@@ -9,9 +9,9 @@ from typing import Any, Literal, NamedTuple
 import jax
 import numpy as np
 
+from .argnums import Argnums, JaxArgnums
 from .point import parameters
 
-Argnums = int | tuple[int, ...]
 Kind = Literal["grad", "jac", "hess", "jvp", "vjp"]
 """The derivatives one can ask for, one per magic (``grad`` is ``%jgrad``)."""
 
@@ -20,7 +20,7 @@ class Transform(NamedTuple):
     """What to build: the kind and every option that changes the traced program."""
 
     kind: Kind
-    argnums: Argnums
+    argnums: JaxArgnums
     order: int = 1
     mode: str | None = None  # "rev" | "fwd" for jac, else None
     aux: bool = False
@@ -37,7 +37,7 @@ class Built(NamedTuple):
     evaluate: Callable[..., tuple[Any, Any, Any]]
 
 
-def _argnums_text(argnums: Argnums) -> str:
+def _argnums_text(argnums: JaxArgnums) -> str:
     return "" if argnums == 0 else f", argnums={argnums}"
 
 
@@ -66,7 +66,7 @@ def composition(t: Transform, fn_name: str = "f") -> str:
     return f"jax.jit({text}{static})"
 
 
-def _wrt_text(argnums: Argnums) -> str:
+def _wrt_text(argnums: JaxArgnums) -> str:
     return f" w.r.t. argnums={argnums}" if argnums != 0 else ""
 
 
@@ -143,8 +143,8 @@ def _matched(vector: Any, like: Any, word: str, what: str, example: str) -> Any:
 
 def _directional(fn: Callable[..., Any], t: Transform) -> Callable[..., tuple[Any, Any, Any]]:
     """``(*args, vector) -> (output, J v or uᵀ J, aux)`` for ``jvp`` / ``vjp`` on the argnums."""
-    idx = (t.argnums,) if isinstance(t.argnums, int) else t.argnums
-    single = isinstance(t.argnums, int)
+    picked = Argnums.of(t.argnums)
+    idx, single = picked.positions, picked.single
     fn_name = getattr(fn, "__name__", "f")
     names = [p.name for p in parameters(fn)]
 
@@ -160,11 +160,11 @@ def _directional(fn: Callable[..., Any], t: Transform) -> Callable[..., tuple[An
         primals = tuple(args[i] for i in idx)
         if t.kind == "jvp":
             what = "the differentiated argument" + ("" if single else f"s (argnums={t.argnums}), one tangent each")
-            ones = [f"jnp.ones_like({names[i] if i < len(names) else f'arg{i}'})" for i in idx]
+            ones = [f"jnp.ones_like({name})" for name in picked.names(names)]
             example = ones[0] if single else f"({', '.join(ones)})"
-            like = primals[0] if single else primals
+            like = picked.join(primals)
             tangent = _matched(vector if single else _as_tuple(vector), like, "tangent", what, example)
-            tangents = (tangent,) if single else tuple(tangent)
+            tangents = picked.split(tangent)
             if t.aux:
                 return jax.jvp(partial, primals, tangents, has_aux=True)
             out, tangent_out = jax.jvp(partial, primals, tangents)
@@ -181,7 +181,7 @@ def _directional(fn: Callable[..., Any], t: Transform) -> Callable[..., tuple[An
             f"jax.tree.map(jnp.ones_like, {fn_name}({', '.join(names)}))",
         )
         cotangents = pull(cotangent)
-        return out, cotangents[0] if single else cotangents, aux
+        return out, picked.join(cotangents), aux
 
     return evaluate
 
@@ -367,7 +367,7 @@ def _size(tree: Any) -> int:
     return sum(math.prod(getattr(leaf, "shape", ())) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def choose_mode(fn: Callable[..., Any], args: tuple[Any, ...], argnums: Argnums, aux: bool) -> tuple[str, str]:
+def choose_mode(fn: Callable[..., Any], args: tuple[Any, ...], argnums: JaxArgnums, aux: bool) -> tuple[str, str]:
     """Pick ``jacfwd`` for tall and ``jacrev`` for wide Jacobians from the sizes.
 
     Forward mode pushes one tangent per input, reverse mode pulls one cotangent per
@@ -385,8 +385,7 @@ def choose_mode(fn: Callable[..., Any], args: tuple[Any, ...], argnums: Argnums,
     out = jax.eval_shape(fn, *args)  # shapes only: nothing runs or compiles
     if aux:
         out = out[0]
-    idx = (argnums,) if isinstance(argnums, int) else argnums
-    n_in = sum(_size(args[i]) for i in idx)  # a Python number has no shape: one element
+    n_in = sum(_size(args[i]) for i in Argnums.of(argnums).positions)  # a Python number has no shape: one element
     n_out = _size(out)
     sizes = f"{n_out} output{'s' * (n_out != 1)}, {n_in} input{'s' * (n_in != 1)}"
     if n_out > n_in:
