@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .argnums import Argnums, JaxArgnums, as_argnums
+from .argnums import Argnums, JaxArgnums, as_argnums, param_name
 from .cache import CACHE, function_key
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
@@ -103,7 +103,7 @@ def _check_differentiable(fn_name: str, args: tuple[Any, ...], picked: Argnums, 
                 f"argnums={picked.jax} asks for argument {i} of {fn_name}, but the point has only "
                 f"{len(args)} argument{'s' * (len(args) != 1)}. Give every argument in `at=(...)`."
             )
-        name = names[i] if i < len(names) else f"argument {i}"
+        name = param_name(names, i)
         leaves = jax.tree_util.tree_leaves(args[i])
         bad = next((leaf for leaf in leaves if not _is_number(leaf)), None)
         if not leaves or bad is not None:
@@ -219,8 +219,7 @@ def derive(
         )
     if vector is not MISSING and (bad := not_a_direction(vector)) is not None:
         # Found before jax.jit sees it: jit would fail on the argument with a message about JAX types.
-        i = picked.positions[0]
-        first = param_names[i] if i < len(param_names) else "x"
+        first = param_name(param_names, picked.positions[0])
         what = "the differentiated argument(s)" if kind == "jvp" else f"the output of {fn_name}"
         example = f"jnp.ones_like({first})" if kind == "jvp" else f"jnp.ones_like({fn_name}({first}))"
         raise direction_error(_VECTOR[kind], what, bad, example)
@@ -380,7 +379,7 @@ def _call_args(args: tuple[Any, ...], params: Sequence[inspect.Parameter], picke
 def _check_scalar_input(fn_name: str, arg: Any, names: tuple[str, ...], i: int, order: int) -> None:
     shapes = [np.shape(leaf) for leaf in jax.tree_util.tree_leaves(arg)]
     if shapes != [()]:
-        name = names[i] if i < len(names) else f"argument {i}"
+        name = param_name(names, i)
         shown = f"shape {shapes[0]}" if len(shapes) == 1 else f"{len(shapes)} leaves"
         raise JaxGradUsageError(
             f"order={order} applies jax.grad {order} times, which needs {name} to be a scalar (one number), "

@@ -329,6 +329,14 @@ class TestBadInput:
         assert r.point == (2.0, 3.0)
         close(r.derivative, (9.0, 12.0))  # (x1^2, 2 x0 x1)
 
+    def test_star_args_are_named_like_everywhere_else(self) -> None:
+        def f(*xs: Any) -> Any:
+            return xs[0] * xs[1]
+
+        assert grad(f, at=(2.0, 3.0), argnums=1).wrt == ("arg1",)
+        message = self._message(lambda: grad(f, at=(2.0, 3), argnums=1))
+        assert "with respect to arg1 = 3" in message and "jnp.asarray(arg1, dtype=jnp.float32)" in message
+
     def test_integer_input_suggests_a_float(self) -> None:
         message = self._message(lambda: grad(bowl, at=(5, 2.0)))
         assert "`5.0` instead of `5`" in message and "floating-point" in message
