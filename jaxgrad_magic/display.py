@@ -1,4 +1,10 @@
-"""Pure renderers: a result -> text or HTML. Only small summaries leave the device."""
+"""Pure renderers: a result -> its sections -> text or HTML. Only small summaries leave the device.
+
+:func:`layout` turns a result into a heading and a list of :class:`Section` records (plain
+strings, plus what only HTML draws: a heatmap's blocks, a check's table, a folded program).
+:func:`render_text` and :func:`render_html` are two small renderers of those same sections,
+so the two renderings always show the same things in the same order.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,13 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import heatmap
+from .formatting import format_array, number, scientific
 
 if TYPE_CHECKING:
-    from .gradcheck import ArgCheck, GradCheck
+    from .gradcheck import GradCheck
     from .results import DerivativeResult
 
 _KIND_TITLE = {
@@ -130,37 +136,6 @@ def type_tag(x: Any) -> str:
     kind = next((v for k, v in short.items() if dtype.name == f"{k}{bits}"), None)
     # bool, and dtypes without a short JAX name (int4, float8 variants): the full name
     return f"{kind}{bits}[{shape}]" if kind else f"{dtype.name}[{shape}]"
-
-
-@jax.jit
-def _summary(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    flat = jnp.ravel(x)
-    stats = jnp.stack([jnp.min(flat), jnp.max(flat), jnp.linalg.norm(flat.astype(jnp.float32))])
-    return flat[:3], flat[-3:], stats
-
-
-def format_array(x: Any, max_items: int = 24) -> str:
-    """A short, rounded rendering; big arrays are summarised without moving them whole."""
-    size = math.prod(np.shape(x))
-    big = size > max(1000, max_items)
-    real = isinstance(x, jax.Array) and (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating))
-    if big and real:  # complex values have no min or max, and the float32 norm would drop their imaginary parts
-        # Only a few corner values and three statistics travel to the host.
-        head, tail, stats = (np.asarray(a) for a in _summary(x))
-        return (
-            f"[{', '.join(f'{v:.4g}' for v in head)}, ..., {', '.join(f'{v:.4g}' for v in tail)}]"
-            f"  ({size} values: min {stats[0]:.4g}, max {stats[1]:.4g}, norm {stats[2]:.4g})"
-        )
-    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.extended):
-        x = jax.random.key_data(x)  # a PRNG key: show its raw key data
-    elif not isinstance(x, bool | int | float | complex | np.ndarray | np.generic | jax.Array):
-        text = repr(x)  # not an array: its repr, cut short
-        return text if len(text) <= 80 else text[:77] + "..."
-    arr = np.asarray(x)
-    if arr.ndim == 0:
-        return f"{arr.item():.6g}" if np.issubdtype(arr.dtype, np.floating) else str(arr.item())
-    with np.printoptions(precision=6, threshold=max_items, edgeitems=3, suppress=True, linewidth=100):
-        return np.array2string(arr, separator=", ")
 
 
 def _keystr(path: tuple[Any, ...]) -> str:
@@ -279,7 +254,7 @@ def _whole_program_hint(result: DerivativeResult, limits: DisplayLimits) -> str:
     """Where the whole program is when the rendering shows only its ends."""
     if result.jaxpr is None or result.jaxpr.count("\n") < limits.max_lines:
         return ""
-    return f" ({result.jaxpr.count(chr(10)) + 1:,} lines; all of them in the result's .jaxpr)"
+    return f"({result.jaxpr.count(chr(10)) + 1:,} lines; all of them in the result's .jaxpr)"
 
 
 def point_rows(result: DerivativeResult) -> list[tuple[str, Any]]:
@@ -319,53 +294,205 @@ def _direction_label(result: DerivativeResult) -> str:
 
 def _summary_text(s: heatmap.MatrixSummary) -> str:
     return (
-        f"{s.shape[0]}x{s.shape[1]} matrix: min {s.min:.4g}, max {s.max:.4g}, norm {s.norm:.4g}, "
-        f"{100 * s.zero_fraction:.1f}% zeros"
+        f"{s.shape[0]}x{s.shape[1]} matrix: min {number(s.min, 4)}, max {number(s.max, 4)}, "
+        f"norm {number(s.norm, 4)}, {100 * s.zero_fraction:.1f}% zeros"
     )
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+class Entry(NamedTuple):
+    """One labelled value, e.g. ``∂f/∂x = f32[3] [1, 2, 3]``.
+
+    Attributes:
+      label: what the value is (``x``, ``∂f/∂x``, ``aux['half']``).
+      tag: its type, JAX-style (``f32[3]``).
+      text: the value, formatted; a matrix spans several lines.
+    """
+
+    label: str
+    tag: str
+    text: str
+
+
+class CheckArg(NamedTuple):
+    """One argument's line of a finite-difference check, every number already written out."""
+
+    name: str
+    passed: bool
+    abs_error: str
+    rel_error: str
+    atol: str
+    rtol: str
+    probes: str  # "every element" or "16 random directions"
+    noise: str = ""  # "rounding noise up to 1e-05", when rounding rather than atol sets the bar
+    one_sided: str = ""  # "2 one-sided", near a domain edge
+
+
+class CheckReport(NamedTuple):
+    """A finite-difference check as the renderings show it."""
+
+    passed: bool
+    dtype: str  # "float32", or "bfloat16 (differenced in float32)"
+    step: str
+    args: tuple[CheckArg, ...]
+    note: str
+
+
+class Section(NamedTuple):
+    """One part of a rendered result: a title, a short note after it, and what it holds.
+
+    At most one of ``entries``, ``matrix``, ``check`` and ``program`` is set.
+
+    Attributes:
+      title: ``point``, ``value``, ``derivative``, ``check``...; empty for a note alone.
+      note: one line after the title (where the point came from, why this mode).
+      code: the note is code (the bound signature).
+      entries: labelled values, with an :class:`Elided` count where a long tree was cut.
+      matrix: a derivative too big to read as numbers: summarised in text, drawn in HTML.
+      check: a finite-difference check.
+      program: a program's text (already cut to ``max_lines``): folded away in HTML.
+    """
+
+    title: str
+    note: str = ""
+    code: bool = False
+    entries: tuple[Entry | Elided, ...] = ()
+    matrix: _Matrix | None = None
+    check: CheckReport | None = None
+    program: str | None = None
+
+
+class Layout(NamedTuple):
+    """A result, ready to render: its heading and its sections in order."""
+
+    title: str  # "gradient", "Hessian (order 2)"...
+    fn_name: str
+    composition: str  # the JAX expression that was built
+    sections: tuple[Section, ...]
+
+
+def _check_report(check: GradCheck) -> CheckReport:
+    where = f" (differenced in {check.differenced_in})" if check.differenced_in not in ("", check.dtype) else ""
+    args = tuple(
+        CheckArg(
+            name=a.name,
+            passed=a.passed,
+            abs_error=scientific(a.max_abs_error),
+            rel_error=scientific(a.max_rel_error),
+            atol=scientific(a.atol, 0),
+            rtol=scientific(a.rtol, 0),
+            probes="every element" if a.exhaustive else f"{a.directions} random directions",
+            # Only worth a word when rounding, not atol, sets the bar.
+            noise=f"rounding noise up to {scientific(a.noise, 0)}" if a.noise > a.atol else "",
+            one_sided=f"{a.one_sided} one-sided" if a.one_sided else "",
+        )
+        for a in check.args
+    )
+    return CheckReport(check.passed, check.dtype + where, number(check.step, 2), args, check.note)
+
+
+def layout(result: DerivativeResult, limits: DisplayLimits | None = None) -> Layout:
+    """Everything a rendering of ``result`` shows, in the order it shows it.
+
+    Both :func:`render_text` and :func:`render_html` are made from this, so they never
+    disagree on what is shown or where. Only the kept rows of a long tree are formatted.
+
+    Args:
+      result: the result to show.
+      limits: how much to show; the result's own limits when None.
+    """
+    limits = limits or result.display_limits
+
+    def entries(rows: Iterable[tuple[str, Any]]) -> tuple[Entry | Elided, ...]:
+        return tuple(
+            row if isinstance(row, Elided) else Entry(row[0], type_tag(row[1]), format_array(row[1], limits.max_items))
+            for row in elide(rows, limits)
+        )
+
+    f = result.fn_name
+    parts = []
+    if result.mode_reason:
+        parts.append(Section("mode", result.mode_reason))
+    if result.point is None:
+        parts.append(Section("", _not_evaluated_text(result)))
+    else:
+        parts.append(Section("point", f"({_source_text(result)})", entries=entries(point_leaves(result))))
+        if result.direction is not None:
+            rows = ((path or "·", leaf) for path, leaf in _leaves(result.direction))
+            parts.append(Section(_direction_label(result), entries=entries(rows)))
+        parts.append(Section("value", entries=entries((f"{f}{path}", leaf) for path, leaf in _leaves(result.value))))
+        if result.has_aux:
+            parts.append(Section("aux", entries=entries((f"aux{path}", leaf) for path, leaf in _leaves(result.aux))))
+        matrix = _as_matrix(result, limits)
+        if matrix is not None:
+            parts.append(Section("derivative", matrix=matrix))
+        else:
+            parts.append(Section("derivative", entries=entries(derivative_rows(result))))
+    if result.check is not None:
+        parts.append(Section("check", check=_check_report(result.check)))
+    if result.bound_name:
+        parts.append(Section("bound", _signature(result), code=True))
+    if result.jaxpr:
+        parts.append(Section("jaxpr", _whole_program_hint(result, limits), program=elide_lines(result.jaxpr, limits)))
+    return Layout(_title(result), f, result.composition, tuple(parts))
+
+
+def sections(result: DerivativeResult, limits: DisplayLimits | None = None) -> list[Section]:
+    """The sections of ``result``'s rendering, in order (see :func:`layout`)."""
+    return list(layout(result, limits).sections)
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def _check_lines(c: CheckReport) -> list[str]:
+    lines = [f"{'PASS' if c.passed else 'FAIL'}: central differences, {c.dtype}, step {c.step}·|x|"]
+    for a in c.args:
+        tolerance = ", ".join(filter(None, [f"atol {a.atol}", f"rtol {a.rtol}", a.noise]))
+        probes = ", ".join(filter(None, [a.probes, a.one_sided]))
+        lines.append(
+            f"  {a.name}: {'ok' if a.passed else 'MISMATCH'}  max abs err {a.abs_error}, "
+            f"max rel err {a.rel_error} ({tolerance}; {probes})"
+        )
+    if c.note:
+        lines.append(f"  note: {c.note}")
+    return lines
+
+
+def _entry_text(row: Entry | Elided) -> str:
+    if isinstance(row, Elided):
+        return f"    {row}"
+    # A matrix prints on several lines: keep its rows under the first one, not at the margin.
+    head = f"    {row.label} = {row.tag} "
+    return head + row.text.replace("\n", "\n" + " " * len(head))
+
+
+def _section_text(s: Section) -> list[str]:
+    if s.check is not None:
+        first, *rest = _check_lines(s.check)
+        return [f"  {s.title:<8}{first}", *(" " * 10 + line for line in rest)]
+    lines = [f"  {s.title:<8}{s.note}".rstrip() if s.title else f"  {s.note}"]
+    lines += [_entry_text(row) for row in s.entries]
+    if s.matrix is not None:  # the numbers only: text has no picture
+        summary = heatmap.summarize_blocks(s.matrix.blocks, s.matrix.row_shapes, s.matrix.col_shapes)
+        lines.append(f"    {_summary_text(summary)} (a heatmap in notebooks)")
+    if s.program is not None:
+        lines += [f"    {line}" for line in s.program.splitlines()]
+    return lines
 
 
 def render_text(result: DerivativeResult, limits: DisplayLimits | None = None) -> str:
     """Readable plain text for terminal IPython and ``print``."""
-    limits = limits or result.display_limits
-
-    def entry(label: str, x: Any) -> str:
-        # A matrix prints on several lines: keep its rows under the first one, not at the margin.
-        head = f"    {label} = {type_tag(x)} "
-        return head + format_array(x, limits.max_items).replace("\n", "\n" + " " * len(head))
-
-    def entries(rows: Iterable[tuple[str, Any]]) -> list[str]:
-        return [f"    {row}" if isinstance(row, Elided) else entry(*row) for row in elide(rows, limits)]
-
-    lines = [f"{_title(result)} of {result.fn_name}: {result.composition}"]
-    if result.mode_reason:
-        lines.append(f"  mode    {result.mode_reason}")
-    if result.point is None:
-        lines.append("  " + _not_evaluated_text(result))
-    else:
-        lines.append(f"  point   ({_source_text(result)})")
-        lines += entries(point_leaves(result))
-        if result.direction is not None:
-            lines.append(f"  {_direction_label(result)}")
-            lines += entries((path or "·", leaf) for path, leaf in _leaves(result.direction))
-        lines.append("  value")
-        lines += entries((f"{result.fn_name}{path}", leaf) for path, leaf in _leaves(result.value))
-        if result.has_aux:
-            lines.append("  aux")
-            lines += entries((f"aux{path}", leaf) for path, leaf in _leaves(result.aux))
-        lines.append("  derivative")
-        summary = derivative_summary(result, limits)  # the numbers only: text has no picture
-        if summary is not None:
-            lines.append(f"    {_summary_text(summary)} (a heatmap in notebooks)")
-        else:
-            lines += entries(derivative_rows(result))
-    if result.check is not None:
-        lines.append("  check   " + result.check.summary().replace("\n", "\n          "))
-    if result.bound_name:
-        lines.append(f"  bound   {_signature(result)}")
-    if result.jaxpr:
-        lines.append("  jaxpr" + _whole_program_hint(result, limits))
-        lines += [f"    {ln}" for ln in elide_lines(result.jaxpr, limits).splitlines()]
+    page = layout(result, limits)
+    lines = [f"{page.title} of {page.fn_name}: {page.composition}"]
+    for s in page.sections:
+        lines += _section_text(s)
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- HTML
 
 
 _CSS = (
@@ -378,17 +505,13 @@ _CSS = (
     ".jgm-result.jgm-result code,.jgm-result.jgm-result pre{font-family:var(--jp-code-font-family,monospace);"
     "background:transparent;margin:0;padding:0;border:none;white-space:pre;word-break:normal;"
     "overflow-wrap:normal}.jgm-result.jgm-result pre{display:inline-block;vertical-align:top}"
-    ".jgm-result .jgm-tag{opacity:.6;margin-right:.5em}"
+    ".jgm-result .jgm-tag{opacity:.6;margin-right:.5em}.jgm-result .jgm-e .jgm-k{padding-left:1.2em}"
     ".jgm-pass{color:var(--jp-success-color1,#388e3c);font-weight:600}"
     ".jgm-fail{color:var(--jp-error-color1,#d32f2f);font-weight:600}"
     ".jgm-heat{display:grid;grid-template-columns:auto auto;gap:2px 6px;align-items:start}"
     ".jgm-heat .jgm-axis{font-size:11px;opacity:.8;position:relative}"
     ".jgm-heat img{image-rendering:pixelated;border:1px solid var(--jp-border-color2,#8888)}</style>"
 )
-
-
-def _cell(label: str, body: str) -> str:
-    return f"<tr><td class='jgm-k'>{html.escape(label)}</td><td>{body}</td></tr>"
 
 
 def _png_src(png: bytes) -> str:
@@ -431,83 +554,64 @@ def _heatmap_html(h: heatmap.Heatmap, limits: DisplayLimits | None = None) -> st
         f"<div class='jgm-axis' style='text-align:right'>{labels(h.rows, rows, h.height, True)}</div>"
         f"<img src='{_png_src(h.png)}' width='{h.width}' height='{h.height}' alt='heatmap'/>"
         "<div></div><div class='jgm-axis'>"
-        f"{-h.vmax:.3g} <img src='{_colorbar_src()}' width='160' height='10' "
-        f"style='vertical-align:middle' alt='colour scale'/> {h.vmax:.3g}<br>"
+        f"{number(-h.vmax, 3)} <img src='{_colorbar_src()}' width='160' height='10' "
+        f"style='vertical-align:middle' alt='colour scale'/> {number(h.vmax, 3)}<br>"
         f"{html.escape(_summary_text(h.summary))}{pooled}"
         "</div></div>"
     )
 
 
-def _array_html(x: Any, limits: DisplayLimits) -> str:
+def _entry_html(row: Entry | Elided) -> str:
+    if isinstance(row, Elided):
+        return f"<tr class='jgm-e'><td class='jgm-k'></td><td><span class='jgm-tag'>{row}</span></td></tr>"
     return (
-        f"<span class='jgm-tag'>{html.escape(type_tag(x))}</span> "
-        f"<pre>{html.escape(format_array(x, limits.max_items))}</pre>"
+        f"<tr class='jgm-e'><td class='jgm-k'>{html.escape(row.label)}</td><td>"
+        f"<span class='jgm-tag'>{html.escape(row.tag)}</span> <pre>{html.escape(row.text)}</pre></td></tr>"
     )
 
 
-def _check_html(check: GradCheck) -> str:
+def _check_html(c: CheckReport) -> str:
     verdict = (
         "<span class='jgm-pass'>✓ matches finite differences</span>"
-        if check.passed
+        if c.passed
         else "<span class='jgm-fail'>✗ does NOT match finite differences</span>"
     )
     rows = "".join(
         f"<tr><td>{html.escape(a.name)}</td><td class='{'jgm-pass' if a.passed else 'jgm-fail'}'>"
-        f"{'ok' if a.passed else 'mismatch'}</td><td>{a.max_abs_error:.2e}</td><td>{a.max_rel_error:.2e}</td>"
-        f"<td>{a.atol:.0e} / {a.rtol:.0e}</td><td>{_probes(a)}</td></tr>"
-        for a in check.args
+        f"{'ok' if a.passed else 'mismatch'}</td><td>{a.abs_error}</td><td>{a.rel_error}</td>"
+        f"<td>{html.escape(', '.join(filter(None, [f'{a.atol} / {a.rtol}', a.noise])))}</td>"
+        f"<td>{html.escape(', '.join(filter(None, [a.probes, a.one_sided])))}</td></tr>"
+        for a in c.args
     )
     head = "<tr><td></td><td></td><td>max abs err</td><td>max rel err</td><td>atol / rtol</td><td>directions</td></tr>"
-    note = f"<div class='jgm-tag'>{html.escape(check.note)}</div>" if check.note else ""
-    about = f"<span class='jgm-tag'>({check.dtype}, step {check.step:.2g})</span>"
+    note = f"<div class='jgm-tag'>{html.escape(c.note)}</div>" if c.note else ""
+    about = f"<span class='jgm-tag'>({html.escape(c.dtype)}, step {c.step}·|x|)</span>"
     return f"{verdict} {about}<table>{head}{rows}</table>{note}"
 
 
-def _probes(a: ArgCheck) -> str:
-    return "every element" if a.exhaustive else f"{a.directions} random"
+def _section_html(s: Section, page: Layout, limits: DisplayLimits) -> str:
+    if s.check is not None:
+        body = _check_html(s.check)
+    elif s.matrix is not None:
+        body = _heatmap_html(heatmap.render_blocks(*s.matrix), limits)
+    elif s.program is not None:
+        body = (
+            f"<details><summary>{html.escape(s.title)} of <code>{html.escape(page.composition)}</code>"
+            f"{html.escape(' ' + s.note if s.note else '')}</summary><pre>{html.escape(s.program)}</pre></details>"
+        )
+    else:
+        body = f"<code>{html.escape(s.note)}</code>" if s.code else html.escape(s.note)
+    head = f"<tr class='jgm-h'><td class='jgm-k'>{html.escape(s.title)}</td><td>{body}</td></tr>"
+    return head + "".join(_entry_html(row) for row in s.entries)
 
 
 def render_html(result: DerivativeResult, limits: DisplayLimits | None = None) -> str:
-    """A compact HTML table: function, point and its source, value, derivative, binding."""
+    """A compact HTML table of the same sections as :func:`render_text`, with pictures."""
     limits = limits or result.display_limits
-
-    def cells(leaves: Iterable[tuple[str, Any]]) -> list[str]:
-        return [
-            _cell("", f"<span class='jgm-tag'>{row}</span>")
-            if isinstance(row, Elided)
-            else _cell(row[0], _array_html(row[1], limits))
-            for row in elide(leaves, limits)
-        ]
-
-    rows = [_cell("built", f"<code>{html.escape(result.composition)}</code>")]
-    if result.mode_reason:
-        rows.append(_cell("mode", html.escape(result.mode_reason)))
-    if result.point is None:
-        rows.append(_cell("point", html.escape(_not_evaluated_text(result))))
-    else:
-        rows += cells(point_leaves(result))
-        rows.append(_cell("point", html.escape(_source_text(result))))
-        if result.direction is not None:
-            label = _direction_label(result)
-            rows += cells((f"{label}{path}", leaf) for path, leaf in _leaves(result.direction))
-        rows += cells((f"{result.fn_name}{p}", leaf) for p, leaf in _leaves(result.value))
-        if result.has_aux:
-            rows += cells((f"aux{path}", leaf) for path, leaf in _leaves(result.aux))
-        picture = derivative_heatmap(result, limits)
-        if picture is not None:
-            rows.append(_cell("derivative", _heatmap_html(picture, limits)))
-        else:
-            rows += cells(derivative_rows(result))
-    if result.check is not None:
-        rows.append(_cell("check", _check_html(result.check)))
-    if result.bound_name:
-        rows.append(_cell("bound", f"<code>{html.escape(_signature(result))}</code>"))
-    jaxpr = ""
-    if result.jaxpr:
-        jaxpr = (
-            f"<details><summary>jaxpr of <code>{html.escape(result.composition)}</code>"
-            f"{html.escape(_whole_program_hint(result, limits))}</summary>"
-            f"<pre>{html.escape(elide_lines(result.jaxpr, limits))}</pre></details>"
-        )
-    head = f"<b>{html.escape(_title(result))}</b> of <code>{html.escape(result.fn_name)}</code>"
-    return f"{_CSS}<div class='jgm-result'>{head}<table>{''.join(rows)}</table>{jaxpr}</div>"
+    page = layout(result, limits)
+    head = (
+        f"<b>{html.escape(page.title)}</b> of <code>{html.escape(page.fn_name)}</code>: "
+        f"<code>{html.escape(page.composition)}</code>"
+    )
+    rows = "".join(_section_html(s, page, limits) for s in page.sections)
+    return f"{_CSS}<div class='jgm-result'>{head}<table>{rows}</table></div>"
