@@ -18,7 +18,7 @@ from .argnums import Argnums, JaxArgnums, as_argnums, param_name
 from .cache import CACHE, function_key
 from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
-from .point import MISSING, Point, resolve_point, signature_facts
+from .point import MISSING, Point, dtype_of, is_number, resolve_point, signature_facts
 from .results import DerivativeResult
 from .spec import MAGIC, as_flag
 from .transforms import (
@@ -82,12 +82,6 @@ def _argnums_for(
     return picked
 
 
-def _is_number(leaf: Any) -> bool:
-    return isinstance(leaf, int | float | complex | np.ndarray | np.generic | jax.Array) or hasattr(
-        leaf, "__jax_array__"
-    )
-
-
 def _check_differentiable(fn_name: str, args: tuple[Any, ...], picked: Argnums, names: tuple[str, ...]) -> None:
     """Every differentiated argument exists and holds floating-point numbers: what JAX can differentiate."""
     try:
@@ -105,7 +99,7 @@ def _check_differentiable(fn_name: str, args: tuple[Any, ...], picked: Argnums, 
             )
         name = param_name(names, i)
         leaves = jax.tree_util.tree_leaves(args[i])
-        bad = next((leaf for leaf in leaves if not _is_number(leaf)), None)
+        bad = next((leaf for leaf in leaves if not is_number(leaf)), None)
         if not leaves or bad is not None:
             what = f"{args[i]!r}"[:60] if bad is None else f"a {type(bad).__name__} ({bad!r:.40})"
             raise JaxGradUsageError(
@@ -114,7 +108,7 @@ def _check_differentiable(fn_name: str, args: tuple[Any, ...], picked: Argnums, 
                 f"`at=1.0` or `at=jnp.array([1.0, 2.0])`."
             )
         for leaf in leaves:
-            dtype = _dtype(leaf)
+            dtype = dtype_of(leaf)
             if not jax.dtypes.issubdtype(dtype, np.inexact):
                 shown = repr(leaf) if np.ndim(leaf) == 0 else f"an array of dtype {dtype}"
                 plain_int = isinstance(leaf, int) and not isinstance(leaf, bool)
@@ -124,14 +118,6 @@ def _check_differentiable(fn_name: str, args: tuple[Any, ...], picked: Argnums, 
                     f"integer or boolean ({dtype}), and derivatives need floating-point inputs. "
                     f"Pass a float{example}, or convert with `jnp.asarray({name}, dtype=jnp.float32)`."
                 )
-
-
-def _dtype(leaf: Any) -> Any:
-    # The leaf's own dtype: np.result_type(array) is deprecated for JAX arrays, and slower.
-    if isinstance(leaf, bool):
-        return np.dtype(bool)
-    dtype = getattr(leaf, "dtype", None)
-    return np.result_type(leaf) if dtype is None else dtype
 
 
 def derive(

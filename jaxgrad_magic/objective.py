@@ -17,6 +17,7 @@ import numpy as np
 from .argnums import Argnums, JaxArgnums, param_name
 from .cache import function_key
 from .errors import JaxGradUsageError
+from .point import dtype_of, parameters
 
 
 class Objective(NamedTuple):
@@ -107,8 +108,6 @@ def _picked(argnums: Any, n: int, fn_name: str) -> Argnums:
 
 def arg_labels(fn: Callable[..., Any], n: int) -> list[str]:
     """The names of ``fn``'s first ``n`` positional parameters (``argK`` past its signature)."""
-    from .point import parameters
-
     names = [p.name for p in parameters(fn)]
     return [param_name(names, i) for i in range(n)]
 
@@ -129,14 +128,6 @@ def as_param(leaf: Any, label: str, fn_name: str) -> jax.Array:
         return leaf
     # A weakly typed array: the same values, strongly typed, where the array was placed.
     return jax.device_put(np.asarray(leaf, dtype=dtype), leaf.sharding if leaf.committed else None)
-
-
-def dtype_of(leaf: Any) -> np.dtype:
-    """The dtype of an array or a Python number."""
-    if isinstance(leaf, bool):
-        return np.dtype(bool)
-    dtype = getattr(leaf, "dtype", None)
-    return np.dtype(dtype) if dtype is not None else np.result_type(leaf)
 
 
 def is_dynamic(leaf: Any) -> bool:

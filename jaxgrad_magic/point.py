@@ -106,16 +106,36 @@ def parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
     return list(signature_facts(fn)[0])
 
 
+def is_number(leaf: Any) -> bool:
+    """True when JAX takes ``leaf`` as numbers: a Python number, a JAX array (or anything with
+    ``__jax_array__``), or a NumPy array or scalar of a numeric dtype.
+
+    Whether those numbers can be differentiated (floating point) is a question of :func:`dtype_of`.
+    """
+    if isinstance(leaf, int | float | complex | jax.Array) or hasattr(leaf, "__jax_array__"):
+        return True
+    if isinstance(leaf, np.ndarray | np.generic):
+        # bfloat16 and the other ml_dtypes have kind 'V': JAX's issubdtype knows them.
+        return leaf.dtype.kind in "biufc" or jax.dtypes.issubdtype(leaf.dtype, np.inexact)
+    return False
+
+
+def dtype_of(leaf: Any) -> np.dtype:
+    """The dtype of an array or a Python number (a bool is bool, not an int)."""
+    if isinstance(leaf, bool):
+        return np.dtype(bool)
+    # The leaf's own dtype: np.result_type(array) is deprecated for JAX arrays, and slower.
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.result_type(leaf)
+
+
 def is_numeric_tree(value: Any) -> bool:
     """True when every leaf of ``value`` is a number or an array (a valid point)."""
     try:
         leaves = jax.tree_util.tree_leaves(value)
     except (TypeError, ValueError):  # not a pytree, e.g. a dict with keys of mixed types
         return False
-    return bool(leaves) and all(
-        isinstance(v, int | float | complex | np.ndarray | np.generic | jax.Array) and not isinstance(v, bool)
-        for v in leaves
-    )
+    return bool(leaves) and all(is_number(v) and not isinstance(v, bool) for v in leaves)
 
 
 def resolve_point(

@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import jax
-import numpy as np
 
 from .argnums import Argnums, JaxArgnums
-from .point import parameters
+from .point import is_number, parameters
 
 Kind = Literal["grad", "jac", "hess", "jvp", "vjp"]
 """The derivatives one can ask for, one per magic (``grad`` is ``%jgrad``)."""
@@ -95,15 +94,8 @@ def not_a_direction(vector: Any) -> str | None:
         leaves = jax.tree_util.tree_leaves(vector)
     except (TypeError, ValueError):  # e.g. a dict whose keys do not sort
         return f"a {type(vector).__name__} that JAX cannot flatten"
-    for leaf in leaves:
-        if isinstance(leaf, int | float | complex | jax.Array) or hasattr(leaf, "__jax_array__"):
-            continue
-        dtype = getattr(leaf, "dtype", None)
-        numeric = dtype is not None and (dtype.kind in "biufc" or jax.dtypes.issubdtype(dtype, np.inexact))
-        if isinstance(leaf, np.ndarray | np.generic) and numeric:
-            continue
-        return f"a {type(leaf).__name__} ({leaf!r:.40})"
-    return None
+    bad = next((leaf for leaf in leaves if not is_number(leaf)), None)
+    return None if bad is None else f"a {type(bad).__name__} ({bad!r:.40})"
 
 
 def direction_error(word: str, what: str, bad: str, example: str) -> Exception:

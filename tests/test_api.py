@@ -352,6 +352,10 @@ class TestBadInput:
         message = self._message(lambda: grad(pipeline, at=at))
         assert "pipeline" in message and "x" in message
 
+    def test_an_array_of_strings_is_not_numbers(self) -> None:
+        message = self._message(lambda: grad(pipeline, at=np.array(["a", "b"])))
+        assert "with respect to x: it is a ndarray" in message and "derivatives need numbers" in message
+
     def test_order_needs_a_scalar_input(self) -> None:
         message = self._message(lambda: grad(pipeline, at=jnp.ones(3), order=2))
         assert "scalar" in message and "%hess" in message

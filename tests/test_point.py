@@ -10,7 +10,18 @@ import numpy as np
 import pytest
 
 from jaxgrad_magic.errors import JaxGradUsageError
-from jaxgrad_magic.point import AT, DEFAULTS, MISSING, NONE, VARIABLES, is_numeric_tree, parameters, resolve_point
+from jaxgrad_magic.point import (
+    AT,
+    DEFAULTS,
+    MISSING,
+    NONE,
+    VARIABLES,
+    dtype_of,
+    is_number,
+    is_numeric_tree,
+    parameters,
+    resolve_point,
+)
 
 
 def two(x: Any, y: Any) -> Any:
@@ -140,3 +151,38 @@ def test_numeric_trees() -> None:
     assert not is_numeric_tree(["a"])
     assert not is_numeric_tree(MISSING)
     assert not is_numeric_tree({"w": 1.0, 1: 2.0})  # keys that do not sort: not a pytree
+    assert not is_numeric_tree(np.array(["a", "b"]))
+
+
+class _ArrayLike:
+    def __jax_array__(self) -> Any:
+        return jnp.ones(2)
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        1.0,
+        3,
+        True,
+        1 + 2j,
+        np.float32(1),
+        np.int64(2),
+        np.zeros(2),
+        jnp.ones(2),
+        jnp.ones(2, jnp.bfloat16),
+        _ArrayLike(),
+    ],
+)
+def test_numbers(leaf: Any) -> None:
+    assert is_number(leaf)
+
+
+@pytest.mark.parametrize("leaf", ["a", None, object(), np.array(["a"]), np.array([None]), np.str_("a")])
+def test_not_numbers(leaf: Any) -> None:
+    assert not is_number(leaf)
+
+
+def test_dtype_of_a_leaf() -> None:
+    assert dtype_of(True) == np.dtype(bool) and dtype_of(np.float32(1)) == np.float32
+    assert dtype_of(2.0) == np.float64 and dtype_of(jnp.ones(2, jnp.bfloat16)) == jnp.bfloat16
