@@ -42,6 +42,7 @@ from jax.flatten_util import ravel_pytree
 
 from .argnums import Argnums, param_name
 from .cache import CACHE, function_key
+from .formatting import number, scientific
 from .transforms import TAYLOR, Kind, order_derivative
 
 MAX_EXHAUSTIVE = 64  # arguments up to this many elements are probed along every axis
@@ -113,16 +114,18 @@ class GradCheck:
         """One line per argument: errors, tolerances, pass/fail."""
         where = f" (differenced in {self.differenced_in})" if self.differenced_in not in ("", self.dtype) else ""
         lines = [
-            f"{'PASS' if self.passed else 'FAIL'}: central differences, {self.dtype}{where}, step {self.step:.2g}·|x|"
+            f"{'PASS' if self.passed else 'FAIL'}: central differences, {self.dtype}{where}, "
+            f"step {number(self.step, 2)}·|x|"
         ]
         for a in self.args:
             probe = "every element" if a.exhaustive else f"{a.directions} random directions"
             # Only worth a word when rounding, not atol, sets the bar.
-            noisy = f", rounding noise up to {a.noise:.0e}" if a.noise > a.atol else ""
+            noisy = f", rounding noise up to {scientific(a.noise, 0)}" if a.noise > a.atol else ""
             edge = f", {a.one_sided} one-sided" if a.one_sided else ""
             lines.append(
-                f"  {a.name}: {'ok' if a.passed else 'MISMATCH'}  max abs err {a.max_abs_error:.2e}, "
-                f"max rel err {a.max_rel_error:.2e} (atol {a.atol:.0e}, rtol {a.rtol:.0e}{noisy}; {probe}{edge})"
+                f"  {a.name}: {'ok' if a.passed else 'MISMATCH'}  max abs err {scientific(a.max_abs_error)}, "
+                f"max rel err {scientific(a.max_rel_error)} (atol {scientific(a.atol, 0)}, "
+                f"rtol {scientific(a.rtol, 0)}{noisy}; {probe}{edge})"
             )
         if self.note:
             lines.append(f"  note: {self.note}")
@@ -525,7 +528,7 @@ def _note(dtype: np.dtype, rel_step: float, checks: Sequence[ArgCheck]) -> str:
         )
     elif dtype.itemsize == 4:
         notes.append(
-            f"{dtype.name} limits finite differences to ~{rel_step**2:.0e} relative accuracy, so the "
+            f"{dtype.name} limits finite differences to ~{scientific(rel_step**2, 0)} relative accuracy, so the "
             'tolerances are loose; for a sharper check run `jax.config.update("jax_enable_x64", True)` '
             "first and evaluate at float64 inputs."
         )

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import plots
 from .errors import JaxGradUsageError
+from .formatting import compact, number
 from .landscape import Landscape
 from .point import parameters
 from .stepper import Stepper, set_view
@@ -51,26 +52,6 @@ _SUCCESS_STYLE = "color: var(--jp-success-color1, #388e3c)"
 # for a paragraph; the padding keeps a single line level with the labels beside it.
 _WRAP_STYLE = "line-height: 18px; padding: 5px 0; overflow-wrap: anywhere"
 FIRST_NOTE = "press Step or Run N"  # inside the empty loss plot at step 0
-
-
-def short_array(value: Any) -> str:
-    """A parameter value, short and rounded: ``4``, ``[2.6, -1.4]``, ``[0, 1, ..., 999] (1000,)``.
-
-    Arrays show their first and last two numbers (flattened) once they have more than
-    :data:`MAX_PARAM_ITEMS`, followed by their shape; only those numbers leave the device.
-    """
-    shape = tuple(np.shape(value))
-    if not shape:
-        return plots.short(float(np.asarray(value)))
-    size = math.prod(shape)
-    if size > MAX_PARAM_ITEMS:
-        flat = value.reshape(-1) if hasattr(value, "reshape") else np.reshape(value, -1)
-        head, tail = np.asarray(flat[:2]), np.asarray(flat[-2:])
-        items = [plots.short(float(v)) for v in head] + ["..."] + [plots.short(float(v)) for v in tail]
-    else:
-        items = [plots.short(float(v)) for v in np.asarray(value).reshape(-1)]
-    text = f"[{', '.join(items)}]"
-    return text + (f" {shape}" if size > MAX_PARAM_ITEMS or len(shape) > 1 else "")
 
 
 def _one_paragraph(message: str, limit: int = 600) -> str:
@@ -554,7 +535,7 @@ class StepperPanel:
         with warnings.catch_warnings(record=True) as caught:  # said on the status line instead
             warnings.simplefilter("always")
             written = self.stepper.apply()
-        values = ", ".join(f"{name} = {short_array(value)}" for name, value in written.items())
+        values = ", ".join(f"{name} = {compact(value, MAX_PARAM_ITEMS)}" for name, value in written.items())
         if caught:  # e.g. two arguments from one variable: why that variable was not written
             self._notice = str(caught[0].message)
         self._say(f"wrote {values} into the notebook")
@@ -608,7 +589,7 @@ class StepperPanel:
         else:
             leaves = self._labelled_leaves(self.stepper.params)
         # Only the leaves shown are formatted (and copied from the device).
-        parts = [f"{label} = {short_array(leaf)}" for label, leaf in leaves[:MAX_PARAM_ITEMS]]
+        parts = [f"{label} = {compact(leaf, MAX_PARAM_ITEMS)}" for label, leaf in leaves[:MAX_PARAM_ITEMS]]
         if len(leaves) > MAX_PARAM_ITEMS:
             parts.append(f"… ({len(leaves) - MAX_PARAM_ITEMS} more)")
         return ", ".join(parts)
@@ -654,8 +635,8 @@ class StepperPanel:
                     self._notice = f"no landscape plot: {type(exc).__name__}: {_one_paragraph(str(exc), 300)}"
                     self.status.value = _wrapping(f"<span style='{_ERROR_STYLE}'>⚠ {html.escape(self._notice)}</span>")
             self.steps_label.value = str(steps)
-            self.loss_label.value = plots.short(float(s.loss))
-            self.grad_label.value = plots.short(float(s.grad_norm))
+            self.loss_label.value = number(s.loss, 4)
+            self.grad_label.value = number(s.grad_norm, 4)
             flat = trajectory[-1] if trajectory is not None else None
             self.params_label.value = _wrapping(html.escape(self._params_text(flat), quote=False))
             self.mark.value = self._mark_html()

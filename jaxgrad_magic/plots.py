@@ -176,13 +176,6 @@ def _capture(fig: Figure, agg: FigureCanvasAgg, ax: Any, inks: Sequence[str], *,
     return _Picture(canvas.Background(rgba, [_rgb(c) for c in inks], area=pixels.clip, busy=busy), pixels)
 
 
-def short(value: float) -> str:
-    """A number in at most 4 significant digits (``inf`` and ``nan`` spelled out)."""
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4g}"
-
-
 def thin(path: np.ndarray, max_points: int = MAX_PATH_POINTS) -> np.ndarray:
     """Evenly spaced rows of ``path``, at most ``max_points`` (the first and last always kept).
 

@@ -38,6 +38,7 @@ import numpy as np
 from .cache import CACHE
 from .descent import CHUNK, Programs, Report, StepperState, guard, lr_dtype
 from .errors import JaxGradUsageError
+from .formatting import compact
 from .history import HISTORY_LIMIT, History
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
@@ -709,7 +710,7 @@ class Stepper:
         parts = []
         for i, value in zip(self._objective.idx, self._per_argument(self.params), strict=True):
             for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
-                parts.append(f"{labels[i]}{jax.tree_util.keystr(path) if path else ''}={_short(leaf)}")
+                parts.append(f"{labels[i]}{jax.tree_util.keystr(path) if path else ''}={compact(leaf, max_items=4)}")
         shown = ", ".join(parts[:4]) + (f", … ({len(parts) - 4} more)" if len(parts) > 4 else "")
         mark = f", diverged at step {self.diverged_at}" if self.diverged else ""
         return (
@@ -747,12 +748,3 @@ def _like(original: Any, value: Any) -> Any:
         return v
 
     return jax.tree_util.tree_map(convert, original, value)
-
-
-def _short(value: Any, max_items: int = 4) -> str:
-    arr = np.asarray(value)
-    if arr.ndim == 0:
-        return f"{arr.item():.6g}"
-    with np.printoptions(precision=4, threshold=max_items, edgeitems=2):
-        text = " ".join(np.array2string(arr, separator=", ").split())
-    return text + (f" {arr.shape}" if arr.size > max_items else "")
