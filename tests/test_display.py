@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 from IPython.utils.capture import capture_output
 
-from jaxgrad_magic import grad, hess, jac
-from jaxgrad_magic.display import DisplayLimits, derivative_rows, format_array, render_text, type_tag
+from jaxgrad_magic import grad, hess, jac, jvp
+from jaxgrad_magic.display import DisplayLimits, derivative_rows, layout, render_html, render_text, sections, type_tag
+from jaxgrad_magic.formatting import compact, format_array, number, scientific
 
 if TYPE_CHECKING:
     from conftest import Shell
@@ -112,6 +114,60 @@ class TestEvaluated:
         assert ".transformed(x)" in str(r)
 
 
+class TestOneLayout:
+    """Text and HTML are two renderings of the same sections: same things, same order."""
+
+    def full(self) -> Any:
+        return jvp(
+            lambda x: (jnp.sin(x), {"half": x / 2}),
+            at=jnp.array([0.5, 1.0]),
+            tangent=jnp.ones(2),
+            aux=True,
+            check=True,
+            show="jaxpr",
+            fn_name="wave",
+        )
+
+    def test_sections_in_text_order(self) -> None:
+        r = self.full()
+        titles = [s.title for s in sections(r)]
+        assert titles == ["point", "tangent v", "value", "aux", "derivative", "check", "jaxpr"]
+        text = render_text(r)
+        page = html.unescape(render_html(r))
+        heads = re.findall(r"<tr class='jgm-h'><td class='jgm-k'>(.*?)</td>", page)
+        assert heads == titles
+        at = [text.index(f"\n  {t}") for t in titles]
+        assert at == sorted(at)
+
+    def test_each_rendering_shows_every_entry_in_the_same_order(self) -> None:
+        r = grad(lambda x, y: x * y, at=(2.0, 3.0), argnums=(0, 1), fn_name="mul")
+        labels = [e.label for s in sections(r) for e in s.entries]
+        assert labels == ["x", "y", "mul", "∂mul/∂x", "∂mul/∂y"]
+        text, page = render_text(r), render_html(r)
+        at = [text.index(f"    {label} = ") for label in labels]
+        assert at == sorted(at)
+        cells = re.findall(r"<tr class='jgm-e'><td class='jgm-k'>(.*?)</td>", page)
+        assert cells == labels
+
+    def test_the_point_source_comes_before_the_point_in_both(self) -> None:
+        r = grad(lambda x: x**2, at=3.0, fn_name="sq")
+        text, page = render_text(r), render_html(r)
+        assert text.index("given by at=") < text.index("x = float 3")
+        assert page.index("given by at=") < page.index("<td class='jgm-k'>x</td>")
+
+    def test_the_heading_names_the_composition_in_both(self) -> None:
+        r = grad(lambda x: x**2, at=3.0, fn_name="sq")
+        assert layout(r).composition == "jax.jit(jax.grad(sq))"
+        assert render_text(r).splitlines()[0] == "gradient of sq: jax.jit(jax.grad(sq))"
+        assert "<b>gradient</b> of <code>sq</code>: <code>jax.jit(jax.grad(sq))</code>" in render_html(r)
+
+    def test_the_check_says_the_same_in_both(self) -> None:
+        r = grad(lambda x: jnp.sum(x**2), at=jnp.arange(100.0), check=True, fn_name="s")
+        text, page = render_text(r), html.unescape(render_html(r))
+        assert "random directions" in text and "random directions" in page
+        assert "step " in text and "·|x|" in text and "·|x|" in page
+
+
 class TestNotEvaluated:
     def test_says_how_to_evaluate(self, ip: Shell) -> None:
         r = ip.run_cell("%%jac\n" + BOWL)
@@ -193,6 +249,24 @@ class TestPieces:
         assert format_array("x" * 200).endswith("...") and len(format_array("x" * 200)) <= 80
         imaginary = format_array(jnp.full(5000, 3j, dtype=jnp.complex64))
         assert "..." in imaginary and "3.j" in imaginary and "norm 0" not in imaginary and "max" not in imaginary
+
+    def test_numbers(self) -> None:
+        assert [number(v) for v in (26.0, 0.1234567891, 5e19, float("inf"), np.float32(1.5))] == [
+            "26",
+            "0.123457",
+            "5e+19",
+            "inf",
+            "1.5",
+        ]
+        assert number(1.23456, 4) == "1.235" and number(float("nan"), 4) == "nan"
+        assert scientific(7.0612e-5) == "7.06e-05" and scientific(0.002, 0) == "2e-03"
+
+    def test_compact_parameters(self) -> None:
+        assert compact(4.0) == "4" and compact(jnp.float32(1.8)) == "1.8"
+        assert compact(jnp.array([2.6, -1.4])) == "[2.6, -1.4]"
+        assert compact(jnp.arange(1000.0)) == "[0, 1, ..., 998, 999] (1000,)"
+        assert compact(np.ones((2, 2))) == "[1, 1, 1, 1] (2, 2)"
+        assert compact(jnp.arange(5.0), max_items=4) == "[0, 1, ..., 3, 4] (5,)"
 
     def test_render_text_takes_its_limits(self) -> None:
         r = grad(lambda x: jnp.sum(x**2), at=jnp.arange(30.0), fn_name="s")
