@@ -201,7 +201,7 @@ def derivative_rows(result: DerivativeResult) -> Iterator[tuple[str, Any]]:
                 yield f"∂{sup}{f}{out_path}/∂{name}{path}{sup}", leaf
 
 
-class _Matrix(NamedTuple):
+class Matrix(NamedTuple):
     """A Jacobian-like derivative as flattened-matrix blocks, with labels and leaf shapes."""
 
     blocks: list[list[Any]]
@@ -211,7 +211,7 @@ class _Matrix(NamedTuple):
     col_shapes: list[tuple[int, ...]]
 
 
-def _as_matrix(result: DerivativeResult, limits: DisplayLimits) -> _Matrix | None:
+def _as_matrix(result: DerivativeResult, limits: DisplayLimits) -> Matrix | None:
     """The blocks to draw when the derivative is a matrix too big to read as numbers, else None."""
     if result.kind not in ("jac", "hess") or result.point is None:
         return None
@@ -230,7 +230,7 @@ def _as_matrix(result: DerivativeResult, limits: DisplayLimits) -> _Matrix | Non
     for sub in out_struct.flatten_up_to(result.derivative):
         per_arg = list(sub) if multi else [sub]
         blocks.append([leaf for block in per_arg for leaf in jax.tree_util.tree_leaves(block)])
-    return _Matrix(blocks, row_labels, row_shapes, col_labels, col_shapes)
+    return Matrix(blocks, row_labels, row_shapes, col_labels, col_shapes)
 
 
 def derivative_heatmap(result: DerivativeResult, limits: DisplayLimits) -> heatmap.Heatmap | None:
@@ -359,7 +359,7 @@ class Section(NamedTuple):
     note: str = ""
     code: bool = False
     entries: tuple[Entry | Elided, ...] = ()
-    matrix: _Matrix | None = None
+    matrix: Matrix | None = None
     check: CheckReport | None = None
     program: str | None = None
 
@@ -437,11 +437,6 @@ def layout(result: DerivativeResult, limits: DisplayLimits | None = None) -> Lay
     if result.jaxpr:
         parts.append(Section("jaxpr", _whole_program_hint(result, limits), program=elide_lines(result.jaxpr, limits)))
     return Layout(_title(result), f, result.composition, tuple(parts))
-
-
-def sections(result: DerivativeResult, limits: DisplayLimits | None = None) -> list[Section]:
-    """The sections of ``result``'s rendering, in order (see :func:`layout`)."""
-    return list(layout(result, limits).sections)
 
 
 # ---------------------------------------------------------------------------- text

@@ -13,7 +13,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from jaxgrad_magic import grad, hess, jac, jvp
-from jaxgrad_magic.display import DisplayLimits, derivative_rows, layout, render_html, render_text, sections, type_tag
+from jaxgrad_magic.display import DisplayLimits, derivative_rows, layout, render_html, render_text, type_tag
 from jaxgrad_magic.formatting import compact, format_array, number, scientific
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class TestOneLayout:
 
     def test_sections_in_text_order(self) -> None:
         r = self.full()
-        titles = [s.title for s in sections(r)]
+        titles = [s.title for s in layout(r).sections]
         assert titles == ["point", "tangent v", "value", "aux", "derivative", "check", "jaxpr"]
         text = render_text(r)
         page = html.unescape(render_html(r))
@@ -141,7 +141,7 @@ class TestOneLayout:
 
     def test_each_rendering_shows_every_entry_in_the_same_order(self) -> None:
         r = grad(lambda x, y: x * y, at=(2.0, 3.0), argnums=(0, 1), fn_name="mul")
-        labels = [e.label for s in sections(r) for e in s.entries]
+        labels = [e.label for s in layout(r).sections for e in s.entries]
         assert labels == ["x", "y", "mul", "∂mul/∂x", "∂mul/∂y"]
         text, page = render_text(r), render_html(r)
         at = [text.index(f"    {label} = ") for label in labels]
