@@ -34,6 +34,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from . import plots
+from .argnums import Argnums
 from .errors import JaxGradUsageError
 from .formatting import compact, number
 from .landscape import Landscape
@@ -311,9 +312,7 @@ class StepperPanel:
         return top
 
     def _wrt_names(self, names: list[str]) -> list[str]:
-        argnums = self.stepper.argnums
-        idx = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        return [names[i] if i < len(names) else f"arg{i}" for i in idx]
+        return list(Argnums.of(self.stepper.argnums).names(names))
 
     # ------------------------------------------------------------------ state
 
@@ -559,7 +558,7 @@ class StepperPanel:
         """Each differentiated leaf with its label (``x``, ``d['w']``), in ``ravel_pytree`` order."""
         import jax
 
-        values = (params,) if isinstance(self.stepper.argnums, int) else tuple(params)
+        values = Argnums.of(self.stepper.argnums).split(params)
         return [
             (f"{name}{jax.tree_util.keystr(path) if path else ''}", leaf)
             for name, value in zip(self._wrt, values, strict=False)
