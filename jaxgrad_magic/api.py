@@ -16,11 +16,11 @@ import numpy as np
 
 from .argnums import Argnums, JaxArgnums, as_argnums, param_name
 from .cache import CACHE, function_key
-from .errors import JaxGradUsageError, did_you_mean, explain_jax_error, first_line
+from .errors import JaxGradUsageError, call, did_you_mean, entry, examples, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
 from .point import MISSING, Point, dtype_of, is_number, resolve_point, signature_facts
 from .results import DerivativeResult
-from .spec import MAGIC, as_flag
+from .spec import as_flag
 from .transforms import (
     Kind,
     Transform,
@@ -49,7 +49,6 @@ def _argnums_for(
     wrt: tuple[str, ...] | None,
 ) -> Argnums:
     """The positions to differentiate, from ``argnums`` (read already) or ``wrt``, checked against ``fn``."""
-    magic = MAGIC[kind]
     if wrt is not None:
         idx = []
         for name in wrt:
@@ -74,7 +73,7 @@ def _argnums_for(
             f"argnums={picked.jax} is out of range: {fn_name}({', '.join(param_names)}) has {n} "
             f"positional parameter{'s' if n != 1 else ''}, {numbered}. Use "
             f"`argnums=0`{' or `argnums=0,1`' if n > 1 else ''}, or name them with `wrt=`. "
-            f"(%{magic}? shows examples.)"
+            f"({examples(kind)} shows examples.)"
         )
     if picked.repeats:
         given = f"wrt={','.join(wrt)}" if wrt is not None else f"argnums={picked.jax}"
@@ -172,18 +171,17 @@ def derive(
     picked = None if argnums is None else as_argnums(argnums)
     if type(aux) is not bool:
         aux = as_flag("aux", aux)
-    magic = MAGIC[kind]
     fn_name = require_function(fn, fn_name, kind)
     params, has_varargs = signature_facts(fn)  # once: inspect.signature of a jitted function costs ~10 us
     param_names = tuple(p.name for p in params)
     picked = _argnums_for(kind, fn_name, param_names, has_varargs, picked, wrt)
     argnums = picked.jax  # JAX's form, for the transforms, the cache keys and the result
     if order > 1 and kind != "grad":
-        raise JaxGradUsageError(f"order= is for %jgrad; %{magic} has no order option.")
+        raise JaxGradUsageError(f"order= is for {entry('grad')}; {entry(kind)} has no order option.")
     if order > 1 and not picked.single:
         raise JaxGradUsageError(
             f"order={order} needs a single argument (argnums=0, say): repeated grad of several "
-            "arguments is a Hessian block. Use `%hess` for all second derivatives."
+            f"arguments is a Hessian block. Use `{entry('hess')}` for all second derivatives."
         )
     if order > 1 and aux:
         raise JaxGradUsageError(f"order={order} cannot be combined with aux=True; drop one of them.")
@@ -199,10 +197,8 @@ def derive(
     if kind in _VECTOR and vector is MISSING:
         word = _VECTOR[kind]
         shape = "shaped like the differentiated argument(s)" if kind == "jvp" else "shaped like the output"
-        raise JaxGradUsageError(
-            f"%{magic} needs a direction: `{word}=v`, {shape}, e.g. "
-            f"`%{magic} {fn_name} at=x {word}=jnp.ones_like({'x' if kind == 'jvp' else fn_name + '(x)'})`."
-        )
+        example = call(kind, fn_name, "at=x", f"{word}=jnp.ones_like({'x' if kind == 'jvp' else fn_name + '(x)'})")
+        raise JaxGradUsageError(f"{entry(kind)} needs a direction: `{word}=v`, {shape}, e.g. `{example}`.")
     if vector is not MISSING and (bad := not_a_direction(vector)) is not None:
         # Found before jax.jit sees it: jit would fail on the argument with a message about JAX types.
         first = param_name(param_names, picked.positions[0])
@@ -299,14 +295,13 @@ def require_function(fn: Any, fn_name: str | None, kind: Kind) -> str:
     Raises:
       JaxGradUsageError: ``fn`` is not callable, or is a generator or async function.
     """
-    magic = MAGIC[kind]
     if not callable(fn):
         raise JaxGradUsageError(
-            f"%{magic} needs a function, but {fn_name or 'the target'} is a {type(fn).__name__}. "
+            f"{entry(kind)} needs a function, but {fn_name or 'the target'} is a {type(fn).__name__}. "
             "Name a function defined with `def` or `lambda`."
         )
     fn_name = fn_name or getattr(fn, "__name__", "f")
-    _check_plain_function(fn, fn_name, magic)
+    _check_plain_function(fn, fn_name, entry(kind))
     return fn_name
 
 
@@ -370,7 +365,7 @@ def _check_scalar_input(fn_name: str, arg: Any, names: tuple[str, ...], i: int, 
         raise JaxGradUsageError(
             f"order={order} applies jax.grad {order} times, which needs {name} to be a scalar (one number), "
             f"but it has {shown}. For all second derivatives of an array input use "
-            f"`%hess {fn_name}` (jax.hessian); for one element, write a function of that element."
+            f"`{call('hess', fn_name)}` (jax.hessian); for one element, write a function of that element."
         )
 
 
@@ -406,7 +401,7 @@ def _output_mismatch(
         return None  # the function's own error: it surfaces as it is
     if aux and isinstance(out, tuple | list) and len(out) == 2:
         out = out[0]
-    magic = f"%{MAGIC[kind]}"
+    magic = entry(kind)
     leaves = jax.tree_util.tree_leaves(out)
     if not leaves:
         got = "None" if out is None else f"an empty {type(out).__name__}"
@@ -489,13 +484,13 @@ def _check_plain_function(fn: Callable[..., Any], fn_name: str, magic: str) -> N
     inner = fn
     if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
         raise JaxGradUsageError(
-            f"%{magic} cannot differentiate {fn_name}: it is a generator function (it uses `yield`), so calling "
+            f"{magic} cannot differentiate {fn_name}: it is a generator function (it uses `yield`), so calling "
             "it gives a generator, not numbers. Return the value instead of yielding it, or differentiate a "
             f"function that consumes it, e.g. `def total(x): return sum({fn_name}(x))`."
         )
     if inspect.iscoroutinefunction(inner):
         raise JaxGradUsageError(
-            f"%{magic} cannot differentiate {fn_name}: it is an `async def` function, so calling it gives a "
+            f"{magic} cannot differentiate {fn_name}: it is an `async def` function, so calling it gives a "
             "coroutine, not numbers. Define it with a plain `def`."
         )
 

@@ -7,15 +7,52 @@ wrapped: they reach the user as their own.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import jax
 
 
 class JaxGradUsageError(ValueError):
     """Bad input to a jaxgrad magic or API call; the message says what to do instead."""
+
+
+MAGIC = {"grad": "jgrad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}  # kind -> its magic
+_IN_MAGIC: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxgrad_magic_in_magic", default=False)
+
+
+@contextlib.contextmanager
+def magic_messages() -> Iterator[None]:
+    """Messages raised inside name the magics (``%jgrad``); outside they name the Python API.
+
+    The IPython layer wraps its calls into the core in this, so one core serves both: a
+    plain-Python user is never told about a magic they did not use.
+    """
+    token = _IN_MAGIC.set(True)
+    try:
+        yield
+    finally:
+        _IN_MAGIC.reset(token)
+
+
+def entry(kind: str) -> str:
+    """What the user calls for ``kind``: ``%jgrad`` in a magic, ``jaxgrad_magic.grad`` in Python."""
+    return f"%{MAGIC[kind]}" if _IN_MAGIC.get() else f"jaxgrad_magic.{kind}"
+
+
+def call(kind: str, fn_name: str, *options: str) -> str:
+    """An example call: ``%jvp f at=x tangent=v`` in a magic, ``jaxgrad_magic.jvp(f, at=x, tangent=v)`` in Python."""
+    if _IN_MAGIC.get():
+        return " ".join([f"%{MAGIC[kind]}", fn_name, *options])
+    return f"jaxgrad_magic.{kind}({', '.join([fn_name, *options])})"
+
+
+def examples(kind: str) -> str:
+    """Where the examples are: ``%jgrad?`` in a notebook, ``help(jaxgrad_magic.grad)`` in Python."""
+    return f"%{MAGIC[kind]}?" if _IN_MAGIC.get() else f"help(jaxgrad_magic.{kind})"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -69,11 +106,11 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
         return None
     if "can't apply forward-mode autodiff (jvp) to a custom_vjp function" in msg:
         how = {
-            "hess": "%hess builds jax.jacfwd(jax.jacrev(f)), whose outer jacfwd is forward mode. "
+            "hess": f"{entry('hess')} builds jax.jacfwd(jax.jacrev(f)), whose outer jacfwd is forward mode. "
             "Build reverse over reverse yourself, `jax.jacrev(jax.jacrev(f))(x)`",
             "jac": "this Jacobian is built with jax.jacfwd (forward mode). Use `mode=rev` (jax.jacrev)",
-            "jvp": "%jvp is forward mode. Use %vjp (reverse mode) for its derivatives",
-        }.get(kind, "this derivative uses forward mode. Use a reverse-mode magic (%jgrad, %vjp)")
+            "jvp": f"{entry('jvp')} is forward mode. Use {entry('vjp')} (reverse mode) for its derivatives",
+        }.get(kind, f"this derivative uses forward mode. Use reverse mode ({entry('grad')}, {entry('vjp')})")
         return JaxGradUsageError(
             f"{fn_name} (or a function it calls) is a jax.custom_vjp, which defines only a reverse-mode "
             f"rule, and {how}, or define the rule with jax.custom_jvp instead: JAX derives reverse mode "
@@ -88,17 +125,17 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
         if msg.startswith("Gradient only defined for scalar-output functions. Output was ("):
             hint = (
                 "It returned a tuple: if the first element is the loss and the rest is "
-                "extra data, pass `aux=True`; for the derivative of every output use `%jac`."
+                f"extra data, pass `aux=True`; for the derivative of every output use `{entry('jac')}`."
             )
         else:
             hint = (
-                "Use `%jac` for the Jacobian of a vector output, or reduce the output to a "
+                f"Use `{entry('jac')}` for the Jacobian of a vector output, or reduce the output to a "
                 "scalar first (e.g. `return out.sum()`)."
             )
         shape = msg.split("Output had shape:", 1)[1].strip().rstrip(".") if "shape:" in msg else ""
         had = f" (its output has shape {shape})" if shape else ""
-        magic = "%hess" if kind == "hess" else "%jgrad"
-        return JaxGradUsageError(f"{magic} needs {fn_name} to return a scalar{had}. {hint}")
+        asked = entry("hess" if kind == "hess" else "grad")
+        return JaxGradUsageError(f"{asked} needs {fn_name} to return a scalar{had}. {hint}")
     if "requires real" in msg and "valued inputs" in msg:
         got = msg.split("but got", 1)[1].split(".")[0].strip() if "but got" in msg else "an integer dtype"
         if got.startswith("complex"):
@@ -107,7 +144,7 @@ def explain_jax_error(exc: BaseException, *, kind: str, fn_name: str, aux: bool)
             return JaxGradUsageError(
                 f"Cannot differentiate {fn_name} in forward mode (jax.jacfwd) at a complex point ({got}): it "
                 "takes real inputs only. Give a real point (e.g. the real and imaginary parts as two float "
-                f"arguments), {rev}or use `%jvp` / `%vjp`, which carry complex values."
+                f"arguments), {rev}or use `{entry('jvp')}` / `{entry('vjp')}`, which carry complex values."
             )
         return JaxGradUsageError(
             f"Cannot differentiate {fn_name} with respect to an input of dtype {got}: "

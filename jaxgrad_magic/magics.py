@@ -14,7 +14,7 @@ from traitlets import All, Bool, Enum, Float, Int, TraitError, Unicode, observe,
 
 from .api import default_name, derive, require_function
 from .display import DisplayLimits
-from .errors import JaxGradUsageError, did_you_mean
+from .errors import JaxGradUsageError, did_you_mean, magic_messages
 from .notebook import NotebookResult
 from .point import resolve_point
 from .results import DerivativeResult
@@ -245,7 +245,8 @@ class JaxGradMagics(Magics):
         # after it succeeded, so a failure binds nothing and overwrites nothing.
         source = self._run_cell(cell) if cell is not None else ""
         try:
-            result = self._derive(kind, spec, source)
+            with magic_messages():  # the core's messages name %jgrad, not jaxgrad_magic.grad
+                result = self._derive(kind, spec, source)
         except JaxGradUsageError as exc:
             raise UsageError(str(exc)) from None
         if result.bound_name:

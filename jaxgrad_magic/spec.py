@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .argnums import as_argnums, position
-from .errors import JaxGradUsageError, did_you_mean, first_line
+from .errors import MAGIC, JaxGradUsageError, did_you_mean, first_line
 from .point import MISSING
 
 if TYPE_CHECKING:
     from .transforms import Kind
 
-MAGIC: dict[Kind, str] = {"grad": "jgrad", "jac": "jac", "hess": "hess", "jvp": "jvp", "vjp": "vjp"}
 
 _ALL: tuple[Kind, ...] = tuple(MAGIC)
 

@@ -358,7 +358,8 @@ class TestBadInput:
 
     def test_order_needs_a_scalar_input(self) -> None:
         message = self._message(lambda: grad(pipeline, at=jnp.ones(3), order=2))
-        assert "scalar" in message and "%hess" in message
+        # Plain Python is told about the Python API (the magics' own messages name %hess).
+        assert "scalar" in message and "jaxgrad_magic.hess(pipeline)" in message and "%" not in message
 
     def test_order_is_only_for_grad(self) -> None:
         assert "order=" in self._message(lambda: derive("jac", pipeline, at=jnp.ones(3), order=2))
@@ -370,7 +371,7 @@ class TestBadInput:
 
     def test_non_scalar_output(self) -> None:
         message = self._message(lambda: grad(lambda x: x * 2.0, at=jnp.ones(3)))
-        assert "%jac" in message and ".sum()" in message and "(3,)" in message
+        assert "jaxgrad_magic.jac" in message and ".sum()" in message and "(3,)" in message and "%" not in message
 
     @pytest.mark.parametrize("kind", ["grad", "jac", "hess"])
     @pytest.mark.parametrize("mode", ["rev", "fwd"])

@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import jaxgrad_magic
+from jaxgrad_magic.errors import JaxGradUsageError
 
 if TYPE_CHECKING:
     from conftest import Shell
@@ -371,3 +375,22 @@ class TestUsersOwnErrors:
     def test_a_syntax_error_in_the_cell(self, ip: Shell) -> None:
         error: Any = ip.user_error("%%jgrad at=1.0\ndef g(x)\n    return x\n")
         assert isinstance(error, SyntaxError)
+
+
+class TestMessagesNameWhatWasCalled:
+    """One core serves the magics and plain Python: each is told about its own entry point."""
+
+    def test_plain_python_is_told_about_the_python_api(self) -> None:
+        with pytest.raises(JaxGradUsageError) as caught:
+            jaxgrad_magic.grad(lambda x: x * 2.0, at=jnp.ones(3))
+        assert "jaxgrad_magic.jac" in str(caught.value) and "%" not in str(caught.value)
+        with pytest.raises(JaxGradUsageError) as caught:
+            jaxgrad_magic.jvp(lambda x: x, at=jnp.ones(2))
+        assert "jaxgrad_magic.jvp(<lambda>, at=x, tangent=" in str(caught.value)
+
+    def test_a_magic_is_told_about_the_magics(self, ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("def vec(x):\n    return x * 2.0\nx3 = jnp.ones(3)")
+        message = ip.usage_error("%jgrad vec at=x3", capsys)
+        assert "%jac" in message and "jaxgrad_magic" not in message
+        message = ip.usage_error("%jvp vec at=x3", capsys)
+        assert "%jvp vec at=x tangent=" in message
