@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from . import heatmap
+from .argnums import Argnums, param_name
 from .formatting import format_array, number, scientific
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _leaves(tree: Any) -> list[tuple[str, Any]]:
 
 def _diff_args(result: DerivativeResult) -> list[tuple[str, Any]]:
     """``(name, argument)`` for each differentiated argument."""
-    idx = (result.argnums,) if isinstance(result.argnums, int) else result.argnums
+    idx = Argnums.of(result.argnums).positions
     point = result.point or ()
     return [(name, point[i] if i < len(point) else None) for name, i in zip(result.wrt, idx, strict=True)]
 
@@ -166,7 +167,7 @@ def _out_struct(result: DerivativeResult) -> tuple[list[str], Any]:
 def derivative_rows(result: DerivativeResult) -> Iterator[tuple[str, Any]]:
     """``(label, array)`` for every leaf of the derivative, e.g. ``("∂f/∂x", g)``."""
     f, wrt = result.fn_name, result.wrt
-    multi = not isinstance(result.argnums, int)
+    multi = not Argnums.of(result.argnums).single
     d = result.derivative
     if result.kind == "jvp":
         for path, leaf in _leaves(d):
@@ -225,7 +226,7 @@ def _as_matrix(result: DerivativeResult, limits: DisplayLimits) -> Matrix | None
     n_cols = sum(math.prod(s) for s in col_shapes)
     if min(n_rows, n_cols) <= 1 or max(n_rows, n_cols) <= limits.heatmap_above:
         return None
-    multi = not isinstance(result.argnums, int)
+    multi = not Argnums.of(result.argnums).single
     blocks = []
     for sub in out_struct.flatten_up_to(result.derivative):
         per_arg = list(sub) if multi else [sub]
@@ -263,7 +264,7 @@ def point_rows(result: DerivativeResult) -> list[tuple[str, Any]]:
         return []
     names = result.param_names
     # Past the named parameters (values for *args): labelled as the derivative labels them.
-    return [(names[i] if i < len(names) else f"arg{i}", a) for i, a in enumerate(result.point)]
+    return [(param_name(names, i), a) for i, a in enumerate(result.point)]
 
 
 def _source_text(result: DerivativeResult) -> str:
