@@ -311,8 +311,8 @@ def _checker(
     return jax.jit(run) if jit else run
 
 
-def _arg_check(name: str, verdict: jax.Array, tols: tuple[float, float], n: int) -> ArgCheck:
-    err, rel, passed, noise, one_sided = (float(x) for x in np.asarray(verdict))
+def _arg_check(name: str, verdict: list[float], tols: tuple[float, float], n: int) -> ArgCheck:
+    err, rel, passed, noise, one_sided = verdict
     exhaustive = n <= MAX_EXHAUSTIVE
     count = n if exhaustive else RANDOM_DIRECTIONS
     return ArgCheck(name, err, rel, *tols, passed > 0, count, exhaustive, noise, int(one_sided))
@@ -328,12 +328,15 @@ def _upcast(tree: Any, dtype: np.dtype) -> Any:
     return jax.tree_util.tree_map(up, tree)
 
 
-def _shrinking(run: Callable[[float], jax.Array]) -> tuple[jax.Array, float]:
+def _shrinking(run: Callable[[float], jax.Array]) -> tuple[list[float], float]:
     """``run(shrink)`` for each step factor in turn until no direction meets a non-finite value;
-    else the smallest step's result, one-sided where it had to be. Returns it and the factor."""
+    else the smallest step's result, one-sided where it had to be. Returns it and the factor.
+
+    The verdict comes to the host once, as numbers: indexing the device array would dispatch
+    an operation and transfer again for every value read."""
     for shrink in SHRINK:
-        verdict = run(shrink)
-        if float(verdict[4]) == 0:
+        verdict = np.asarray(run(shrink)).tolist()
+        if verdict[4] == 0:
             break
     return verdict, shrink
 
