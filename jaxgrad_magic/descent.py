@@ -52,8 +52,6 @@ class StepperState(NamedTuple):
     aux: Any
 
 
-LR_SHAPE = jax.ShapeDtypeStruct((), jnp.float32)
-"""The learning rate of float32 (or narrower) parameters: a traced scalar, so changing it recompiles nothing."""
 
 
 def lr_dtype(params: Any) -> Any:

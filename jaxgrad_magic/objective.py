@@ -90,12 +90,8 @@ def make_objective(
     return Objective(picked, labels, params0, dynamic, loss_fn, key, fn_refs + static_refs)
 
 
-def check_argnums(argnums: Any, n: int, fn_name: str) -> JaxArgnums:
-    """``argnums`` as an int or a tuple of distinct ints in ``range(n)``, else a teaching error."""
-    return _picked(argnums, n, fn_name).jax
-
-
 def _picked(argnums: Any, n: int, fn_name: str) -> Argnums:
+    """``argnums`` read and checked against ``n`` arguments, else a teaching error."""
     picked = Argnums.read(argnums)
     if picked is not None and picked.outside(n) is None and not picked.repeats:
         return picked

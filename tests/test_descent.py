@@ -17,7 +17,6 @@ import pytest
 
 from jaxgrad_magic.descent import (
     CHUNK,
-    LR_SHAPE,
     Descent,
     Programs,
     Report,
@@ -186,4 +185,4 @@ def test_misuse_becomes_a_teaching_error_and_the_users_own_error_passes_through(
         raise KeyError("the user's own bug")
 
     with pytest.raises(KeyError, match="own bug"):
-        guard(lambda: jax.eval_shape(broken, LR_SHAPE, ()), "broken", False)
+        guard(lambda: jax.eval_shape(broken, jax.ShapeDtypeStruct((), jnp.float32), ()), "broken", False)
