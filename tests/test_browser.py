@@ -357,12 +357,15 @@ def test_step_changes_the_step_count_loss_and_parameters(notebook: NotebookPage)
     reset(panel)
     lr = choose_sgd(panel)
     start, loss0 = flat_params(panel), readout(panel, "loss").inner_text()
+    params0 = readout(panel, "params").inner_text()
     assert_shown(panel, start, f)
     picture0 = loss_picture(panel)
 
     button(panel, "Step").click()
     expect(readout(panel, "step")).to_have_text("1")
     expect(readout(panel, "loss")).not_to_have_text(loss0)
+    # The labels arrive one message each: wait for the parameters' own before reading them.
+    expect(readout(panel, "params")).not_to_have_text(params0)
     assert_shown(panel, sgd(f, start, lr, 1), f)
     assert loss_picture(panel) != picture0, "the loss plot was not redrawn after Step"
     expect(status(panel)).to_contain_text("step 1")
