@@ -378,6 +378,7 @@ def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: Notebo
     reset(panel)
     lr = choose_sgd(panel)
     start = flat_params(panel)
+    params0 = readout(panel, "params").inner_text()
     picture0 = loss_picture(panel)
 
     n = 20
@@ -386,6 +387,7 @@ def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: Notebo
     expect(progress_text(panel)).to_have_text(f"{n} / {n}", timeout=60_000)
     wait_idle(panel)
     expect(readout(panel, "step")).to_have_text(str(n))
+    expect(readout(panel, "params")).not_to_have_text(params0)  # its own message, maybe after the step's
     assert progress_percent(panel) == pytest.approx(100.0)
     assert_shown(panel, sgd(f, start, lr, n), f)
     assert loss_picture(panel) != picture0, "the loss plot was not redrawn after Run N"
