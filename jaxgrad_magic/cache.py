@@ -21,6 +21,7 @@ Two rules keep a hit from ever being stale:
   ``w``. A NumPy array seen again with other contents clears JAX's caches (``jax.clear_caches``)
   before anything is rebuilt; JAX's own small programs then compile once more.
 """
+
 from __future__ import annotations
 
 import array

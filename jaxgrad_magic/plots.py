@@ -688,7 +688,6 @@ class CurvePlot:
 # --------------------------------------------------------------------------- the box a picture shows
 
 
-
 def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Column by column: a reduction over axis 0 of a (n, 2) array is tens of times slower.
     cols = range(points.shape[1])

@@ -218,8 +218,6 @@ def readme_table() -> str:
     return "".join(row + "\n" for row in rows)
 
 
-
-
 @dataclass(frozen=True)
 class Spec:
     """A parsed magic line: the kind, the positional target and raw option sources."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import run_json_script
 
-SCRIPT = r'''
+SCRIPT = r"""
 import importlib.abc, json, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
@@ -37,7 +37,7 @@ print("RESULT " + json.dumps({
     "jac": np.asarray(j.derivative).tolist(),
     "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("IPython", "ipywidgets")),
 }))
-'''
+"""
 
 
 def test_grad_jac_and_the_stepper_need_neither_ipython_nor_widgets() -> None:
