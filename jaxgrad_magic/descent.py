@@ -25,10 +25,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from .errors import JaxGradUsageError, explain_jax_error
+from .host import fetch
 
 CHUNK = 16_384
 """Steps one compiled chunk of ``run(n)`` can take; longer runs take several chunks."""
@@ -50,8 +50,6 @@ class StepperState(NamedTuple):
     grad: Any
     loss: jax.Array
     aux: Any
-
-
 
 
 def lr_dtype(params: Any) -> Any:
@@ -182,7 +180,7 @@ class Report(NamedTuple):
         Returns:
           The report, in Python floats and a bool.
         """
-        values = np.asarray(stats).tolist()
+        values = fetch(stats).tolist()
         # tuple.__new__ skips the generated __new__'s argument handling: a step reads one report.
         return _new_tuple(cls, (values[0], values[1], values[2] > 0, values[3:]))
 
@@ -327,15 +325,16 @@ class Programs:
       dynamic: the other arguments passed to the programs.
       fn_name: the name used in messages.
 
-    The state crosses the jit boundary without its loss (``loss=None``): the loss travels in
-    the report, so a step passes one array fewer each way (a measurable share of a small
-    step). ``run`` and ``guarded`` take the starting loss as a number.
+    The state crosses the jit boundary as a flat list of arrays (the *carry*, see :meth:`pack`)
+    and without its loss, which travels in the report. A small step costs about as much as the
+    Python around it, and building the state's nested tuples on every call was a tenth of that.
+    ``run`` and ``guarded`` take the starting loss as a number.
 
     Attributes:
-      start: jitted ``(params, dynamic, lr) -> (state, stats)``: the state at ``params``.
-      step: jitted ``(state, dynamic, lr) -> (state, stats)``: one fused step.
-      run: jitted ``(state, loss, dynamic, lr, n) -> (state, losses, path, stats)``: :func:`run_chunk`.
-      guarded: jitted ``(state, loss, dynamic, lr, n) -> (state, losses, path, stats, done, last)``:
+      start: jitted ``(params, dynamic, lr) -> (carry, stats)``: the state at ``params``.
+      step: jitted ``(carry, dynamic, lr) -> (carry, stats)``: one fused step.
+      run: jitted ``(carry, loss, dynamic, lr, n) -> (carry, losses, path, stats)``: :func:`run_chunk`.
+      guarded: jitted ``(carry, loss, dynamic, lr, n) -> (carry, losses, path, stats, done, last)``:
         :func:`replay`, compiled on first use.
       loss_dtype: the dtype of the loss.
       path_width: the parameter entries that ``stats`` and ``path`` carry (:func:`path_width`),
@@ -363,31 +362,46 @@ class Programs:
         guard(lambda: jax.eval_shape(functools.partial(advance, d), shapes, dynamic, lr), fn_name, has_aux)
         self.path_width = path_width(shapes.params)
         self.loss_dtype = shapes.loss.dtype
+        self._treedef = jax.tree_util.tree_structure(shapes._replace(loss=None))
+        self._params_treedef = jax.tree_util.tree_structure(shapes.params)
 
-        def with_loss(state: StepperState, loss: jax.Array) -> StepperState:
-            return state._replace(loss=jnp.asarray(loss).astype(self.loss_dtype))
+        def with_loss(carry: list[jax.Array], loss: jax.Array) -> StepperState:
+            return self.unpack(carry)._replace(loss=jnp.asarray(loss).astype(self.loss_dtype))
 
-        def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[StepperState, jax.Array]:
+        def start(p: Any, dyn: Any, lr: jax.Array) -> tuple[list[jax.Array], jax.Array]:
             state = init(d, p, dyn, lr)
-            return state._replace(loss=None), stats(state)
+            return self.pack(state), stats(state)
 
-        def step(state: StepperState, dyn: Any, lr: jax.Array) -> tuple[StepperState, jax.Array]:
-            state = advance(d, state, dyn, lr)
-            return state._replace(loss=None), stats(state)
+        def step(carry: list[jax.Array], dyn: Any, lr: jax.Array) -> tuple[list[jax.Array], jax.Array]:
+            state = advance(d, self.unpack(carry), dyn, lr)
+            return self.pack(state), stats(state)
 
-        def run(state: StepperState, loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            state, losses, path = run_chunk(d, with_loss(state, loss), dyn, lr, n)
-            return state._replace(loss=None), losses, path, stats(state)
+        def run(carry: list[jax.Array], loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
+            state, losses, path = run_chunk(d, with_loss(carry, loss), dyn, lr, n)
+            return self.pack(state), losses, path, stats(state)
 
-        def guarded(state: StepperState, loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            state, losses, path, done, last = replay(d, with_loss(state, loss), dyn, lr, n)
-            return state._replace(loss=None), losses, path, stats(state), done, last
+        def guarded(carry: list[jax.Array], loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
+            state, losses, path, done, last = replay(d, with_loss(carry, loss), dyn, lr, n)
+            return self.pack(state), losses, path, stats(state), done, last
 
         self.start = jax.jit(start)
         self.step = jax.jit(step)
         self.run = jax.jit(run)
         self._guarded = guarded
         self.seconds_per_step: float | None = None
+
+    @staticmethod
+    def pack(state: StepperState) -> list[jax.Array]:
+        """The carry of ``state``: its arrays in a flat list, without the loss."""
+        return jax.tree_util.tree_leaves(state._replace(loss=None))
+
+    def unpack(self, carry: list[jax.Array]) -> StepperState:
+        """The :class:`StepperState` a carry holds, with ``loss=None``."""
+        return jax.tree_util.tree_unflatten(self._treedef, carry)
+
+    def params(self, carry: list[jax.Array]) -> Any:
+        """The parameters a carry holds (its first leaves), in their structure."""
+        return jax.tree_util.tree_unflatten(self._params_treedef, carry[: self._params_treedef.num_leaves])
 
     @functools.cached_property
     def guarded(self) -> Callable[..., tuple[Any, ...]]:

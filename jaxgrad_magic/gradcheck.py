@@ -43,6 +43,7 @@ from jax.flatten_util import ravel_pytree
 from .argnums import Argnums, param_name
 from .cache import CACHE, function_key
 from .formatting import number, scientific
+from .host import fetch
 from .transforms import TAYLOR, Kind, order_derivative
 
 MAX_EXHAUSTIVE = 64  # arguments up to this many elements are probed along every axis
@@ -335,7 +336,7 @@ def _shrinking(run: Callable[[float], jax.Array]) -> tuple[list[float], float]:
     The verdict comes to the host once, as numbers: indexing the device array would dispatch
     an operation and transfer again for every value read."""
     for shrink in SHRINK:
-        verdict = np.asarray(run(shrink)).tolist()
+        verdict = fetch(run(shrink)).tolist()
         if verdict[4] == 0:
             break
     return verdict, shrink

@@ -40,6 +40,7 @@ from .descent import CHUNK, Programs, Report, StepperState, guard, lr_dtype
 from .errors import JaxGradUsageError
 from .formatting import compact
 from .history import HISTORY_LIMIT, History
+from .host import fetch
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
 
@@ -235,11 +236,15 @@ class Stepper:
         state, stats = guard(
             lambda: self._programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
         )
-        self._state = state
+        self._keep(state)
         self._read(Report.read(stats))
         self._history.start(self._loss, self._point)
         # A start where f or its gradient is not finite cannot descend: marked as diverged at step 0.
         self._set_diverged(None if self._finite else 0, None if self._finite else self._bad_start_message())
+
+    def _keep(self, carry: list[jax.Array]) -> None:
+        """Hold ``carry`` (see :meth:`Programs.pack`) as the current state."""
+        self._carry, self._params = carry, self._programs.params(carry)
 
     def _read(self, report: Report) -> None:
         """Take in a state's report (see :class:`jaxgrad_magic.descent.Report`)."""
@@ -273,13 +278,14 @@ class Stepper:
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
             if self._x64:
                 self._check_x64()
-            state, stats = self._programs.step(self._state, self._dynamic, self._lr_array)
+            carry, stats = self._programs.step(self._carry, self._dynamic, self._lr_array)
             report = Report.read(stats)  # waits for the step
             loss, grad_norm = report.loss, report.grad_norm
             if not report.finite:
                 self._diverge(self._history.step + 1, report)
                 return StepInfo(0, self._history.step, self._loss, self._grad_norm, True, self.message)
-            self._state, self._loss, self._grad_norm = state, loss, grad_norm
+            self._keep(carry)
+            self._loss, self._grad_norm = loss, grad_norm
             self._history.append(loss, report.point)
             if self.diverged:
                 self._set_diverged(None, None)
@@ -338,7 +344,7 @@ class Stepper:
                         diverged = True
                         break
                     self._check_x64()
-                    start = (self._programs, self._state, self._loss, self._lr_array)
+                    start = (self._programs, self._carry, self._loss, self._lr_array)
                 done, diverged = self._chunk(*start, n - taken)
                 taken += done
                 if on_progress is not None:
@@ -360,7 +366,7 @@ class Stepper:
         return info
 
     def _chunk(
-        self, programs: Programs, start: StepperState, loss: float, lr: jax.Array, remaining: int
+        self, programs: Programs, start: list[jax.Array], loss: float, lr: jax.Array, remaining: int
     ) -> tuple[int, bool]:
         """Run one chunk from ``start`` (whose loss is ``loss``); returns (steps kept, diverged).
 
@@ -374,7 +380,7 @@ class Stepper:
         k = min(remaining, CHUNK, hint)
         t0 = time.perf_counter()
         new, losses, path, stats = programs.run(start, loss, self._dynamic, lr, np.int32(k))
-        losses = np.asarray(losses)[:k]  # waits for the chunk
+        losses = fetch(losses)[:k]  # waits for the chunk
         report = Report.read(stats)
         if report.finite and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
@@ -383,7 +389,7 @@ class Stepper:
         new, losses, path, stats, done, last = programs.guarded(start, loss, self._dynamic, lr, np.int32(k))
         done = int(done)
         with self._lock:
-            if self._state is not start:
+            if self._carry is not start:
                 return 0, False  # the state moved on meanwhile
             if done:
                 self._commit(start, new, Report.read(stats), np.asarray(losses)[:done], path)
@@ -392,13 +398,15 @@ class Stepper:
             self._diverge(self._history.step + 1, Report.read(last))
             return done, True
 
-    def _commit(self, start: StepperState, state: StepperState, report: Report, losses: np.ndarray, path: Any) -> bool:
+    def _commit(
+        self, start: list[jax.Array], carry: list[jax.Array], report: Report, losses: np.ndarray, path: Any
+    ) -> bool:
         """Keep a chunk's steps from ``start`` to ``state``, unless the stepper has moved on from ``start``."""
         path = None if path is None else np.asarray(path)[: len(losses)]
         with self._lock:
-            if self._state is not start:
+            if self._carry is not start:
                 return False
-            self._state = state
+            self._keep(carry)
             self._read(report)
             self._history.extend(losses, path)
             self._set_diverged(None, None)
@@ -503,23 +511,25 @@ class Stepper:
     def state(self) -> StepperState:
         """The current :class:`StepperState` (parameters, optimizer state, gradient, loss, aux)."""
         with self._lock:  # the loss travels apart from the state (see Programs): put back together
-            state, loss = self._state, self._loss
+            state, loss = self._programs.unpack(self._carry), self._loss
             return state._replace(loss=jnp.asarray(loss, dtype=self._programs.loss_dtype))
 
     @property
     def params(self) -> Any:
         """The optimized arguments now, in the structure of ``jax.grad``'s result for ``argnums``."""
-        return self._state.params
+        return self._params
 
     @property
     def grad(self) -> Any:
         """The gradient at the current parameters (the structure of :attr:`params`)."""
-        return self._state.grad
+        with self._lock:
+            return self._programs.unpack(self._carry).grad
 
     @property
     def aux(self) -> Any:
         """The auxiliary output at the current parameters (``has_aux=True``), else None."""
-        return self._state.aux
+        with self._lock:
+            return self._programs.unpack(self._carry).aux
 
     @property
     def point(self) -> tuple[Any, ...]:
@@ -636,7 +646,8 @@ class Stepper:
             state, stats = guard(
                 lambda: programs.start(params, self._dynamic, self._lr_array), self.fn_name, self.has_aux
             )
-            self._opt, self._programs, self._state = opt, programs, state
+            self._opt, self._programs = opt, programs
+            self._keep(state)
             self._read(Report.read(stats))
             self.message = (
                 f"optimizer changed to {opt.label} (fresh optimizer state); continuing from step {self._history.step}"

@@ -153,13 +153,16 @@ def test_programs_start_step_and_run_and_hand_back_the_state_as_it_is() -> None:
     p = Programs(bowl, optax.sgd, False, jnp.zeros(3), (TARGET,), "bowl")
     assert p.path_width is None
     lr = jax.device_put(np.float32(0.25))
-    state, first = p.start(jnp.zeros(3), (TARGET,), lr)
-    state, after = p.step(state, (TARGET,), lr)
+    carry, first = p.start(jnp.zeros(3), (TARGET,), lr)
+    carry, after = p.step(carry, (TARGET,), lr)
+    assert all(isinstance(x, jax.Array) for x in carry)  # a flat list of arrays crosses the boundary
+    state = p.unpack(carry)
     assert isinstance(state, StepperState)  # the parameters are read as the step left them
     assert state.loss is None and p.loss_dtype == jnp.float32  # the loss travels in the report
     np.testing.assert_allclose(state.params, 0.25 * TARGET, rtol=1e-6)
-    state, losses, _, last = p.run(state, float(after[0]), (TARGET,), lr, np.int32(2))
-    np.testing.assert_allclose(state.params, TARGET - 0.75**3 * TARGET, rtol=1e-6)
+    assert p.params(carry) is carry[0] and p.pack(state) == carry
+    carry, losses, _, last = p.run(carry, float(after[0]), (TARGET,), lr, np.int32(2))
+    np.testing.assert_allclose(p.params(carry), TARGET - 0.75**3 * TARGET, rtol=1e-6)
     assert float(first[0]) > float(after[0]) > float(losses[0]) > float(losses[1]) == pytest.approx(float(last[0]))
 
 
