@@ -293,6 +293,20 @@ JaxGradMagics.jvp.__doc__ = "The Jacobian-vector product J v (jax.jvp) at a poin
 JaxGradMagics.vjp.__doc__ = "The vector-Jacobian product uᵀ J (jax.vjp) at a point.\n" + _usage("vjp")
 
 
+def _hold_panels(info: object) -> None:
+    """Before each cell: the panels' still pictures wait for the cell's end."""
+    from .panel import cell_started
+
+    cell_started()
+
+
+def _publish_panels(result: object) -> None:
+    """After each cell: the displayed panels' still pictures show the state the cell left."""
+    from .panel import publish_pending
+
+    publish_pending()
+
+
 def load(shell: InteractiveShell) -> JaxGradMagics:
     """Register the magics and make them configurable with ``%config``."""
     from . import panel  # noqa: F401  (registers the descent panel as Stepper.widget)
@@ -301,6 +315,8 @@ def load(shell: InteractiveShell) -> JaxGradMagics:
     shell.register_magics(magics)
     shell.configurables.append(magics)
     shell.events.register("pre_run_cell", magics.remember_cell)
+    shell.events.register("pre_run_cell", _hold_panels)
+    shell.events.register("post_run_cell", _publish_panels)
     # The result type knows no view: the shell shows it (with its panel) through this printer,
     # which knows the running cell.
     formatter = shell.display_formatter.ipython_display_formatter
@@ -315,6 +331,9 @@ def unload(shell: InteractiveShell) -> None:
     for magics in [c for c in shell.configurables if isinstance(c, JaxGradMagics)]:
         with contextlib.suppress(ValueError):
             shell.events.unregister("pre_run_cell", magics.remember_cell)
+    for event, hook in (("pre_run_cell", _hold_panels), ("post_run_cell", _publish_panels)):
+        with contextlib.suppress(ValueError):
+            shell.events.unregister(event, hook)
     for kind in MAGIC.values():
         for table in shell.magics_manager.magics.values():
             if isinstance(getattr(table.get(kind), "__self__", None), JaxGradMagics):

@@ -21,11 +21,13 @@ readout), so tests and notebook themes can find them without relying on their or
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import threading
 import time
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +35,7 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
-from . import plots
+from . import plots, snapshot
 from .argnums import Argnums
 from .errors import JaxGradUsageError
 from .formatting import compact, number
@@ -47,6 +49,8 @@ CONVERGED_GRAD_NORM = 1e-6  # a gradient norm below this counts as converged
 DEFAULT_RUN_STEPS = 1000
 INLINE_SECONDS = 0.05  # a run expected to take less than this is done in the click, without a thread
 MAX_PARAM_ITEMS = 6  # arrays with more elements are abbreviated in the readout
+MAX_DISPLAYS = 8  # displays of one panel whose picture is kept up to date (the latest ones)
+PUBLISH_DELAY = 0.5  # seconds after a run ends (by a click) before the still picture is sent
 _ERROR_STYLE = "color: var(--jp-error-color1, #d32f2f)"  # theme colours, with a fallback
 _SUCCESS_STYLE = "color: var(--jp-success-color1, #388e3c)"
 # Wrapped lines in an HTML widget: the widget's own line height is a control's (28px), too loose
@@ -88,11 +92,31 @@ def _wrapping(text: str) -> str:
 
 
 class PanelWidget(widgets.VBox):
-    """The panel's top-level box; ``.panel`` is the :class:`StepperPanel` that drives it."""
+    """The panel's top-level box; ``.panel`` is the :class:`StepperPanel` that drives it.
+
+    Displayed, it carries a still picture of itself beside the widget view (see
+    :meth:`StepperPanel.still`): a frontend with a kernel draws the widget, a renderer without
+    one (GitHub, nbviewer, ``nbconvert``) the picture. Each display is remembered by its
+    display id, so the picture can be brought up to date there.
+    """
 
     def __init__(self, panel: StepperPanel, children: list[widgets.Widget]) -> None:
         super().__init__(children=children, layout=widgets.Layout(width="100%"))
         self.panel = panel
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_(**kwargs)  # the widget view
+        if bundle is None:  # a closed widget: nothing to draw
+            return {"text/plain": "(closed descent panel)"}
+        bundle.update(self.panel.still())
+        return bundle
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        if handle is not None:
+            self.panel.shown_at(handle)
 
 
 class StepperPanel:
@@ -130,6 +154,8 @@ class StepperPanel:
         self._pictures: OrderedDict[plots.Box, plots.ContourPlot | plots.CurvePlot] = OrderedDict()
         self._loss_plot = plots.LossCurve()
         self._seconds_per_step: tuple[Any, float] | None = None  # (optimizer, seconds) of the last run
+        self._displays: list[Any] = []  # the display handles the panel was shown with
+        self._publish_due = False  # the still picture is behind the panel (see _publish_soon)
 
         names = [p.name for p in parameters(stepper.fn)]
         self._wrt = self._wrt_names(names)
@@ -259,9 +285,10 @@ class StepperPanel:
 
     def _layout(self, stepper: Stepper, names: list[str]) -> PanelWidget:
         wrt = self._landscape.labels if self._landscape is not None else self._wrt_names(names)
-        fn_name = html.escape(str(stepper.fn_name or getattr(stepper.fn, "__name__", "f")))
+        self._fn_name = str(stepper.fn_name or getattr(stepper.fn, "__name__", "f"))
+        self._title_names = list(wrt)
         title = widgets.HTML(
-            f"<b>Gradient descent</b> on <code>{fn_name}</code> over {html.escape(', '.join(wrt))}",
+            f"<b>Gradient descent</b> on <code>{html.escape(self._fn_name)}</code> over {html.escape(', '.join(wrt))}",
         )
         title.add_class("jgm-title")
 
@@ -362,6 +389,79 @@ class StepperPanel:
             self._pictures.clear()
             self._loss_plot = plots.LossCurve()
 
+    # ------------------------------------------------------------------ the still picture
+
+    def still(self) -> dict[str, Any]:
+        """The panel for renderers without a kernel: a PNG, HTML that shows it, a line of text.
+
+        Returns:
+          ``{"image/png": ..., "text/html": ..., "text/plain": ...}``: the readout above the
+          plots (see :mod:`jaxgrad_magic.snapshot`), and the one-line summary (function,
+          optimizer, step, loss) as plain text and as the picture's ``alt`` text.
+        """
+        with self._lock:
+            s = self.stepper
+            summary = self.summary()
+            lines = [
+                f"{self._optimizer_label(s)}, learning rate {s.lr:g} · step {s.steps} · loss {number(s.loss, 6)}"
+                f" · ‖∇f‖ {number(s.grad_norm, 4)}",
+                self._params_text(),
+            ]
+            if s.diverged:
+                lines.append(s.divergence or f"diverged at step {s.diverged_at}")
+            title = f"Gradient descent on {self._fn_name} over {', '.join(self._title_names)}"
+            shown = [self.loss_image.value]
+            if self.landscape_image.layout.display != "none":
+                shown.append(self.landscape_image.value)
+            png = snapshot.compose(title, lines, shown)
+        encoded = base64.b64encode(png).decode("ascii")
+        picture = f"<img src='data:image/png;base64,{encoded}' alt='{html.escape(summary, quote=True)}'>"
+        return {"image/png": encoded, "text/html": f"<div class='jgm-still'>{picture}</div>", "text/plain": summary}
+
+    def summary(self) -> str:
+        """One line: the function, the optimizer, the step and the loss."""
+        s = self.stepper
+        return f"Gradient descent on {self._fn_name} ({self._optimizer_label(s)}): step {s.steps}, loss {s.loss:.6g}"
+
+    def shown_at(self, handle: Any) -> None:
+        """Remember a display of the panel, so :meth:`publish` brings its picture up to date."""
+        self._displays = [*self._displays[-(MAX_DISPLAYS - 1) :], handle]
+
+    def publish(self) -> None:
+        """Bring the still picture up to date wherever the panel was displayed (now).
+
+        A notebook saved afterwards shows the panel as it was last left.
+        """
+        with self._lock:
+            self._publish_due = False
+            if self._closed or not self._displays:
+                return
+            bundle = self.widget._repr_mimebundle_()
+        for handle in self._displays:
+            handle.update(bundle, raw=True)
+
+    def _publish_soon(self) -> None:
+        """Publish after the end of a run, Stop or Reset, once things settle (not for every frame).
+
+        Drawing and sending the picture takes a few milliseconds: a loop of short runs in a
+        cell publishes once when the cell ends (:func:`publish_pending`, on IPython's
+        ``post_run_cell``), and a click once :data:`PUBLISH_DELAY` seconds after the last run.
+        """
+        with self._lock:
+            if self._closed or not self._displays or self._publish_due:
+                return
+            self._publish_due = True
+        _PENDING.add(self)
+        if _IN_CELL.is_set():
+            return  # published when the cell ends
+        timer = threading.Timer(PUBLISH_DELAY, self._publish_if_due)
+        timer.daemon = True
+        timer.start()
+
+    def _publish_if_due(self) -> None:
+        if self._publish_due and not _IN_CELL.is_set():  # else the cell's end publishes it
+            self._guarded(self.publish, "updating the panel's picture")
+
     def _guarded(self, action: Callable[[], None], what: str) -> None:
         try:
             action()
@@ -397,7 +497,7 @@ class StepperPanel:
 
     def _on_step(self) -> None:
         self._check_idle("Step")
-        info = self.stepper.step()  # the panel redraws on the stepper's "state" change
+        info = self.stepper.step()  # the panel redraws on the stepper's change
         # A step that diverged is explained by the mark; the status line says only what happened.
         self._say("the step was not taken" if info.diverged else self.stepper.message)
 
@@ -474,6 +574,8 @@ class StepperPanel:
             return  # the widgets are gone: nothing to show
         try:
             self._finish_run(n, int(self.stepper.steps) - first, error, plot_error, drawn=inline)
+            if not inline:  # an inline run is published on the stepper's "run" change
+                self._publish_soon()
         finally:
             self._run_target = None
             if self._thread is not None and threading.current_thread() is self._thread:
@@ -526,7 +628,7 @@ class StepperPanel:
         self.progress.value = 0
         self.progress.bar_style = ""
         self.progress_label.value = ""
-        self.stepper.reset()  # the panel redraws on the stepper's "state" change
+        self.stepper.reset()  # the panel redraws on the stepper's change
         self._say(self.stepper.message)
 
     def _on_apply(self) -> None:
@@ -657,8 +759,10 @@ class StepperPanel:
             self._show_lr()
         elif what == "optimizer":
             self._show_optimizer()
-        if what in ("state", "optimizer") and not self.running:  # a run's thread draws its own frames
+        if what != "lr" and not self.running:  # a run's thread draws its own frames
             self._guarded(self._refresh, "drawing the plots")
+            if what in ("run", "reset"):
+                self._publish_soon()
 
     def _show_controls(self) -> None:
         self._show_lr()
@@ -717,6 +821,28 @@ class StepperPanel:
         else:
             png = picture.render(path, current)
         self.landscape_image.value = png
+
+
+_PENDING: weakref.WeakSet[StepperPanel] = weakref.WeakSet()  # panels whose still picture is due
+_IN_CELL = threading.Event()  # a cell is running (between IPython's pre_run_cell and post_run_cell)
+
+
+def cell_started() -> None:
+    """A cell starts: pictures that fall due wait for its end (the extension calls this)."""
+    _IN_CELL.set()
+
+
+def publish_pending() -> None:
+    """A cell ended: send every still picture that is due (the extension calls this).
+
+    So the picture a notebook saves after a cell is that of the panel as the cell left it,
+    however many runs the cell made, and it is sent once.
+    """
+    _IN_CELL.clear()
+    for panel in list(_PENDING):
+        _PENDING.discard(panel)
+        if panel._publish_due:
+            panel._guarded(panel.publish, "updating the panel's picture")
 
 
 set_view(StepperPanel)  # Stepper.widget builds this panel: the model imports no view

@@ -268,7 +268,7 @@ class Stepper:
         """
         info = self._step()
         if self._observers:
-            self._notify("state")  # outside the lock: an observer may read the stepper
+            self._notify("step")  # outside the lock: an observer may read the stepper
         return info
 
     def _step(self) -> StepInfo:
@@ -362,7 +362,7 @@ class Stepper:
                 )
             seconds = time.perf_counter() - started
             info = RunInfo(taken, steps, self._loss, self._grad_norm, diverged, stopped, seconds, self.message)
-        self._notify("state")
+        self._notify("run")
         return info
 
     def _chunk(
@@ -450,7 +450,7 @@ class Stepper:
             self._check_x64()
             self._start(self._objective.params0)
             self.message = f"reset to step 0: loss {self._loss:.6g}" if self._finite else self._bad_start_message()
-        self._notify("state")
+        self._notify("reset")
 
     def apply(self) -> dict[str, Any]:
         """Write the current parameters into the notebook.
@@ -662,7 +662,7 @@ class Stepper:
     def observe(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(what)`` after every change, from the thread that made it.
 
-        ``what`` is ``"state"`` (a step, the end of a run, a reset), ``"lr"`` or
+        ``what`` is ``"step"``, ``"run"`` (at the end of a run), ``"reset"``, ``"lr"`` or
         ``"optimizer"``. A view follows the stepper this way, whoever changed it: its own
         buttons or code in the notebook.
 

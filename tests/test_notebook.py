@@ -65,3 +65,49 @@ def test_story_values_match_closed_forms(executed: nbformat.NotebookNode) -> Non
 
     step = next(t for s, t in texts.items() if s.startswith("x_new ="))
     assert "Updated x: 4.0" in step and "Updated y: 1.8" in step
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _panels(nb: nbformat.NotebookNode) -> list[tuple[str, dict]]:
+    return [(src, o) for src, o in _outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+
+
+def test_every_panel_carries_a_still_picture_of_its_last_state(executed: nbformat.NotebookNode) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    panels = _panels(executed)
+    assert len(panels) >= 3
+    for _, output in panels:
+        data = output["data"]
+        picture = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+        assert picture.format == "PNG" and picture.width >= 300 and picture.height >= 200
+        assert data["text/html"].count("data:image/png;base64,") == 1
+        assert data["text/plain"].startswith("Gradient descent on ") and "\n" not in data["text/plain"]
+    # The panel of `descent = %jgrad ...` as the later cells left it: one step, then run(100).
+    (_, descent), *_ = [(s, o) for s, o in panels if s.startswith("descent = %jgrad")]
+    assert "step 101," in descent["data"]["text/plain"]
+
+
+def test_nbconvert_html_shows_the_pictures_never_the_widget_repr(executed: nbformat.NotebookNode) -> None:
+    import copy
+
+    from nbconvert import HTMLExporter
+
+    n_panels = len(_panels(executed))
+    # Saved from JupyterLab (no widget state, its default) or read where no widget manager
+    # runs: each panel is its still picture.
+    bare = copy.deepcopy(executed)
+    bare.metadata.pop("widgets", None)
+    html, _ = HTMLExporter().from_notebook_node(bare)
+    stills = re.findall(r"""<div class=["']jgm-still["']><img [^>]*src=["']data:image/png;base64,""", html)
+    assert len(stills) == n_panels
+    assert "PanelWidget(" not in html
+    # Executed with the widget state stored (nbclient's default): nbconvert embeds the widgets
+    # from that state instead; never the widget's text.
+    html, _ = HTMLExporter().from_notebook_node(executed)
+    assert "PanelWidget(" not in html and html.count(WIDGET_VIEW) >= n_panels

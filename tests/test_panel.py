@@ -480,7 +480,7 @@ def test_short_runs_are_done_in_the_click() -> None:
     p.stepper.reset()
     p.steps_input.value = 10
     threads: list[str] = []  # where each run ended: the stepper tells its observers from there
-    p.stepper.observe(lambda what: threads.append(threading.current_thread().name) if what == "state" else None)
+    p.stepper.observe(lambda what: threads.append(threading.current_thread().name) if what == "run" else None)
     p.run_button.click()  # the first run: its speed is not known, so it goes on the thread
     finish(p)
     assert threads == ["jaxgrad-descent-run"]
@@ -557,4 +557,4 @@ def test_stepper_observers_hear_every_change_until_stopped() -> None:
     s.reset()
     stop()
     s.step()
-    assert heard == ["state", "lr", "optimizer", "state", "state"]
+    assert heard == ["step", "lr", "optimizer", "run", "reset"]
