@@ -29,7 +29,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, MutableMapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,9 @@ from .history import HISTORY_LIMIT, History
 from .host import fetch
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
+
+if TYPE_CHECKING:
+    from .animation import Animation, GifTarget
 
 __all__ = [
     "CHUNK",
@@ -713,6 +716,30 @@ class Stepper:
             view, self._view = self._view, None
         if view is not None:
             view.close()
+
+    def animate(self, path: GifTarget, frames: int = 60, *, duration: int = 100) -> Animation:
+        """Write a GIF of the descent so far: the panel's pictures, frame by frame.
+
+        For two parameters the contour plot of ``f`` with the path growing, for one the curve of
+        ``f`` with the point moving, else the loss curve growing; each frame is captioned with its
+        step. The frames sample the bounded history (:attr:`history`), so the GIF of a long run
+        is no bigger than that of a short one. See :func:`jaxgrad_magic.animation.write_gif`.
+
+        Args:
+          path: a file name ending in ``.gif`` (``str`` or ``os.PathLike``), or a binary file object.
+          frames: how many frames, 2 to 1000 (fewer when the history holds fewer entries).
+          duration: milliseconds per frame (at least 20); the last frame stays at least 1.5 s.
+
+        Returns:
+          An :class:`~jaxgrad_magic.animation.Animation`: the path, the frame count, what the
+          frames show, the size in bytes, and the step of each frame.
+
+        Raises:
+          JaxGradUsageError: bad ``path``, ``frames`` or ``duration``, no step taken yet, or a run going on.
+        """
+        from .animation import write_gif  # lazy: matplotlib loads when a GIF is made, not with the stepper
+
+        return write_gif(self, path, frames, duration=duration)
 
     # ------------------------------------------------------------------ text
 
