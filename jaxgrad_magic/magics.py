@@ -13,6 +13,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import All, Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .api import default_name, derive, require_function
+from .compile_cache import use as use_compile_cache
 from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean, magic_messages
 from .notebook import NotebookResult
@@ -95,6 +96,13 @@ def _silenced(line: str) -> bool:
     return ";" in line and DisplayHook.semicolon_at_end_of_expression(line)
 
 
+class _RefusedSetting(UsageError, TraitError):
+    """A refused ``%config`` value: shown as a ``UsageError``, and a ``TraitError`` so traitlets keeps the old value.
+
+    ``%config`` assigns the value before validating it and rolls it back only on a ``TraitError``.
+    """
+
+
 @magics_class
 class JaxGradMagics(Magics):
     """``%jgrad``, ``%jac``, ``%hess``, ``%jvp`` and ``%vjp``: JAX derivatives of notebook functions."""
@@ -111,6 +119,12 @@ class JaxGradMagics(Magics):
         DisplayLimits().heatmap_above,
         min=1,
         help="Jacobians and Hessians with more rows or columns than this are drawn as heatmaps.",
+    ).tag(config=True)
+    compile_cache = Unicode(
+        "",
+        help="Directory of JAX's persistent compilation cache, e.g. '~/.cache/jaxgrad_magic/xla': a restarted "
+        "kernel loads the programs it compiled before instead of compiling them. It must be private to you "
+        "(it is created with mode 0700). '' turns the cache off.",
     ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
@@ -135,6 +149,15 @@ class JaxGradMagics(Magics):
                 f"JaxGradMagics.optimizer must name an optimizer ({', '.join(OPTIMIZERS)}); "
                 f"got {proposal['value']!r}. Pass an optax transformation per call with optimizer=..."
             )
+        return proposal["value"]
+
+    @validate("compile_cache")
+    def _use_compile_cache(self, proposal: Any) -> str:
+        # Turned on here rather than in an observer: a refused directory leaves the value and JAX as they were.
+        try:
+            use_compile_cache(proposal["value"])
+        except JaxGradUsageError as exc:
+            raise _RefusedSetting(str(exc)) from None
         return proposal["value"]
 
     @observe(All)
@@ -331,6 +354,7 @@ def unload(shell: InteractiveShell) -> None:
     for magics in [c for c in shell.configurables if isinstance(c, JaxGradMagics)]:
         with contextlib.suppress(ValueError):
             shell.events.unregister("pre_run_cell", magics.remember_cell)
+    use_compile_cache(None)  # JAX's settings as they were before the extension turned the cache on
     for event, hook in (("pre_run_cell", _hold_panels), ("post_run_cell", _publish_panels)):
         with contextlib.suppress(ValueError):
             shell.events.unregister(event, hook)
