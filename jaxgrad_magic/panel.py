@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
+import re
 import threading
 import time
 import warnings
@@ -194,6 +196,7 @@ class StepperPanel:
         self.stop_button.disabled = True
         self.reset_button = button("Reset", "warning", "undo", "Back to the start point, history cleared", "reset")
         self.apply_button = button("Apply", "info", "check", "Write the current parameters into the notebook", "apply")
+        self.gif_button = button("GIF", "", "film", "Make a GIF of the descent so far, to download", "gif")
         self.steps_input = widgets.IntText(
             value=DEFAULT_RUN_STEPS,
             description="N",
@@ -236,6 +239,7 @@ class StepperPanel:
         self.params_label = widgets.HTML("")  # HTML, not a Label: long parameters wrap instead of being cut
         self.mark = widgets.HTML("")
         self.status = widgets.HTML("")
+        self.gif_link = widgets.HTML("")  # the GIF's download link, once made
         size = {"width": f"{plots.WIDTH}px", "height": f"{plots.HEIGHT}px"}
         self.loss_image = widgets.Image(format="png", layout=widgets.Layout(**size))
         self.landscape_image = widgets.Image(format="png", layout=widgets.Layout(**size))
@@ -251,6 +255,7 @@ class StepperPanel:
             (self.params_label, "params"),
             (self.mark, "mark"),
             (self.status, "status"),
+            (self.gif_link, "gif-link"),
             (self.loss_image, "loss-plot"),
             (self.landscape_image, "landscape-plot"),
         ):
@@ -261,6 +266,7 @@ class StepperPanel:
         self.stop_button.on_click(lambda _: self._guarded(self._on_stop, "Stop"))
         self.reset_button.on_click(lambda _: self._guarded(self._on_reset, "Reset"))
         self.apply_button.on_click(lambda _: self._guarded(self._on_apply, "Apply"))
+        self.gif_button.on_click(lambda _: self._guarded(self._on_gif, "GIF"))
         self.lr_slider.observe(lambda change: self._guarded(lambda: self._on_lr(change["new"]), "lr"), names="value")
         self.optimizer_dropdown.observe(
             lambda change: self._guarded(lambda: self._on_optimizer(change["new"]), "optimizer"), names="value"
@@ -315,13 +321,14 @@ class StepperPanel:
         controls = widgets.VBox(
             [
                 widgets.HBox([self.step_button, self.run_button, self.steps_input]),
-                widgets.HBox([self.stop_button, self.reset_button, self.apply_button]),
+                widgets.HBox([self.stop_button, self.reset_button, self.apply_button, self.gif_button]),
                 self.lr_slider,
                 self.optimizer_dropdown,
                 widgets.HBox([self.progress, self.progress_label]),
                 readout,
                 self.mark,
                 self.status,
+                self.gif_link,
             ],
             layout=widgets.Layout(width="340px", min_width="320px"),
         )
@@ -490,7 +497,8 @@ class StepperPanel:
     def _set_running(self, running: bool) -> None:
         self.stop_button.disabled = not running
         # Run N last: once it can be clicked again, every other control is in place for the next run.
-        for control in (self.step_button, self.reset_button, self.apply_button, self.steps_input, self.run_button):
+        controls = (self.step_button, self.reset_button, self.apply_button, self.gif_button, self.steps_input)
+        for control in (*controls, self.run_button):
             control.disabled = running
 
     # ------------------------------------------------------------------ actions
@@ -640,6 +648,19 @@ class StepperPanel:
         if caught:  # e.g. two arguments from one variable: why that variable was not written
             self._notice = str(caught[0].message)
         self._say(f"wrote {values} into the notebook")
+
+    def _on_gif(self) -> None:
+        """Make a GIF of the descent so far and offer it as a download link under the status."""
+        self._check_idle("GIF")
+        out = io.BytesIO()
+        made = self.stepper.animate(out)
+        name = re.sub(r"[^\w.-]+", "_", self._fn_name) + "_descent.gif"
+        data = base64.b64encode(out.getvalue()).decode("ascii")
+        self.gif_link.value = (
+            f"<a download='{name}' href='data:image/gif;base64,{data}'>⬇ {html.escape(name)}</a>"
+            f" ({made.frames} frames to step {made.steps[-1]}, {made.size / 1024:.0f} KB)"
+        )
+        self._say(f"a GIF of {made.frames} frames is ready to download")
 
     def _on_lr(self, value: float) -> None:
         if math.isclose(value, self.stepper.lr, rel_tol=1e-9):

@@ -558,3 +558,23 @@ def test_stepper_observers_hear_every_change_until_stopped() -> None:
     stop()
     s.step()
     assert heard == ["step", "lr", "optimizer", "run", "reset"]
+
+
+def test_the_gif_button_offers_the_descent_for_download(bowl_panel: StepperPanel) -> None:
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    p = bowl_panel
+    p.gif_button.click()  # step 0: nothing to animate yet, said on the status line
+    assert p.gif_link.value == "" and "⚠" in p.status.value
+    p.stepper.run(40)
+    p.gif_button.click()
+    link = re.search(r"<a download='(?P<name>[^']+)' href='data:image/gif;base64,(?P<data>[^']+)'>", p.gif_link.value)
+    assert link is not None and link["name"] == "bowl_descent.gif"
+    gif = Image.open(io.BytesIO(base64.b64decode(link["data"])))
+    assert gif.format == "GIF" and gif.n_frames > 2
+    assert f"{gif.n_frames} frames to step 40" in p.gif_link.value
+    assert "ready to download" in p.status.value
