@@ -1,7 +1,9 @@
-"""A throwaway JupyterLab server and a notebook page in headless Chromium, for the browser tests.
+"""A throwaway Jupyter server and a notebook page in headless Chromium, for the browser tests.
 
-Everything the server writes (settings, workspaces, runtime files, the notebook it runs)
-lives in a temporary folder, so a run leaves the repository and the user's own Jupyter
+The server runs one of two frontends on jupyter_server (:data:`FRONTENDS`): JupyterLab 4, or
+Notebook 7, which is built from JupyterLab's own notebook widgets, so one set of DOM selectors
+reads both. Everything the server writes (settings, workspaces, runtime files, the notebook it
+runs) lives in a temporary folder, so a run leaves the repository and the user's own Jupyter
 setup untouched. Only loopback traffic: the server listens on 127.0.0.1, and Chromium
 resolves no host name at all.
 """
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "demo.ipynb"
 ARTIFACTS = Path(os.environ.get("JGM_ARTIFACTS", REPO / "test-artifacts"))  # screenshots
+DOCS = REPO / "docs"  # the README's pictures, written only when PICTURES is on
+PICTURES = os.environ.get("JGM_PICTURES", "") == "1"  # docs/make_pictures.sh sets it
 CHROMIUM = Path(os.environ.get("JGM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = (
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
@@ -56,9 +60,47 @@ USER_SETTINGS: dict[str, dict[str, Any]] = {
 STDERR_MIME = "application/vnd.jupyter.stderr"
 
 
-def missing_reason() -> str | None:
-    """Why the browser tests cannot run here, or None when everything they need is installed."""
-    for module in ("playwright", "jupyterlab", "jupyterlab_widgets"):
+@dataclass(frozen=True)
+class Frontend:
+    """A web frontend the browser tests drive; both run as extensions of one jupyter_server.
+
+    Attributes:
+      name: the short name, as in test ids and file names (``lab``, ``notebook``).
+      title: the name a person knows it by.
+      module: what ``python -m`` starts.
+      app: its server extension's configurable class, for the settings given on the command line.
+      tree: the URL path that opens a notebook, followed by the notebook's path.
+      known_page_errors: patterns of uncaught page errors the frontend itself throws, whatever
+        the notebook holds; :meth:`NotebookPage.unexpected_page_errors` leaves them out.
+    """
+
+    name: str
+    title: str
+    module: str
+    app: str
+    tree: str
+    known_page_errors: tuple[str, ...] = ()
+
+
+FRONTENDS: dict[str, Frontend] = {
+    "lab": Frontend("lab", "JupyterLab", "jupyterlab", "LabApp", "/lab/tree"),
+    "notebook": Frontend(
+        "notebook",
+        "Notebook 7",
+        "notebook",
+        "JupyterNotebookApp",
+        "/notebooks",
+        # Notebook 7.6 at start-up, with no settings at all too: the keyboard-shortcuts plugin's
+        # pluginChanged handler reads the schema of "@jupyterlab/docmanager-extension:plugin"
+        # before the settings registry holds it. Shortcuts work regardless.
+        known_page_errors=(r"^Cannot read properties of undefined \(reading 'schema'\)$",),
+    ),
+}
+
+
+def missing_reason(frontend: Frontend = FRONTENDS["lab"]) -> str | None:
+    """Why the browser tests cannot run ``frontend`` here, or None when everything they need is installed."""
+    for module in dict.fromkeys(("playwright", "jupyterlab", "jupyterlab_widgets", frontend.module)):
         try:
             __import__(module)
         except ImportError:
@@ -102,15 +144,17 @@ def wait_until(check: Any, timeout: float, what: str, interval: float = 0.1) -> 
 
 @dataclass
 class LabServer:
-    """A running JupyterLab server started by :func:`lab_server`.
+    """A running Jupyter server started by :func:`lab_server`, serving JupyterLab or Notebook 7.
 
     Attributes:
+      frontend: the frontend it serves.
       url: the base URL, e.g. ``http://127.0.0.1:40123``.
       root: the server's root folder (a temporary copy of the notebooks).
       log: the file the server writes its log to.
       process: the server process (leader of its own process group).
     """
 
+    frontend: Frontend
     url: str
     root: Path
     log: Path
@@ -168,14 +212,16 @@ def _write_user_settings(folder: Path, settings: dict[str, dict[str, Any]]) -> N
 @contextlib.contextmanager
 def lab_server(
     workdir: Path,
+    frontend: Frontend = FRONTENDS["lab"],
     notebooks: tuple[Path, ...] = (DEMO,),
     settings: dict[str, dict[str, Any]] | None = None,
     timeout: float = 90,
 ) -> Iterator[LabServer]:
-    """Start JupyterLab on a free loopback port in ``workdir``; shut it and its kernels down after.
+    """Start ``frontend`` on a free loopback port in ``workdir``; shut it and its kernels down after.
 
     Args:
       workdir: an empty temporary folder; the server's root, settings and runtime files go here.
+      frontend: JupyterLab or Notebook 7 (:data:`FRONTENDS`); both read the same user settings.
       notebooks: files copied into the server's root (the originals are never opened).
       settings: per-plugin user settings, by plugin id; default :data:`USER_SETTINGS`.
       timeout: seconds to wait for the server to answer.
@@ -206,7 +252,7 @@ def lab_server(
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        frontend.module,
         "--no-browser",
         "--allow-root",  # CI runs as root
         "--IdentityProvider.token=",
@@ -217,12 +263,13 @@ def lab_server(
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={user_settings}",
-        f"--LabApp.workspaces_dir={home / 'workspaces'}",
+        f"--{frontend.app}.user_settings_dir={user_settings}",
+        f"--{frontend.app}.workspaces_dir={home / 'workspaces'}",
+        # JupyterLab's extension loads beside Notebook 7 too: these hold for it either way.
         "--LabApp.news_url=None",
         "--LabApp.extension_manager=readonly",
     ]
-    log = workdir / "jupyterlab.log"
+    log = workdir / f"{frontend.module}.log"
     with log.open("wb") as log_file:  # kept in the artifacts after the run, for a failure's story
         process = subprocess.Popen(
             command,
@@ -233,23 +280,23 @@ def lab_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the kernels go down with it
         )
-    server = LabServer(url=f"http://127.0.0.1:{port}", root=root, log=log, process=process)
+    server = LabServer(frontend=frontend, url=f"http://127.0.0.1:{port}", root=root, log=log, process=process)
     try:
 
         def answers() -> bool:
             if process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with code {process.returncode}:\n{server.log_tail()}")
+                raise RuntimeError(f"{frontend.title} exited with code {process.returncode}:\n{server.log_tail()}")
             with contextlib.suppress(OSError, urllib.error.URLError):
                 return server.api("/api/status", timeout=2) is not None
             return False
 
-        wait_until(answers, timeout, f"JupyterLab on port {port}", interval=0.25)
+        wait_until(answers, timeout, f"{frontend.title} on port {port}", interval=0.25)
         yield server
     finally:
         _shut_down(server)
         with contextlib.suppress(OSError):
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, ARTIFACTS / "browser-jupyterlab.log")
+            shutil.copy(log, ARTIFACTS / f"browser-{frontend.module}.log")
 
 
 def _shut_down(server: LabServer) -> None:
@@ -273,7 +320,7 @@ def _shut_down(server: LabServer) -> None:
 
 
 class NotebookPage:
-    """A notebook opened in JupyterLab, driven the way a person would: menus, clicks, keys.
+    """A notebook opened in JupyterLab or Notebook 7, driven the way a person would: menus, clicks, keys.
 
     Args:
       page: the Playwright page.
@@ -288,6 +335,15 @@ class NotebookPage:
         self.server = server
         self.page_errors: list[str] = []  # uncaught errors in the page's scripts
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+
+    def unexpected_page_errors(self) -> list[str]:
+        """The page errors so far, less those the frontend throws on its own (``known_page_errors``)."""
+        known = self.server.frontend.known_page_errors
+        return [e for e in self.page_errors if not any(re.search(pattern, e) for pattern in known)]
+
+    def light_theme(self) -> bool:
+        """True when the page shows a light theme (JupyterLab Light, the default)."""
+        return self.page.evaluate("() => document.body.dataset.jpThemeLight") == "true"
 
     @property
     def cells(self) -> Locator:
@@ -306,7 +362,7 @@ class NotebookPage:
         """Open ``name`` from the server's root and wait until its kernel is connected and idle."""
         from playwright.sync_api import expect
 
-        self.page.goto(f"{self.server.url}/lab/tree/{name}", wait_until="domcontentloaded")
+        self.page.goto(f"{self.server.url}{self.server.frontend.tree}/{name}", wait_until="domcontentloaded")
         expect(self.cells.first).to_be_visible(timeout=timeout * 1000)
         self.server.wait_kernel_ready(timeout)
         expect(self.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
@@ -375,15 +431,54 @@ class NotebookPage:
         self.page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=30_000)
 
     def screenshot(self, target: Locator | None, name: str) -> Path:
-        """Save a PNG of ``target`` (the whole page when None) under ``test-artifacts/``."""
+        """Save a PNG of ``target`` (the whole page when None) as ``test-artifacts/browser-<frontend>-<name>.png``."""
         ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
+        path = ARTIFACTS / f"browser-{self.server.frontend.name}-{name}.png"
         if target is None:
             self.page.screenshot(path=str(path))
         else:
             target.scroll_into_view_if_needed()
             target.screenshot(path=str(path))
         print(f"screenshot: {path}")
+        return path
+
+    def wait_settled(self, target: Locator, quiet: float = 1.5, timeout: float = 20) -> None:
+        """Wait until nothing in ``target`` changed for ``quiet`` seconds and every image in it is drawn.
+
+        Half a second after a run the panel sends its still picture (``PUBLISH_DELAY``), and the
+        frontend then draws the widget view afresh: a picture taken before that may catch it
+        half drawn.
+        """
+        self.page.wait_for_function(
+            """([el, quiet]) => {
+                if (!el.jgmChanged) {
+                    el.jgmChanged = performance.now();
+                    new MutationObserver(() => { el.jgmChanged = performance.now(); }).observe(
+                        el, {subtree: true, childList: true, attributes: true, characterData: true});
+                }
+                const drawn = [...el.querySelectorAll('img')].every(img => img.complete && img.naturalWidth > 0);
+                return drawn && performance.now() - el.jgmChanged > quiet * 1000;
+            }""",
+            arg=[target.element_handle(), quiet],
+            polling=100,
+            timeout=timeout * 1000,
+        )
+
+    def picture(self, target: Locator, name: str) -> Path | None:
+        """Save ``target`` as ``docs/<name>.png``, the README's picture, under ``JGM_PICTURES=1``.
+
+        Only from JupyterLab in its light theme, what the README shows; any other run, or one
+        without the variable, leaves ``docs/`` alone and returns None.
+        """
+        if not PICTURES or self.server.frontend.name != "lab" or not self.light_theme():
+            return None
+        target.scroll_into_view_if_needed()
+        self.page.mouse.move(0, 0)  # no hover highlight on the button clicked last
+        self.wait_settled(target)
+        DOCS.mkdir(exist_ok=True)
+        path = DOCS / f"{name}.png"
+        target.screenshot(path=str(path), animations="disabled", caret="hide")
+        print(f"picture: {path}")
         return path
 
 

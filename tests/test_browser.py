@@ -1,13 +1,15 @@
-"""demo.ipynb in a real JupyterLab, driven in headless Chromium the way a person would use it.
+"""demo.ipynb in a real JupyterLab 4 and Notebook 7, driven in headless Chromium the way a person would use it.
 
-The test starts its own JupyterLab server on a free loopback port (no token, a temporary
-root, settings and runtime folder), opens a copy of ``demo.ipynb``, runs all cells from the
-Run menu and then reads and clicks what is on the page: the rendered results, and the
-descent panel's buttons, readout, progress bar and plots. Screenshots land in
-``test-artifacts/``.
+Every test runs once per frontend (the ``server`` fixture's parameters, ``[lab]`` and
+``[notebook]`` in the test ids). Each starts its own server on a free loopback port (no
+token, a temporary root, settings and runtime folder), opens a copy of ``demo.ipynb``, runs
+all cells from the Run menu and then reads and clicks what is on the page: the rendered
+results, and the descent panel's buttons, readout, progress bar and plots, in the light and
+the dark theme. Screenshots land in ``test-artifacts/``; with ``JGM_PICTURES=1`` the
+JupyterLab run also writes the README's pictures into ``docs/`` (``docs/make_pictures.sh``).
 
-Needs Chromium (``/usr/bin/chromium``, or ``JGM_CHROMIUM``), ``playwright`` and
-``jupyterlab`` (the ``browser`` extra). Without them the tests skip, except under
+Needs Chromium (``/usr/bin/chromium``, or ``JGM_CHROMIUM``), ``playwright``, ``jupyterlab``
+and ``notebook`` (the ``browser`` extra). Without them the tests skip, except under
 ``CI=true``, where they fail.
 """
 
@@ -27,6 +29,7 @@ from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DEMO,
+    FRONTENDS,
     STDERR_MIME,
     VIEWPORT,
     LabServer,
@@ -40,7 +43,7 @@ from browser_support import (
 
 try:
     from playwright.sync_api import expect
-except ImportError:  # the `lab` fixture says so: a skip, or a failure under CI=true
+except ImportError:  # the `server` fixture says so: a skip, or a failure under CI=true
     expect: Any = None
 
 if TYPE_CHECKING:
@@ -64,19 +67,21 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    reason = missing_reason()
+@pytest.fixture(scope="module", params=list(FRONTENDS))
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """A JupyterLab or a Notebook 7 server: every test that uses the page runs in both."""
+    frontend = FRONTENDS[request.param]
+    reason = missing_reason(frontend)
     if reason is not None:
         if _in_ci():
             pytest.fail(f"browser tests cannot run under CI=true: {reason}")
         pytest.skip(reason)
-    with lab_server(tmp_path_factory.mktemp("jupyterlab")) as server:
-        yield server
+    with lab_server(tmp_path_factory.mktemp(frontend.module), frontend) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def browser(lab: LabServer) -> Iterator[Browser]:
+def browser(server: LabServer) -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -88,11 +93,11 @@ def browser(lab: LabServer) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def notebook(lab: LabServer, browser: Browser) -> Iterator[NotebookPage]:
-    """demo.ipynb opened in JupyterLab, all cells run from the Run menu."""
+def notebook(server: LabServer, browser: Browser) -> Iterator[NotebookPage]:
+    """demo.ipynb opened in the server's frontend, all cells run from the Run menu."""
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(30_000)
-    nb = NotebookPage(page, lab)
+    nb = NotebookPage(page, server)
     try:
         nb.open(DEMO.name)
         nb.run_all()
@@ -108,7 +113,10 @@ def _screenshot_after(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "notebook" in request.fixturenames:
         nb: NotebookPage = request.getfixturevalue("notebook")
-        nb.screenshot(None, f"browser-end-of-{request.node.name}")
+        # The file name carries the frontend; the rest of the test id says which test and theme.
+        callspec = getattr(request.node, "callspec", None)
+        others = [str(v) for k, v in (callspec.params.items() if callspec else ()) if k != "server"]
+        nb.screenshot(None, f"end-of-{request.node.originalname}" + (f"[{'-'.join(others)}]" if others else ""))
 
 
 # --------------------------------------------------------------------------- reading the page
@@ -132,8 +140,8 @@ def button(panel: Locator, name: str) -> Locator:
 
 
 def status(panel: Locator) -> Locator:
-    """The panel's status line (the last HTML line of its controls)."""
-    return panel.locator(".widget-html-content").last
+    """The panel's status line (by its class: more HTML lines, e.g. the GIF's link, may follow it)."""
+    return panel.locator(".jgm-status .widget-html-content")
 
 
 def progress_text(panel: Locator) -> Locator:
@@ -313,8 +321,21 @@ def test_every_cell_runs_and_every_result_renders(notebook: NotebookPage) -> Non
     printed = nb.cell(cell_index("x_new =")).locator(".jp-OutputArea").inner_text()
     assert "Updated x: 4.0" in printed and "Updated y: 1.8" in printed
 
-    assert not nb.page_errors, f"uncaught errors in the page: {nb.page_errors}"
-    nb.screenshot(nb.cell(grad_cell), "browser-result-light")
+    assert not nb.unexpected_page_errors(), f"uncaught errors in the page: {nb.unexpected_page_errors()}"
+    nb.screenshot(nb.cell(grad_cell), "result-light")
+
+
+def test_a_big_jacobian_is_drawn_as_a_heatmap(notebook: NotebookPage) -> None:
+    """The demo's 40 x 30 Jacobian is a picture with a colour bar and its summary, not a table of numbers."""
+    nb = notebook
+    output = nb.cell(cell_index("A = jax.random.normal")).locator(".jp-OutputArea")
+    heat = output.locator(".jgm-result .jgm-heat")
+    expect(heat).to_be_visible()
+    for alt in ("heatmap", "colour scale"):
+        assert image_shown(heat.locator(f"img[alt='{alt}']")), f"the {alt} is not drawn"
+    assert re.search(r"40x30 matrix: min -?[\d.]+, max -?[\d.]+, norm [\d.]+", heat.inner_text())
+    nb.screenshot(output, "heatmap")
+    nb.picture(output, "heatmap")  # the README's heatmap (JGM_PICTURES=1 only)
 
 
 def test_no_news_pop_up(notebook: NotebookPage) -> None:
@@ -331,7 +352,8 @@ def test_the_widgets_extension_renders_the_panel(notebook: NotebookPage) -> None
     extensions = nb.page.evaluate(
         "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).federated_extensions"
     )
-    assert any(e.get("name") == WIDGETS_EXTENSION for e in extensions), "JupyterLab did not load the widgets extension"
+    loaded = any(e.get("name") == WIDGETS_EXTENSION for e in extensions)
+    assert loaded, f"{nb.server.frontend.title} did not load the widgets extension"
     text = nb.page.locator(".jp-Notebook").inner_text()
     for fallback in ("Error displaying widget", "Loading widget", "PanelWidget(", "VBox(children"):
         assert fallback not in text, f"a widget did not render: {fallback!r} on the page"
@@ -347,7 +369,7 @@ def test_the_widgets_extension_renders_the_panel(notebook: NotebookPage) -> None
     for image in panel.locator("img.widget-image").all():
         if image.is_visible():
             assert image_shown(image)
-    nb.screenshot(panel, "browser-panel-light")
+    nb.screenshot(panel, "panel-light")
 
 
 def test_step_changes_the_step_count_loss_and_parameters(notebook: NotebookPage) -> None:
@@ -391,7 +413,9 @@ def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: Notebo
     assert progress_percent(panel) == pytest.approx(100.0)
     assert_shown(panel, sgd(f, start, lr, n), f)
     assert loss_picture(panel) != picture0, "the loss plot was not redrawn after Run N"
-    notebook.screenshot(panel, "browser-panel-after-run")
+    notebook.screenshot(panel, "panel-after-run")
+    # The README's first picture: the result and its panel after the run (JGM_PICTURES=1 only).
+    notebook.picture(notebook.cell(cell_index(DESCENT_CELL)).locator(".jp-OutputArea"), "panel")
 
 
 def test_stop_during_a_long_run_stops_it(notebook: NotebookPage) -> None:
@@ -486,7 +510,7 @@ def test_apply_then_print_shows_the_applied_values(notebook: NotebookPage) -> No
     # The readout rounds to 4 significant digits; the notebook holds the full values.
     for got, want in zip(printed, expected, strict=True):
         assert math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-6), f"printed {printed}, the panel shows {shown}"
-    nb.screenshot(nb.cell(index), "browser-apply-print")
+    nb.screenshot(nb.cell(index), "apply-print")
 
 
 # --------------------------------------------------------------------------- the dark theme
@@ -531,6 +555,6 @@ def test_result_and_panel_are_readable_in_both_themes(notebook: NotebookPage, th
         "status line": status(panel),
     }
     low = {name: round(contrast(el), 2) for name, el in texts.items() if contrast(el) < 4.5}
-    nb.screenshot(grad_cell, f"browser-result-{tag}")
-    nb.screenshot(panel, f"browser-panel-{tag}")
+    nb.screenshot(grad_cell, f"result-{tag}")
+    nb.screenshot(panel, f"panel-{tag}")
     assert not low, f"text below WCAG AA contrast (4.5) in {theme}: {low}"
