@@ -52,6 +52,7 @@ DEFAULT_RUN_STEPS = 1000
 INLINE_SECONDS = 0.05  # a run expected to take less than this is done in the click, without a thread
 MAX_PARAM_ITEMS = 6  # arrays with more elements are abbreviated in the readout
 MAX_DISPLAYS = 8  # displays of one panel whose picture is kept up to date (the latest ones)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PUBLISH_DELAY = 0.5  # seconds after a run ends (by a click) before the still picture is sent
 _ERROR_STYLE = "color: var(--jp-error-color1, #d32f2f)"  # theme colours, with a fallback
 _SUCCESS_STYLE = "color: var(--jp-success-color1, #388e3c)"
@@ -96,10 +97,11 @@ def _wrapping(text: str) -> str:
 class PanelWidget(widgets.VBox):
     """The panel's top-level box; ``.panel`` is the :class:`StepperPanel` that drives it.
 
-    Displayed, it carries a still picture of itself beside the widget view (see
-    :meth:`StepperPanel.still`): a frontend with a kernel draws the widget, a renderer without
-    one (GitHub, nbviewer, ``nbconvert``) the picture. Each display is remembered by its
-    display id, so the picture can be brought up to date there.
+    Displayed in IPython, it makes two outputs: the widget, and its still picture (see
+    :meth:`StepperPanel.still`). A frontend with a kernel draws the widget, and in the second
+    output an empty, hidden widget; a renderer without one (GitHub, nbviewer, ``nbconvert``)
+    draws nothing for the first and the picture for the second. The picture is kept up to
+    date through its own display id, so updating it never redraws the live panel.
     """
 
     def __init__(self, panel: StepperPanel, children: list[widgets.Widget]) -> None:
@@ -107,6 +109,7 @@ class PanelWidget(widgets.VBox):
         self.panel = panel
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """One bundle, the widget view with the still picture (where the panel is not shown by IPython)."""
         bundle = super()._repr_mimebundle_(**kwargs)  # the widget view
         if bundle is None:  # a closed widget: nothing to draw
             return {"text/plain": "(closed descent panel)"}
@@ -116,7 +119,13 @@ class PanelWidget(widgets.VBox):
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        view = super()._repr_mimebundle_()
+        if view is None:
+            display({"text/plain": "(closed descent panel)"}, raw=True)
+            return
+        # No text of its own where no widget is drawn: the still picture below says it all.
+        display({WIDGET_VIEW: view[WIDGET_VIEW], "text/plain": ""}, raw=True)
+        handle = display(self.panel.still_bundle(), raw=True, display_id=True)
         if handle is not None:
             self.panel.shown_at(handle)
 
@@ -158,6 +167,7 @@ class StepperPanel:
         self._seconds_per_step: tuple[Any, float] | None = None  # (optimizer, seconds) of the last run
         self._displays: list[Any] = []  # the display handles the panel was shown with
         self._publish_due = False  # the still picture is behind the panel (see _publish_soon)
+        self._still_holder = widgets.Box(layout=widgets.Layout(display="none"))  # see PanelWidget
 
         names = [p.name for p in parameters(stepper.fn)]
         self._wrt = self._wrt_names(names)
@@ -392,6 +402,7 @@ class StepperPanel:
         self._stop.set()
         self.wait(timeout)
         _close_all(self.widget)
+        _close_all(self._still_holder)
         with self._lock:  # the rendered pictures go with the widgets
             self._pictures.clear()
             self._loss_plot = plots.LossCurve()
@@ -430,6 +441,12 @@ class StepperPanel:
         s = self.stepper
         return f"Gradient descent on {self._fn_name} ({self._optimizer_label(s)}): step {s.steps}, loss {s.loss:.6g}"
 
+    def still_bundle(self) -> dict[str, Any]:
+        """The output that carries the still picture: :meth:`still`, and the view of an empty,
+        hidden widget, so a frontend with a kernel draws nothing there."""
+        holder = self._still_holder._repr_mimebundle_()
+        return {WIDGET_VIEW: holder[WIDGET_VIEW], **self.still()}
+
     def shown_at(self, handle: Any) -> None:
         """Remember a display of the panel, so :meth:`publish` brings its picture up to date."""
         self._displays = [*self._displays[-(MAX_DISPLAYS - 1) :], handle]
@@ -443,7 +460,7 @@ class StepperPanel:
             self._publish_due = False
             if self._closed or not self._displays:
                 return
-            bundle = self.widget._repr_mimebundle_()
+            bundle = self.still_bundle()
         for handle in self._displays:
             handle.update(bundle, raw=True)
 

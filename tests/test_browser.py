@@ -41,6 +41,8 @@ from browser_support import (
     wait_until,
 )
 
+from jaxgrad_magic.panel import PUBLISH_DELAY
+
 try:
     from playwright.sync_api import expect
 except ImportError:  # the `server` fixture says so: a skip, or a failure under CI=true
@@ -405,9 +407,14 @@ def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: Notebo
 
     n = 20
     set_steps(panel, n)
+    element = panel.element_handle()
     button(panel, "Run N").click()
     expect(progress_text(panel)).to_have_text(f"{n} / {n}", timeout=60_000)
     wait_idle(panel)
+    # The still picture follows half a second after the run, through an output of its own: the
+    # live panel is not drawn again (no flicker, the focus stays where it was).
+    time.sleep(PUBLISH_DELAY + 1.0)
+    assert element.evaluate("e => e.isConnected"), "the panel was drawn anew after the run"
     expect(readout(panel, "step")).to_have_text(str(n))
     expect(readout(panel, "params")).not_to_have_text(params0)  # its own message, maybe after the step's
     assert progress_percent(panel) == pytest.approx(100.0)

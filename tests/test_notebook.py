@@ -71,7 +71,8 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def _panels(nb: nbformat.NotebookNode) -> list[tuple[str, dict]]:
-    return [(src, o) for src, o in _outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+    """The panels' still pictures (each panel's second output, after the live widget)."""
+    return [(src, o) for src, o in _outputs(nb) if WIDGET_VIEW in o.get("data", {}) and "image/png" in o["data"]]
 
 
 def test_every_panel_carries_a_still_picture_of_its_last_state(executed: nbformat.NotebookNode) -> None:
@@ -82,6 +83,8 @@ def test_every_panel_carries_a_still_picture_of_its_last_state(executed: nbforma
 
     panels = _panels(executed)
     assert len(panels) >= 3
+    live = [o for _, o in _outputs(executed) if WIDGET_VIEW in o.get("data", {}) and "image/png" not in o["data"]]
+    assert len(live) == len(panels) and all(o["data"]["text/plain"] == "" for o in live)
     for _, output in panels:
         data = output["data"]
         picture = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))

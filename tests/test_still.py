@@ -42,13 +42,18 @@ def sent(ip: Shell) -> Iterator[CapturingDisplayPublisher]:
         shell.display_pub = original
 
 
-def panels(capture: CapturingDisplayPublisher) -> list[dict[str, Any]]:
-    """The panels published so far: ``{"data", "update", "display_id"}`` each."""
+def published(capture: CapturingDisplayPublisher) -> list[dict[str, Any]]:
+    """Widget outputs published so far: ``{"data", "update", "display_id"}`` each."""
     return [
         {"data": o["data"], "update": o["update"], "display_id": (o["transient"] or {}).get("display_id")}
         for o in capture.outputs
         if WIDGET_VIEW in o["data"]
     ]
+
+
+def panels(capture: CapturingDisplayPublisher) -> list[dict[str, Any]]:
+    """The still pictures published so far (first shown, then updated)."""
+    return [m for m in published(capture) if "image/png" in m["data"]]
 
 
 def picture(data: dict[str, Any]) -> Image.Image:
@@ -60,10 +65,16 @@ def picture(data: dict[str, Any]) -> Image.Image:
 def test_a_displayed_panel_carries_its_picture_beside_its_view(ip: Shell, sent: CapturingDisplayPublisher) -> None:
     ip.run_cell("s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)\nfrom IPython.display import display\n")
     ip.run_cell("display(s.widget)")
-    (shown,) = panels(sent)
+    live, shown = published(sent)
+    # The panel itself, with no text where no widget is drawn ...
+    assert live["data"] == {WIDGET_VIEW: live["data"][WIDGET_VIEW], "text/plain": ""}
+    assert live["data"][WIDGET_VIEW]["model_id"] == ip.ns["s"].widget.model_id
+    # ... and its still picture, in an output of its own, over a hidden empty widget.
     data = shown["data"]
     assert set(data) == {WIDGET_VIEW, "image/png", "text/html", "text/plain"}
-    assert data[WIDGET_VIEW]["model_id"] == ip.ns["s"].widget.model_id
+    holder = ip.ns["s"].widget.panel._still_holder
+    assert data[WIDGET_VIEW]["model_id"] == holder.model_id and holder.layout.display == "none"
+    assert not holder.children
     assert shown["display_id"] and not shown["update"]
     assert data["text/plain"] == "Gradient descent on bowl (sgd): step 0, loss 26"
     image = picture(data)
