@@ -2,7 +2,7 @@
 
 ``%load_ext jaxgrad_magic`` registers ``%jgrad``, ``%jac``, ``%hess``, ``%jvp`` and ``%vjp``;
 the same work is available as plain Python through :func:`grad`, :func:`jac`, :func:`hess`,
-:func:`jvp`, :func:`vjp` and :class:`Stepper`.
+:func:`jvp`, :func:`vjp`, :class:`Stepper` and :func:`race`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = [
     "jac",
     "jvp",
     "load_ipython_extension",
+    "race",
     "unload_ipython_extension",
     "vjp",
 ]
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .api import derive, grad, hess, jac, jvp, vjp
+    from .racing import race
     from .results import DerivativeResult
     from .stepper import Stepper
 
@@ -38,6 +40,7 @@ _LAZY = {
     "hess": "api",
     "jvp": "api",
     "vjp": "api",
+    "race": "racing",
     "DerivativeResult": "results",
     "Stepper": "stepper",
 }
