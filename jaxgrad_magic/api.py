@@ -18,10 +18,12 @@ from .argnums import Argnums, JaxArgnums, as_argnums, param_name
 from .cache import CACHE, function_key
 from .errors import JaxGradUsageError, call, did_you_mean, entry, examples, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
+from .modules import Lifted, calling, lift
 from .point import MISSING, Point, dtype_of, is_number, resolve_point, signature_facts
 from .results import DerivativeResult
 from .spec import as_flag
 from .transforms import (
+    Built,
     Kind,
     Transform,
     build,
@@ -188,11 +190,17 @@ def derive(
     if kind == "jac" and mode not in ("auto", "rev", "fwd"):
         raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
     point = at if isinstance(at, Point) else resolve_point(fn, fn_name, at, facts=(params, has_varargs))
+    # Modules (Equinox, Flax NNX) are differentiated in what their frameworks differentiate: fn
+    # becomes a function of those parts, the rest of each module one more, last argument.
+    lifted = None if point.args is None else lift(fn, point.args, picked.positions)
     if point.args is not None:
-        _check_differentiable(fn_name, point.args, picked, param_names)
+        _check_differentiable(fn_name, point.args if lifted is None else lifted.args, picked, param_names)
         if order > 1:
             _check_scalar_input(fn_name, point.args[picked.positions[0]], param_names, picked.positions[0], order)
     call_args = () if point.args is None else _call_args(point.args, params, picked)
+    user_fn = fn
+    if lifted is not None:
+        fn, call_args = lifted.fn, lifted.args
     vector = {"jvp": tangent, "vjp": cotangent}.get(kind, MISSING)
     if kind in _VECTOR and vector is MISSING:
         word = _VECTOR[kind]
@@ -272,8 +280,8 @@ def derive(
     fields = {
         "kind": kind,
         "fn_name": fn_name,
-        "fn": fn,
-        "transformed": built.transformed,
+        "fn": user_fn,
+        "transformed": built.transformed if lifted is None else _with_modules(user_fn, picked, lifted, built, t),
         "composition": composition(t, fn_name),
         "argnums": argnums,
         "param_names": param_names,
@@ -287,6 +295,17 @@ def derive(
     }
     evaluated = (value, derivative, aux_value)
     return _result(fields, point, evaluated, started)
+
+
+def _with_modules(
+    fn: Callable[..., Any], picked: Argnums, lifted: Lifted, built: Built, t: Transform
+) -> Callable[..., Any]:
+    """The derivative function to bind when the point holds modules: called with modules, as ``fn`` is."""
+
+    def make(again: Lifted) -> Callable[..., Any]:
+        return build(again.fn, t._replace(static=_static_positions(again.args))).transformed
+
+    return calling(fn, picked.positions, lifted, built.transformed, make)
 
 
 def require_function(fn: Any, fn_name: str | None, kind: Kind) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from .argnums import Argnums, JaxArgnums, param_name
 from .cache import function_key
 from .errors import JaxGradUsageError
+from .modules import Lifted, lift
 from .point import dtype_of, parameters
 
 
@@ -31,6 +32,8 @@ class Objective(NamedTuple):
       loss_fn: ``(params, dynamic) -> fn(*point)`` with the parameters and arguments in place.
       key: identifies the function, the baked-in values and the signature, for the compile cache.
       refs: objects the cache keeps alive while ``key`` refers to them by identity.
+      lifted: how modules (Equinox, Flax NNX) among the optimized arguments were split into what
+        is optimized and the rest (see :mod:`jaxgrad_magic.modules`), else None.
     """
 
     picked: Argnums
@@ -40,6 +43,7 @@ class Objective(NamedTuple):
     loss_fn: Callable[[Any, Any], Any]
     key: Hashable
     refs: list[Any]
+    lifted: Lifted | None = None
 
     @property
     def argnums(self) -> JaxArgnums:
@@ -50,6 +54,16 @@ class Objective(NamedTuple):
     def idx(self) -> tuple[int, ...]:
         """The optimized positions as a tuple."""
         return self.picked.positions
+
+    def as_given(self, params: Any) -> Any:
+        """``params`` (optimized values, structured like :attr:`params0`) in the kinds given: a module
+        given as an argument comes back as a module of its type, holding these values."""
+        if self.lifted is None:
+            return params
+        lifted = self.lifted
+        return self.picked.join(
+            [lifted.modules(i, v) for i, v in zip(self.idx, self.picked.split(params), strict=True)]
+        )
 
 
 def make_objective(
@@ -65,7 +79,8 @@ def make_objective(
       has_aux: ``fn`` returns ``(loss, aux)`` (part of the cache key).
 
     Returns:
-      The :class:`Objective`.
+      The :class:`Objective`. A module (Equinox, Flax NNX) among the optimized arguments is
+      optimized over what its framework differentiates; the rest of it travels or is baked in.
 
     Raises:
       JaxGradUsageError: ``argnums`` does not pick arguments, or a picked argument is not floating point.
@@ -73,6 +88,10 @@ def make_objective(
     picked = _picked(argnums, len(point), fn_name)
     idx = picked.positions
     labels = arg_labels(fn, len(point))
+    lifted = lift(fn, point, idx)
+    if lifted is not None:  # the modules' rest is one more argument, after the others
+        fn, point = lifted.fn, lifted.args
+        labels.append("the modules' other state")
     params0 = picked.join(
         [jax.tree_util.tree_map(lambda leaf, i=i: as_param(leaf, labels[i], fn_name), point[i]) for i in idx]
     )
@@ -87,7 +106,7 @@ def make_objective(
     # hold (an object by its attributes), so a value changed in place is a new program, not a stale one.
     static_key, static_refs = function_key(tuple(static))
     key = ("stepper", fn_key, picked.jax, has_aux, rest_def, mask, static_key, signature((params0, dynamic)))
-    return Objective(picked, labels, params0, dynamic, loss_fn, key, fn_refs + static_refs)
+    return Objective(picked, labels, params0, dynamic, loss_fn, key, fn_refs + static_refs, lifted)
 
 
 def _picked(argnums: Any, n: int, fn_name: str) -> Argnums:

@@ -710,7 +710,7 @@ class StepperPanel:
         if self.stepper.trajectory is None:
             return None
         layout, offset = [], 0
-        for label, leaf in self._labelled_leaves(self.stepper.params):
+        for label, leaf in self._labelled_leaves(self.stepper.trainable):
             shape = tuple(np.shape(leaf))
             layout.append((label, offset, shape))
             offset += math.prod(shape)
@@ -726,7 +726,7 @@ class StepperPanel:
         if flat is not None and self._leaf_layout is not None:
             leaves = [(name, flat[at : at + math.prod(shape)].reshape(shape)) for name, at, shape in self._leaf_layout]
         else:
-            leaves = self._labelled_leaves(self.stepper.params)
+            leaves = self._labelled_leaves(self.stepper.trainable)
         # Only the leaves shown are formatted (and copied from the device).
         parts = [f"{label} = {compact(leaf, MAX_PARAM_ITEMS)}" for label, leaf in leaves[:MAX_PARAM_ITEMS]]
         if len(leaves) > MAX_PARAM_ITEMS:
@@ -837,7 +837,7 @@ class StepperPanel:
         else:
             from jax.flatten_util import ravel_pytree
 
-            path = np.asarray(ravel_pytree(s.params)[0], dtype=np.float64).reshape(1, -1)
+            path = np.asarray(ravel_pytree(s.trainable)[0], dtype=np.float64).reshape(1, -1)
         current = path[-1]
         if self._box is None or not self._box.contains(path):
             # The path left the box (or there is none yet): grow it, and f is evaluated anew.

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from .errors import JaxGradUsageError
+from .modules import is_module
 
 AT, DEFAULTS, VARIABLES, NONE = "at=", "defaults", "notebook variables", "none"
 
@@ -130,12 +131,12 @@ def dtype_of(leaf: Any) -> np.dtype:
 
 
 def is_numeric_tree(value: Any) -> bool:
-    """True when every leaf of ``value`` is a number or an array (a valid point)."""
+    """True when every leaf of ``value`` is a number, an array or a module (a valid point)."""
     try:
-        leaves = jax.tree_util.tree_leaves(value)
+        leaves = jax.tree_util.tree_leaves(value, is_leaf=is_module)
     except (TypeError, ValueError):  # not a pytree, e.g. a dict with keys of mixed types
         return False
-    return bool(leaves) and all(is_number(v) and not isinstance(v, bool) for v in leaves)
+    return bool(leaves) and all((is_number(v) and not isinstance(v, bool)) or is_module(v) for v in leaves)
 
 
 def resolve_point(

@@ -41,6 +41,7 @@ from .errors import JaxGradUsageError
 from .formatting import compact
 from .history import HISTORY_LIMIT, History
 from .host import fetch
+from .modules import is_module
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
 
@@ -519,7 +520,17 @@ class Stepper:
 
     @property
     def params(self) -> Any:
-        """The optimized arguments now, in the structure of ``jax.grad``'s result for ``argnums``."""
+        """The optimized arguments now, in the structure of ``jax.grad``'s result for ``argnums``.
+
+        A module given as an argument (Equinox, Flax NNX) comes back as a new module of its type,
+        holding the current parameters and its other state as given.
+        """
+        return self._objective.as_given(self._params)
+
+    @property
+    def trainable(self) -> Any:
+        """What is optimized now: :attr:`params`, with each module reduced to what its framework
+        differentiates (the structure of :attr:`grad`)."""
         return self._params
 
     @property
@@ -746,7 +757,7 @@ class Stepper:
     def __repr__(self) -> str:
         labels = self._objective.labels
         parts = []
-        for i, value in zip(self._objective.idx, self._per_argument(self.params), strict=True):
+        for i, value in zip(self._objective.idx, self._per_argument(self._params), strict=True):
             for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
                 parts.append(f"{labels[i]}{jax.tree_util.keystr(path) if path else ''}={compact(leaf, max_items=4)}")
         shown = ", ".join(parts[:4]) + (f", … ({len(parts) - 4} more)" if len(parts) > 4 else "")
@@ -777,6 +788,8 @@ def _like(original: Any, value: Any) -> Any:
     """``value`` in the kind of ``original``: a Python float stays a float, NumPy stays NumPy."""
 
     def convert(o: Any, v: Any) -> Any:
+        if is_module(o):  # a module built anew, of the type given
+            return v
         if isinstance(o, float):
             return float(v)
         if isinstance(o, np.ndarray):
@@ -785,4 +798,4 @@ def _like(original: Any, value: Any) -> Any:
             return o.dtype.type(np.asarray(v))
         return v
 
-    return jax.tree_util.tree_map(convert, original, value)
+    return jax.tree_util.tree_map(convert, original, value, is_leaf=is_module)
