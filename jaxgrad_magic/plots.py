@@ -557,6 +557,7 @@ class ContourPlot:
       labels: the two parameters' names, for the axes.
       width: image width in pixels.
       height: image height in pixels.
+      inks: more colours to draw in, after the path's red and white (see :meth:`frame`).
     """
 
     def __init__(
@@ -568,6 +569,7 @@ class ContourPlot:
         labels: tuple[str, str] = ("x", "y"),
         width: int = WIDTH,
         height: int = HEIGHT,
+        inks: Sequence[str] = (),
     ) -> None:
         xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
         zs = np.asarray(zs, dtype=np.float64)
@@ -588,12 +590,16 @@ class ContourPlot:
         _title(ax, f"f({labels[0]}, {labels[1]})")
         # Contours: a frame stores its drawn rows rather than compress them (twice the bytes there,
         # a tenth of the time); the picture stays smaller than an RGB PNG of it.
-        self._picture = _capture(fig, agg, ax, [PATH_COLOR, "white"], busy=True)
+        self._picture = _capture(fig, agg, ax, [PATH_COLOR, "white", *inks], busy=True)
 
     @property
     def pixel_map(self) -> PixelMap:
         """Where data coordinates land in the picture."""
         return self._picture.map
+
+    def frame(self) -> tuple[canvas.Frame, tuple[int, ...]]:
+        """A fresh copy of the contours to draw on, and the palette index of each ink (red, white, then ``inks``)."""
+        return self._picture.background.frame(), self._picture.background.inks
 
     def render(self, path: np.ndarray, current: Sequence[float] | np.ndarray) -> bytes:
         """Draw the path (rows of ``(x, y)``), its start, and the current point over the contours.

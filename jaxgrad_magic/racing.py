@@ -182,6 +182,7 @@ class RaceResult:
       best: each optimizer's best member (:class:`RaceBest`).
       winner: the best of the bests (lowest final loss, earlier settling on a tie), or None when
         every member of every optimizer diverged.
+      size: how many numbers are optimized (the entries of every optimized argument).
       projected: True when the paths are a 2-D projection (more than two parameters).
       seconds: wall time of the race, compiling included.
     """
@@ -197,6 +198,7 @@ class RaceResult:
     runs: Mapping[tuple[str, float], RaceRun] = field(repr=False)
     best: Mapping[str, RaceBest]
     winner: RaceBest | None
+    size: int
     projected: bool
     seconds: float
 
@@ -544,6 +546,7 @@ def race(
         runs=types.MappingProxyType(runs),
         best=types.MappingProxyType(best),
         winner=winner,
+        size=sum(math.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(o.params0)),
         projected=raced[0][0].projected,
         seconds=time.perf_counter() - started,
     )

@@ -12,6 +12,7 @@ from .display import DisplayLimits
 
 if TYPE_CHECKING:
     from .gradcheck import GradCheck
+    from .racing import RaceResult
     from .stepper import Stepper
     from .transforms import Kind
 
@@ -118,6 +119,32 @@ class DerivativeResult:
             has_aux=self.has_aux,
             **options,
         )
+
+    def race(self, optimizers: Any = ("sgd", "momentum", "adam"), lrs: Any = None, steps: int = 500) -> RaceResult:
+        """Race optimizers on ``fn`` from this point, each over a grid of learning rates.
+
+        :func:`jaxgrad_magic.race` with this result's function, point and ``argnums``; the
+        :class:`~jaxgrad_magic.racing.RaceResult` shows as one picture in a notebook.
+
+        Args:
+          optimizers: names or functions of the learning rate.
+          lrs: None for each optimizer's default grid, one list of rates, or one list per optimizer.
+          steps: optimizer steps per rate.
+
+        Raises:
+          JaxGradUsageError: bad input (see :func:`~jaxgrad_magic.racing.race`), or no point.
+        """
+        from .racing import race
+
+        if self.point is None:
+            from .errors import JaxGradUsageError
+
+            raise JaxGradUsageError(
+                f"{self.fn_name} was not evaluated at a point, so there is nothing to race from. Give a point "
+                "with `at=...`."
+            )
+        point, argnums = self.point, self.argnums
+        return race(self.fn, point, optimizers, lrs, steps, argnums, has_aux=self.has_aux, fn_name=self.fn_name)
 
     def __repr__(self) -> str:
         # Bounded like the renderings: a point of 2,000 leaves shows its ends and a count.
