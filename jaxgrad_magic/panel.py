@@ -43,6 +43,7 @@ from .errors import JaxGradUsageError
 from .formatting import compact, number
 from .landscape import Landscape
 from .point import parameters
+from .race_control import RaceControl
 from .stepper import Stepper, set_view
 
 REDRAW_INTERVAL = 0.25  # seconds between plot redraws during a run: at most four a second
@@ -149,6 +150,7 @@ class StepperPanel:
       status: the last message, or the last error (type and message).
       loss_image: the loss curve (PNG).
       landscape_image: ``f`` with the path (PNG); hidden for more than two parameters.
+      race_control: the optimizer race under the panel (:class:`~jaxgrad_magic.race_control.RaceControl`).
     """
 
     def __init__(self, stepper: Stepper) -> None:
@@ -173,6 +175,7 @@ class StepperPanel:
         self._wrt = self._wrt_names(names)
         self._leaf_layout = self._flat_layout()
         self._build_controls(stepper)
+        self.race_control = RaceControl(stepper)
         self._setup_landscape(stepper, names)
         self.widget = self._layout(stepper, names)
         self._show_controls()
@@ -351,7 +354,7 @@ class StepperPanel:
         )
         pictures.add_class("jgm-plots")
         body = widgets.HBox([controls, pictures], layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
-        top = PanelWidget(self, [title, body])
+        top = PanelWidget(self, [title, body, self.race_control.widget])
         top.add_class("jgm-panel")
         return top
 
@@ -401,6 +404,7 @@ class StepperPanel:
         self._unobserve()
         self._stop.set()
         self.wait(timeout)
+        self.race_control.close(timeout)
         _close_all(self.widget)
         _close_all(self._still_holder)
         with self._lock:  # the rendered pictures go with the widgets
