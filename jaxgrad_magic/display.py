@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import jax
 import numpy as np
 
-from . import heatmap
+from . import heatmap, norms
 from .argnums import Argnums, param_name
 from .formatting import format_array, number, scientific
 
@@ -394,6 +394,19 @@ def _check_report(check: GradCheck) -> CheckReport:
     return CheckReport(check.passed, check.dtype + where, number(check.step, 2), args, check.note)
 
 
+def _norms_section(result: DerivativeResult, limits: DisplayLimits) -> Section | None:
+    """The gradient's norm per leaf, for a gradient of more than one leaf: vanishing and exploding
+    layers stand out (the largest and smallest are marked, and always shown). Not for scalars
+    alone, whose norms are the derivative's own numbers."""
+    leaves = jax.tree_util.tree_leaves(result.derivative) if result.kind == "grad" else []
+    if len(leaves) < 2 or all(np.size(leaf) == 1 for leaf in leaves) or not result.grad_norms:
+        return None
+    grad_norms = result.grad_norms
+    rows = norms.shown(grad_norms, limits.max_leaves, max(1, min(limits.edge_leaves, limits.max_leaves // 2)))
+    entries = tuple(Elided(row) if isinstance(row, int) else Entry(row.label, "norm", row.text) for row in rows)
+    return Section("norms", "of the gradient, per leaf in tree order", entries=entries)
+
+
 def layout(result: DerivativeResult, limits: DisplayLimits | None = None) -> Layout:
     """Everything a rendering of ``result`` shows, in the order it shows it.
 
@@ -431,6 +444,8 @@ def layout(result: DerivativeResult, limits: DisplayLimits | None = None) -> Lay
             parts.append(Section("derivative", matrix=matrix))
         else:
             parts.append(Section("derivative", entries=entries(derivative_rows(result))))
+        if (norms_section := _norms_section(result, limits)) is not None:
+            parts.append(norms_section)
     if result.check is not None:
         parts.append(Section("check", check=_check_report(result.check)))
     if result.bound_name:

@@ -87,6 +87,21 @@ class DerivativeResult:
         return Argnums.of(self.argnums).names(self.param_names)
 
     @functools.cached_property
+    def grad_norms(self) -> dict[str, float] | None:
+        """The norm of the gradient of each differentiated leaf, by its path, in tree order.
+
+        E.g. ``{"layers[0].weight": 0.12, "layers[0].bias": 0.03, ...}`` or
+        ``{"['dense']['kernel']": ...}``; with several ``argnums`` each path starts with the
+        argument's name. Computed on the device in one program (only the norms come to the
+        host), on first access. None unless this is an evaluated gradient (``order=1``).
+        """
+        if self.kind != "grad" or self.order != 1 or self.point is None:
+            return None
+        from .norms import grad_norms
+
+        return grad_norms(self.derivative, Argnums.of(self.argnums), self.param_names)
+
+    @functools.cached_property
     def stepper(self) -> Stepper:
         """A gradient-descent stepper on ``fn`` from this point (built on first access)."""
         return self.make_stepper()
