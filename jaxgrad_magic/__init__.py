@@ -2,7 +2,8 @@
 
 ``%load_ext jaxgrad_magic`` registers ``%jgrad``, ``%jac``, ``%hess``, ``%jvp`` and ``%vjp``;
 the same work is available as plain Python through :func:`grad`, :func:`jac`, :func:`hess`,
-:func:`jvp`, :func:`vjp`, :class:`Stepper` and :func:`race`.
+:func:`jvp`, :func:`vjp`, :class:`Stepper`, :func:`race` and :func:`spectrum` (the Hessian's
+eigenvalues, trace and density from Hessian-vector products).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "jvp",
     "load_ipython_extension",
     "race",
+    "spectrum",
     "unload_ipython_extension",
     "vjp",
 ]
@@ -28,7 +30,7 @@ __all__ = [
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .api import derive, grad, hess, jac, jvp, vjp
+    from .api import derive, grad, hess, jac, jvp, spectrum, vjp
     from .racing import race
     from .results import DerivativeResult
     from .stepper import Stepper
@@ -40,6 +42,7 @@ _LAZY = {
     "hess": "api",
     "jvp": "api",
     "vjp": "api",
+    "spectrum": "api",
     "race": "racing",
     "DerivativeResult": "results",
     "Stepper": "stepper",

@@ -14,11 +14,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from . import curvature
 from .argnums import Argnums, JaxArgnums, as_argnums, param_name
 from .cache import CACHE, function_key
 from .errors import JaxGradUsageError, call, did_you_mean, entry, examples, explain_jax_error, first_line
 from .gradcheck import check_derivative, check_directional
 from .modules import Lifted, calling, lift
+from .objective import make_objective
 from .point import MISSING, Point, dtype_of, is_number, resolve_point, signature_facts
 from .results import DerivativeResult
 from .spec import as_flag
@@ -137,6 +139,7 @@ def derive(
     cotangent: Any = MISSING,
     check: bool = False,
     show: str | None = None,
+    spectrum: curvature.Request | None = None,
 ) -> DerivativeResult:
     """Build ``kind`` of ``fn`` and evaluate it at a point.
 
@@ -161,6 +164,8 @@ def derive(
       cotangent: for ``vjp``, the ``u`` in ``uᵀ J`` (shaped like the output).
       check: compare the derivative with central finite differences at the point.
       show: ``"jaxpr"`` to keep the transformed program (``jax.make_jaxpr``) as text.
+      spectrum: for ``hess``, find the Hessian's spectrum from Hessian-vector products instead
+        of forming it (the result's ``derivative`` is then None); see :mod:`.curvature`.
 
     Returns:
       A :class:`DerivativeResult`.
@@ -187,6 +192,11 @@ def derive(
         )
     if order > 1 and aux:
         raise JaxGradUsageError(f"order={order} cannot be combined with aux=True; drop one of them.")
+    if spectrum is not None and (kind != "hess" or check):
+        raise JaxGradUsageError(
+            "spectrum=True goes with the Hessian alone, and without check=True: the check compares the dense "
+            "matrix, which the spectrum never forms. Drop one of them."
+        )
     if kind == "jac" and mode not in ("auto", "rev", "fwd"):
         raise JaxGradUsageError(f"mode={mode!r} is not a Jacobian mode: use 'rev', 'fwd' or 'auto'.")
     point = at if isinstance(at, Point) else resolve_point(fn, fn_name, at, facts=(params, has_varargs))
@@ -241,15 +251,28 @@ def derive(
     t = Transform(kind, argnums, order, chosen, aux, jit, static=static)
     built = CACHE.get_or_build(("transform", key, t), refs, lambda: build(fn, t))
 
-    value = derivative = aux_value = None
-    if point.args is not None:
-        extra = () if vector is MISSING else (vector,)
+    value = derivative = aux_value = found = None
+    extra = () if vector is MISSING else (vector,)
+    if point.args is not None and spectrum is not None:
+        value, aux_value, found = _guarded(
+            lambda: curvature.spectrum(
+                make_objective(fn, call_args, argnums, fn_name, aux), spectrum, has_aux=aux, fn_name=fn_name
+            ),
+            kind,
+            fn_name,
+            aux,
+            fn,
+            call_args,
+            hint,
+        )
+    elif point.args is not None:
         value, derivative, aux_value = _guarded(
             lambda: built.evaluate(*call_args, *extra), kind, fn_name, aux, fn, call_args, hint
         )
-    elif check or show:
+    elif check or show or spectrum is not None:
+        asked = "check=True" if check else f"show={show}" if show else "The spectrum"
         raise JaxGradUsageError(
-            f"{'check=True' if check else 'show=' + str(show)} needs a point to evaluate {fn_name} at: "
+            f"{asked} needs a point to evaluate {fn_name} at: "
             f"add at=... (no value was found for {', '.join(point.missing) or 'its parameters'})."
         )
     grad_check = None
@@ -292,6 +315,7 @@ def derive(
         "direction": None if vector is MISSING else vector,
         "check": grad_check,
         "jaxpr": jaxpr,
+        "spectrum": found,
     }
     evaluated = (value, derivative, aux_value)
     return _result(fields, point, evaluated, started)
@@ -554,6 +578,8 @@ def _guarded(
     __tracebackhide__ = True
     try:
         return call()
+    except JaxGradUsageError:
+        raise  # explained already
     except Exception as exc:
         probe, probe_args = (None, ()) if fn is None else _with_static(fn, args, _static_positions(args))
         explained = _aux_mismatch(probe, probe_args, fn_name) if aux and probe is not None else None
@@ -691,3 +717,49 @@ def vjp(
         "vjp", fn, at=at, cotangent=cotangent, argnums=argnums, wrt=wrt, aux=aux, jit=jit, check=check, show=show,
         fn_name=fn_name,
     )  # fmt: skip
+
+
+def spectrum(
+    fn: Callable[..., Any],
+    at: Any = MISSING,
+    *,
+    argnums: JaxArgnums | None = None,
+    wrt: tuple[str, ...] | None = None,
+    k: int | None = None,
+    tol: float = curvature.DEFAULT_TOL,
+    probes: int = curvature.DEFAULT_PROBES,
+    iterations: int | None = None,
+    seed: int = 0,
+    aux: bool = False,
+    fn_name: str | None = None,
+) -> curvature.Spectrum:
+    """The spectrum of ``fn``'s Hessian at ``at``, from Hessian-vector products: the matrix is never formed.
+
+    The ``k`` largest and smallest eigenvalues (Lanczos), the trace with its standard error
+    (Hutchinson, Rademacher probes) and the spectral density (stochastic Lanczos quadrature),
+    computed on the device in a few hundred products; what ``%hess f spectrum=True`` shows.
+
+    Args:
+      fn: a function returning one real number.
+      at: the point (as for :func:`derive`).
+      argnums: which positional arguments the Hessian is taken over (default 0).
+      wrt: parameter names instead of ``argnums``.
+      k: eigenvalues at each end (default 3, fewer when there are fewer parameters).
+      tol: the residual, relative to the largest eigenvalue's magnitude, at which Lanczos stops.
+      probes: Rademacher probes of the trace and density (at least 2).
+      iterations: the most Lanczos steps (default up to 100, fewer for very many parameters).
+      seed: the random start and probes; the same seed gives the same numbers.
+      aux: ``fn`` returns ``(loss, aux)``.
+      fn_name: the name to show (default ``fn.__name__``).
+
+    Returns:
+      A :class:`~jaxgrad_magic.curvature.Spectrum`.
+
+    Raises:
+      JaxGradUsageError: bad options (``k`` < 1 or more than the parameters, ``tol`` not in (0, 1)),
+        no point, or a function that does not return a real scalar.
+    """
+    request = curvature.Request(k, tol, probes, iterations, seed)
+    result = derive("hess", fn, at=at, argnums=argnums, wrt=wrt, aux=aux, fn_name=fn_name, spectrum=request)
+    assert result.spectrum is not None  # derive raised when there was no point
+    return result.spectrum

@@ -23,6 +23,7 @@ from .argnums import Argnums, param_name
 from .formatting import format_array, number, scientific
 
 if TYPE_CHECKING:
+    from .curvature import Spectrum
     from .gradcheck import GradCheck
     from .results import DerivativeResult
 
@@ -344,7 +345,8 @@ class CheckReport(NamedTuple):
 class Section(NamedTuple):
     """One part of a rendered result: a title, a short note after it, and what it holds.
 
-    At most one of ``entries``, ``matrix``, ``check`` and ``program`` is set.
+    At most one of ``entries``, ``matrix``, ``check`` and ``program`` is set; ``spectrum`` comes
+    with the entries that give its numbers.
 
     Attributes:
       title: ``point``, ``value``, ``derivative``, ``check``...; empty for a note alone.
@@ -354,6 +356,7 @@ class Section(NamedTuple):
       matrix: a derivative too big to read as numbers: summarised in text, drawn in HTML.
       check: a finite-difference check.
       program: a program's text (already cut to ``max_lines``): folded away in HTML.
+      spectrum: a Hessian's spectrum, whose density HTML draws (text has the numbers alone).
     """
 
     title: str
@@ -363,6 +366,7 @@ class Section(NamedTuple):
     matrix: Matrix | None = None
     check: CheckReport | None = None
     program: str | None = None
+    spectrum: Spectrum | None = None
 
 
 class Layout(NamedTuple):
@@ -439,8 +443,9 @@ def layout(result: DerivativeResult, limits: DisplayLimits | None = None) -> Lay
         parts.append(Section("value", entries=entries((f"{f}{path}", leaf) for path, leaf in _leaves(result.value))))
         if result.has_aux:
             parts.append(Section("aux", entries=entries((f"aux{path}", leaf) for path, leaf in _leaves(result.aux))))
-        matrix = _as_matrix(result, limits)
-        if matrix is not None:
+        if result.spectrum is not None:  # the matrix was never formed
+            parts.append(spectrum_section(result.spectrum))
+        elif (matrix := _as_matrix(result, limits)) is not None:
             parts.append(Section("derivative", matrix=matrix))
         else:
             parts.append(Section("derivative", entries=entries(derivative_rows(result))))
@@ -476,7 +481,7 @@ def _entry_text(row: Entry | Elided) -> str:
     if isinstance(row, Elided):
         return f"    {row}"
     # A matrix prints on several lines: keep its rows under the first one, not at the margin.
-    head = f"    {row.label} = {row.tag} "
+    head = f"    {row.label} = {row.tag} " if row.tag else f"    {row.label} = "
     return head + row.text.replace("\n", "\n" + " " * len(head))
 
 
@@ -491,6 +496,9 @@ def _section_text(s: Section) -> list[str]:
         lines.append(f"    {_summary_text(summary)} (a heatmap in notebooks)")
     if s.program is not None:
         lines += [f"    {line}" for line in s.program.splitlines()]
+    if s.spectrum is not None:
+        grid = s.spectrum.density.grid
+        lines.append(f"    density over [{number(grid[0], 4)}, {number(grid[-1], 4)}] (a plot in notebooks)")
     return lines
 
 
@@ -613,7 +621,7 @@ def _section_html(s: Section, page: Layout, limits: DisplayLimits) -> str:
     else:
         body = f"<code>{html.escape(s.note)}</code>" if s.code else html.escape(s.note)
     head = f"<tr class='jgm-h'><td class='jgm-k'>{html.escape(s.title)}</td><td>{body}</td></tr>"
-    return head + "".join(_entry_html(row) for row in s.entries)
+    return head + "".join(_entry_html(row) for row in s.entries) + _density_html(s.spectrum)
 
 
 def render_html(result: DerivativeResult, limits: DisplayLimits | None = None) -> str:
@@ -626,3 +634,74 @@ def render_html(result: DerivativeResult, limits: DisplayLimits | None = None) -
     )
     rows = "".join(_section_html(s, page, limits) for s in page.sections)
     return f"{_CSS}<div class='jgm-result'>{head}<table>{rows}</table></div>"
+
+
+# ---------------------------------------------------------------------------- spectrum
+
+
+def spectrum_section(sp: Spectrum) -> Section:
+    """A Hessian's spectrum as one section: the extreme eigenvalues, the trace, the density, the cost.
+
+    A negative smallest eigenvalue is named a saddle direction; the condition number is shown
+    only where both ends are surely positive.
+    """
+
+    def values(xs: Any) -> str:
+        return ", ".join(number(v, 4) for v in xs)
+
+    negative = int(np.sum(np.asarray(sp.bottom) < -sp.noise))
+    saddle = ""
+    if negative:
+        saddle = f"  (negative: {'a saddle direction' if negative == 1 else f'{negative} saddle directions'})"
+    rows = [
+        Entry("λmax", "", f"{number(sp.top[0], 6)} (residual {float(sp.top_error[0]):.1g})"),
+        Entry(f"top {sp.k}", "", values(sp.top)),
+        Entry(f"bottom {sp.k}", "", values(sp.bottom) + saddle),
+        Entry("trace", "", f"{number(sp.trace, 6)} ± {number(sp.trace_error, 2)} (Hutchinson, {sp.probes} probes)"),
+    ]
+    if sp.condition is not None:
+        rows.append(Entry("condition", "", f"{number(sp.condition, 4)} (λmax / λmin)"))
+    if sp.converged:
+        how = f"converged to tol={sp.tol:g} in {sp.iterations} steps"
+    else:
+        worst = max(float(np.max(sp.top_error)), float(np.max(sp.bottom_error)))
+        how = (
+            f"not converged to tol={sp.tol:g} in {sp.iterations} steps: residuals up to {worst:.1g}, "
+            "and each eigenvalue lies within its residual"
+        )
+    rows.append(Entry("Lanczos", "", how))
+    rows.append(
+        Entry("cost", "", f"{sp.hvps} Hessian-vector products; the {sp.size:,}x{sp.size:,} matrix was not formed")
+    )
+    return Section("spectrum", entries=tuple(rows), spectrum=sp)
+
+
+def _density_html(sp: Spectrum | None) -> str:
+    if sp is None:
+        return ""
+    from .spectrum_plot import HEIGHT, WIDTH, density_png  # matplotlib loads when a density is drawn
+
+    d = sp.density
+    png = density_png(d.grid, d.values, sp.top, sp.bottom, title=f"spectral density ({sp.probes} probes, SLQ)")
+    alt = f"spectral density of the Hessian over [{number(d.grid[0], 4)}, {number(d.grid[-1], 4)}]"
+    return (
+        f"<tr class='jgm-e'><td class='jgm-k'>density</td><td><img src='{_png_src(png)}' width='{WIDTH}' "
+        f"height='{HEIGHT}' alt='{html.escape(alt, quote=True)}'/></td></tr>"
+    )
+
+
+def _spectrum_title(sp: Spectrum) -> str:
+    return f"Hessian spectrum of {sp.fn_name} ({sp.size:,} parameters)"
+
+
+def render_spectrum_text(sp: Spectrum) -> str:
+    """A spectrum alone (what :func:`jaxgrad_magic.spectrum` returns) as plain text."""
+    return "\n".join([_spectrum_title(sp), *_section_text(spectrum_section(sp))])
+
+
+def render_spectrum_html(sp: Spectrum) -> str:
+    """A spectrum alone as HTML, with its density drawn."""
+    section = spectrum_section(sp)
+    page = Layout("Hessian spectrum", sp.fn_name, "", (section,))
+    rows = _section_html(section, page, DisplayLimits())
+    return f"{_CSS}<div class='jgm-result'><b>{html.escape(_spectrum_title(sp))}</b><table>{rows}</table></div>"

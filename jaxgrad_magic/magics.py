@@ -14,6 +14,7 @@ from traitlets import All, Bool, Enum, Float, Int, TraitError, Unicode, observe,
 
 from .api import default_name, derive, require_function
 from .compile_cache import use as use_compile_cache
+from .curvature import DEFAULT_TOL, Request
 from .display import DisplayLimits
 from .errors import JaxGradUsageError, did_you_mean, magic_messages
 from .notebook import NotebookResult
@@ -64,14 +65,17 @@ _EXAMPLES = {
         "  %jac pair at=x mode=fwd\n"
         "  %jac f argnums=(0, 1) at=(5.0, 2.0)\n"
     ),
-    "hess": "  %hess f at=(5.0, 2.0) argnums=0,1\n  %hess loss at=params check=True\n",
+    "hess": (
+        "  %hess f at=(5.0, 2.0) argnums=0,1\n  %hess loss at=params check=True\n"
+        "  %hess loss at=params spectrum=True k=5\n"
+    ),
     "jvp": "  %jvp f at=x tangent=jnp.ones_like(x)\n  %jvp f at=(5.0, 2.0) argnums=0,1 tangent=(1.0, 0.0)\n",
     "vjp": "  %vjp pair at=x cotangent=(jnp.ones(3), jnp.zeros(3))\n  %vjp f at=x cotangent=1.0 check=True\n",
 }
 _RESULT_EXTRA = {
     "grad": ", .stepper",
     "jac": ", .mode, .mode_reason",
-    "hess": "",
+    "hess": ", .spectrum (with spectrum=True; .derivative is then None)",
     "jvp": ", .direction (the tangent)",
     "vjp": ", .direction (the cotangent)",
 }
@@ -85,6 +89,13 @@ def _usage(kind: Kind) -> str:
         examples=_EXAMPLES[kind],
         result_extra=_RESULT_EXTRA[kind],
     )
+
+
+def _spectrum_request(opts: Options) -> Request | None:
+    """What ``spectrum=True k=... tol=...`` asks for, or None without ``spectrum=True``."""
+    if not opts.spectrum:
+        return None
+    return Request(k=opts.k, tol=DEFAULT_TOL if opts.tol is None else opts.tol)
 
 
 def _silenced(line: str) -> bool:
@@ -237,6 +248,7 @@ class JaxGradMagics(Magics):
             cotangent=opts.cotangent,
             check=opts.check,
             show=opts.show,
+            spectrum=_spectrum_request(opts),
         )
         mode_reason = result.mode_reason
         if spec.source("mode") is None and mode_reason is not None:

@@ -11,6 +11,7 @@ from .argnums import Argnums, JaxArgnums
 from .display import DisplayLimits
 
 if TYPE_CHECKING:
+    from .curvature import Spectrum
     from .gradcheck import GradCheck
     from .racing import RaceResult
     from .stepper import Stepper
@@ -47,6 +48,8 @@ class DerivativeResult:
       check: the finite-difference check, when asked for with ``check=True``;
         ``check.passed`` is its overall verdict (see :class:`~jaxgrad_magic.gradcheck.GradCheck`).
       jaxpr: the transformed program as text, when asked for with ``show="jaxpr"``.
+      spectrum: the Hessian's spectrum from Hessian-vector products, when asked for with
+        ``spectrum=True`` (``derivative`` is then None: the matrix is not formed).
       display_limits: how much the text and HTML renderings show (the defaults here; a
         notebook's result carries its configured limits).
     """
@@ -74,6 +77,7 @@ class DerivativeResult:
     direction: Any = None
     check: GradCheck | None = None
     jaxpr: str | None = None
+    spectrum: Spectrum | None = None
     display_limits: ClassVar[DisplayLimits] = DisplayLimits()
 
     @property

@@ -157,6 +157,35 @@ OPTION_TABLE: tuple[OptionDoc, ...] = (
         "`auto` chooses `jacfwd` when there are more outputs than inputs, else `jacrev`, and says why",
     ),
     OptionDoc(
+        "spectrum",
+        "True",
+        ("hess",),
+        "flag",
+        "the Hessian's extreme eigenvalues, trace and density from\n"
+        "Hessian-vector products (Lanczos), never forming the matrix",
+        "the Hessian's `k` largest and smallest eigenvalues (Lanczos), trace (Hutchinson) and spectral "
+        "density (stochastic Lanczos quadrature) from Hessian-vector products, never forming the matrix "
+        "(see [Curvature](#curvature-the-hessians-spectrum-and-a-stable-learning-rate))",
+    ),
+    OptionDoc(
+        "k",
+        "3",
+        ("hess",),
+        "expr",
+        "with spectrum=True: eigenvalues at each end (default 3)",
+        "with `spectrum=True`: eigenvalues at each end (default 3)",
+    ),
+    OptionDoc(
+        "tol",
+        "1e-3",
+        ("hess",),
+        "expr",
+        "with spectrum=True: Lanczos stops when the extreme residuals are\n"
+        "below tol times the largest |eigenvalue| (default 1e-3)",
+        "with `spectrum=True`: Lanczos stops when the extreme eigenvalues' residuals are below `tol` "
+        "times the largest magnitude (default 1e-3)",
+    ),
+    OptionDoc(
         "tangent",
         "v",
         ("jvp",),
@@ -368,6 +397,9 @@ class Options:
     optimizer: Any = "sgd"
     tangent: Any = MISSING
     cotangent: Any = MISSING
+    spectrum: bool = False
+    k: int | None = None
+    tol: float | None = None
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Options))
@@ -543,4 +575,9 @@ def resolve_options(spec: Spec, namespace: Mapping[str, Any], defaults: Mapping[
         elif key == "at":
             values["at_names"] = _names_of(src)
         values[key] = value
+    if not values.get("spectrum") and (given := [k for k in ("k", "tol") if spec.source(k) is not None]):
+        raise JaxGradUsageError(
+            f"{' and '.join(f'{k}=' for k in given)} go{'es' * (len(given) == 1)} with spectrum=True (they shape "
+            f"the Lanczos run): add `spectrum=True`, e.g. `%{magic} f at=x spectrum=True k=5`."
+        )
     return Options(**values)
