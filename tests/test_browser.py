@@ -211,7 +211,7 @@ def image_shown(image: Locator) -> bool:
 
 def set_steps(panel: Locator, n: int) -> None:
     """Type ``n`` into the panel's N box and commit it (Enter), as a person would."""
-    box = panel.locator(".widget-text input")
+    box = panel.locator(".jgm-steps-input input")  # the panel's own N (the Race box has a steps field too)
     box.fill(str(n))
     box.press("Enter")
     box.blur()
@@ -423,6 +423,19 @@ def test_run_n_fills_the_progress_bar_and_redraws_the_loss_plot(notebook: Notebo
     notebook.screenshot(panel, "panel-after-run")
     # The README's first picture: the result and its panel after the run (JGM_PICTURES=1 only).
     notebook.picture(notebook.cell(cell_index(DESCENT_CELL)).locator(".jp-OutputArea"), "panel")
+
+
+def test_a_race_is_drawn_by_the_demo_and_by_the_panel(notebook: NotebookPage) -> None:
+    # The demo's race cell: its result shows as one picture.
+    picture = notebook.outputs(cell_index("race = descent.race(")).locator("img").first
+    wait_until(lambda: image_shown(picture), 30, "the race's picture in the demo")
+    # The panel's Race box races the same function from where the descent is now.
+    panel = descent_panel(notebook)
+    wait_idle(panel)
+    status = panel.locator(".jgm-race-status")
+    panel.locator("button.jgm-race-button").click()
+    expect(status).to_contain_text("wins at lr", timeout=120_000)
+    wait_until(lambda: image_shown(panel.locator(".jgm-race-plot img, img.jgm-race-plot").first), 30, "the race plot")
 
 
 def test_stop_during_a_long_run_stops_it(notebook: NotebookPage) -> None:
