@@ -299,6 +299,27 @@ def _orthogonalise(basis: Any, w: Any) -> Any:
     return jax.tree_util.tree_map(lambda q, x: x - jnp.tensordot(c.astype(q.dtype), q, axes=1), basis, w)
 
 
+BLOCK = 16
+"""Basis vectors a reorthogonalisation takes at a time: it reads only the blocks in use."""
+
+
+def _orthogonalise_used(basis: Any, w: Any, used: jax.Array) -> Any:
+    """``w`` made orthogonal to the first ``used`` basis vectors, a block of :data:`BLOCK` at a time.
+
+    Reading only the blocks in use halves the work of a run against reading the whole basis at
+    every step, and block by block (modified Gram-Schmidt between blocks) is at least as exact.
+    """
+    rows = jax.tree_util.tree_leaves(basis)[0].shape[0]
+    size = min(BLOCK, rows)
+
+    def block(i: jax.Array, x: Any) -> Any:
+        start = jnp.minimum(i * size, rows - size)  # the last block overlaps the one before: no harm
+        part = jax.tree_util.tree_map(lambda q: jax.lax.dynamic_slice_in_dim(q, start, size, 0), basis)
+        return _orthogonalise(part, x)
+
+    return jax.lax.fori_loop(0, (used + size - 1) // size, block, w)
+
+
 def _mix(h: jax.Array) -> jax.Array:
     """MurmurHash3's 32-bit finaliser: every input bit flips about half the output bits."""
     h = h ^ (h >> 16)
@@ -393,7 +414,7 @@ def _step(hvp: Callable[[Any], Any], seed: jax.Array, like: Any, state: _Krylov)
     previous = state.beta[jnp.maximum(j - 1, 0)] * (j > 0)
     q_prev = jax.tree_util.tree_map(lambda b: row(b, jnp.maximum(j - 1, 0)), state.basis)
     w = _axpy(-a, q, _axpy(-previous, q_prev, w))
-    w = _orthogonalise(state.basis, w)
+    w = _orthogonalise_used(state.basis, w, j + 1)
     b = jnp.sqrt(_dot(w, w))
     scale = jnp.maximum(state.scale, jnp.abs(a) + b)
     # Below this the next direction is rounding noise: the Krylov space is invariant.
@@ -488,9 +509,15 @@ def extreme(
 
 
 def quadrature(
-    hvp: Callable[[Any], Any], like: Any, seed: jax.Array, plan: Plan, basis_shardings: Any
+    hvp: Callable[[Any], Any], like: Any, seed: jax.Array, plan: Plan
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Stochastic Lanczos quadrature: ``plan.probes`` Rademacher probes, ``plan.probe_steps`` steps each.
+
+    The three-term recurrence alone, without a basis: in finite precision Lanczos loses
+    orthogonality and finds converged Ritz values again, but the copies split their weight, so
+    the quadrature, and the density made from it, stay right (Ubaru, Chen and Saad 2017). A
+    breakdown (the Krylov space is invariant) makes the quadrature exact; the steps after it add
+    Ritz values of weight zero.
 
     Returns:
       Per probe: the Ritz values ``(probes, steps)``, their weights (squared first components of
@@ -498,16 +525,30 @@ def quadrature(
     """
     dtype = _acc_dtype(like)
     n = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(like))
+    steps = plan.probe_steps
+
+    def lanczos(j: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        q_prev, q, b_prev, scale, alpha, beta = carry
+        w = jax.tree_util.tree_map(lambda x: x.astype(dtype), hvp(q))
+        a = _dot(q, w)
+        w = _axpy(-a, q, _axpy(-b_prev, q_prev, w))
+        b = jnp.sqrt(_dot(w, w))
+        scale = jnp.maximum(scale, jnp.abs(a) + b)
+        ended = b <= jnp.finfo(dtype).eps ** (2 / 3) * scale
+        b = jnp.where(ended, 0, b)
+        q_next = _scale(w, jnp.where(ended, 0, 1 / jnp.where(ended, 1, b)))
+        return q, q_next, b, scale, alpha.at[j].set(a), beta.at[j].set(b)
 
     def probe(_: None, number: jax.Array) -> tuple[None, tuple[jax.Array, jax.Array, jax.Array]]:
-        probe_seed = _stream(seed, number)
-        z = _signs(probe_seed, like, dtype)
-        state = _start(z, plan.probe_steps, dtype, basis_shardings)
-        step = functools.partial(_step, hvp, _stream(probe_seed, -1), like)
-        state = jax.lax.fori_loop(0, plan.probe_steps, lambda _, s: step(s), state)
-        theta, vectors, _ = _ritz(state)
+        z = _signs(_stream(seed, number), like, dtype)
+        q = _scale(z, 1 / jnp.sqrt(jnp.asarray(n, dtype)))
+        zeros = jnp.zeros(steps, dtype)
+        start = (jax.tree_util.tree_map(jnp.zeros_like, q), q, jnp.zeros((), dtype), jnp.zeros((), dtype), zeros, zeros)
+        *_, alpha, beta = jax.lax.fori_loop(0, steps, lanczos, start)
+        t = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
+        theta, vectors = jnp.linalg.eigh(t)
         # q1 = z / sqrt(n) with |z_i| = 1, so alpha_0 = zᵀ H z / n.
-        return None, (theta, vectors[0] ** 2, state.alpha[0] * n)
+        return None, (theta, vectors[0] ** 2, alpha[0] * n)
 
     _, (theta, weights, samples) = jax.lax.scan(probe, None, jnp.arange(plan.probes, dtype=jnp.uint32))
     return theta, weights, samples
@@ -573,11 +614,12 @@ def _spectrum_program(
         state, done = extreme(hvp, v0, _stream(seed, -2), tol.astype(dtype), plan, basis_shardings)
         theta, _, residual = _ritz(state)
         top, top_res, bottom, bottom_res = _ends(theta, residual, state.count, plan.k)
-        ritz, weights, samples = quadrature(hvp, params, _stream(seed, -3), plan, basis_shardings)
+        ritz, weights, samples = quadrature(hvp, params, _stream(seed, -3), plan)
         trace = jnp.mean(samples)
         trace_error = jnp.std(samples, ddof=1) / jnp.sqrt(plan.probes)
-        lo = jnp.minimum(bottom[0], jnp.min(ritz))
-        hi = jnp.maximum(top[0], jnp.max(ritz))
+        weighty = weights > jnp.finfo(dtype).eps  # the steps after a breakdown weigh nothing
+        lo = jnp.minimum(bottom[0], jnp.min(jnp.where(weighty, ritz, jnp.inf)))
+        hi = jnp.maximum(top[0], jnp.max(jnp.where(weighty, ritz, -jnp.inf)))
         grid, values, sigma = density(ritz, weights, lo, hi, plan.grid)
         hvps = state.count + plan.probes * plan.probe_steps
         packed = jnp.concatenate(
