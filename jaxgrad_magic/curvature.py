@@ -264,6 +264,32 @@ def check_scalar(objective: Objective, has_aux: bool, fn_name: str, what: str) -
     )
 
 
+def _explained(call: Callable[[], Any], fn_name: str) -> Any:
+    """Run ``call``; the two ways a function can fail the spectrum's program become teaching errors.
+
+    Other errors, the function's own included, pass through unchanged.
+    """
+    try:
+        return call()
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as exc:
+        first = next(iter(str(exc).splitlines()), "")
+        raise JaxGradUsageError(
+            f"{fn_name} uses Python control flow on a traced value (an `if`, `while`, `bool()`, `float()` or "
+            "`int()` on an input-dependent value). The spectrum is one compiled program whose Lanczos iterations "
+            f"are lax loops, so {fn_name} must trace, with or without jit=False: write the branch with "
+            f"`jnp.where(cond, a, b)` or `jax.lax.cond(cond, f_true, f_false, x)`. JAX said: {first}"
+        ) from None
+    except TypeError as exc:
+        if "custom_vjp" not in str(exc):
+            raise
+        raise JaxGradUsageError(
+            f"{fn_name} (or a function it calls) is a jax.custom_vjp, which defines only a reverse-mode rule, and "
+            "the Hessian-vector products are forward over reverse (jax.jvp of jax.grad). Define the rule with "
+            "jax.custom_jvp instead (JAX derives reverse mode from it, so both modes work), or form the dense "
+            "Hessian by reverse over reverse, `jax.jacrev(jax.jacrev(f))(x)`, where it fits in memory."
+        ) from None
+
+
 # ---------------------------------------------------------------------------- vectors as pytrees
 
 
@@ -697,10 +723,12 @@ def spectrum(objective: Objective, request: Request, *, has_aux: bool = False, f
     """
     size = size_of(objective.params0)
     plan = check_request(request.k, request.tol, size, request.probes, request.iterations)
-    check_scalar(objective, has_aux, fn_name, "The spectrum")
+    _explained(lambda: check_scalar(objective, has_aux, fn_name, "The spectrum"), fn_name)
     seed = _check_seed(request.seed)
     program = _program(objective, has_aux, plan, "spectrum", _spectrum_program)
-    loss, aux, packed = program(objective.params0, objective.dynamic, seed, float(request.tol))
+    loss, aux, packed = _explained(
+        lambda: program(objective.params0, objective.dynamic, seed, float(request.tol)), fn_name
+    )
     numbers = fetch(packed).astype(np.float64)
     k, g = plan.k, plan.grid
     parts = np.split(numbers, np.cumsum([k, k, k, k, 3, 2, g, g]))
@@ -841,6 +869,7 @@ def sharpness(
     tol: float = DEFAULT_TOL,
     start: Any = None,
     seed: int = 0,
+    fn_name: str = "f",
 ) -> Sharpness:
     """λmax of the Hessian of ``objective``'s loss at ``params``, by Lanczos on Hessian-vector products.
 
@@ -851,22 +880,23 @@ def sharpness(
       tol: the residual, relative to λmax, that ends the run.
       start: a vector to start from (the last measurement's), or None for a random one.
       seed: the random start.
+      fn_name: the function's name, for messages.
 
     Returns:
       The :class:`Sharpness`.
+
+    Raises:
+      JaxGradUsageError: the function cannot be differentiated forward over reverse, or does not trace.
     """
     size = size_of(objective.params0)
     steps = min(size, SHARPNESS_ITERATIONS)
     plan = Plan(1, steps, 0, 0, 0, both_ends=False)
     program = _program(objective, has_aux, plan, "sharpness", _sharpness_program)
     warm = start is not None
-    numbers, vector = program(
-        params,
-        objective.dynamic,
-        start if warm else params,
-        np.bool_(warm),
-        _check_seed(seed),
-        float(tol),
+    seed_ = _check_seed(seed)
+    numbers, vector = _explained(
+        lambda: program(params, objective.dynamic, start if warm else params, np.bool_(warm), seed_, float(tol)),
+        fn_name,
     )
     value, error, count, done = fetch(numbers).astype(np.float64).tolist()
     return Sharpness(value, error, int(count), bool(done) or int(count) >= size, vector)

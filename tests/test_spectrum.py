@@ -295,6 +295,27 @@ def test_no_point_no_spectrum() -> None:
         jgm.spectrum(f)
 
 
+@jax.custom_vjp
+def reverse_only(x: jax.Array) -> jax.Array:
+    return jnp.sum(x**2)
+
+
+reverse_only.defvjp(lambda x: (reverse_only(x), x), lambda x, g: (2 * g * x,))
+
+
+def branchy(x: jax.Array) -> jax.Array:
+    if x[0] > 0:
+        return jnp.sum(x**2)
+    return jnp.sum(x)
+
+
+def test_functions_the_program_cannot_take_are_explained() -> None:
+    with pytest.raises(JaxGradUsageError, match=r"custom_vjp.*forward over reverse.*jax.custom_jvp"):
+        jgm.spectrum(reverse_only, at=jnp.ones(3))
+    with pytest.raises(JaxGradUsageError, match=r"branchy uses Python control flow.*lax loops.*jnp.where"):
+        jgm.spectrum(branchy, at=jnp.ones(3))
+
+
 def test_aux_is_passed_through() -> None:
     def f(x: jax.Array) -> tuple[jax.Array, jax.Array]:
         return jnp.sum(x**2) + x[0] * x[1], x * 2
