@@ -24,7 +24,8 @@ changing them compiles nothing. Only a few hundred numbers come back to the host
 Accuracy: eigenvalues are correct to about ``tol`` times the largest magnitude, usually much
 better (a Ritz value's error is bounded by its residual, and in practice by its square over
 the gap). In float32 the floor is about 1e-5 of the largest magnitude, set by the rounding of
-the products themselves; with ``jax_enable_x64`` and float64 parameters it is about 1e-12.
+the products themselves; with ``jax_enable_x64`` and float64 parameters it is about 1e-12 (a
+smaller ``tol`` gets there).
 
 No IPython, no widgets, no plots: :mod:`jaxgrad_magic.display` shows a :class:`Spectrum`, and
 :mod:`jaxgrad_magic.spectrum_plot` draws its density.

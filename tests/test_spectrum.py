@@ -432,3 +432,27 @@ def test_sharded_arguments_keep_their_sharding_and_their_eigenvalues() -> None:
     assert out["trace"] == pytest.approx(out["want_trace"], rel=1e-5) and out["trace_error"] < 1e-3
     # Each device holds its quarter of every Lanczos vector, not the whole basis.
     assert out["temp_pinned"] < 0.6 * out["basis_bytes"]
+
+
+FLOAT64 = r"""
+import json
+import jax, jax.numpy as jnp, numpy as np
+import jaxgrad_magic as jgm
+rng = np.random.default_rng(0)
+a = rng.normal(size=(30, 30))
+def f(x):
+    return jnp.sum(jnp.sin(a @ x) ** 2) + 0.1 * jnp.sum(x ** 4)
+x = jnp.asarray(rng.normal(size=30))
+sp = jgm.spectrum(f, at=x, tol=1e-12)
+ev = np.linalg.eigvalsh(np.asarray(jax.hessian(f)(x)))
+scale = float(np.abs(ev).max())
+print("RESULT " + json.dumps({"dtype": sp.dtype, "top": float(np.abs(sp.top - ev[::-1][:3]).max() / scale),
+                              "bottom": float(np.abs(sp.bottom - ev[:3]).max() / scale)}))
+"""
+
+
+@pytest.mark.slow
+def test_float64_parameters_give_float64_accuracy() -> None:
+    out = run_json_script(["-c", FLOAT64], env={"JAX_ENABLE_X64": "1"})
+    assert out["dtype"] == "float64"
+    assert out["top"] < 1e-12 and out["bottom"] < 1e-12
