@@ -18,10 +18,13 @@ import optax
 from .cache import function_key
 from .errors import JaxGradUsageError, did_you_mean
 
+MOMENTUM = 0.9
+"""The momentum coefficient β of ``momentum`` and ``nesterov`` (it sets their stable learning rate)."""
+
 OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
     "sgd": lambda lr: optax.sgd(lr),
-    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
+    "momentum": lambda lr: optax.sgd(lr, momentum=MOMENTUM),
+    "nesterov": lambda lr: optax.sgd(lr, momentum=MOMENTUM, nesterov=True),
     "adam": lambda lr: optax.adam(lr),
     "adamw": lambda lr: optax.adamw(lr),
     "nadam": lambda lr: optax.nadam(lr),
@@ -36,7 +39,7 @@ OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
     "lamb": lambda lr: optax.lamb(lr),
 }
 """Optimizers by name, each a function of the learning rate (optax's defaults otherwise;
-``momentum`` and ``nesterov`` are ``optax.sgd`` with ``momentum=0.9``)."""
+``momentum`` and ``nesterov`` are ``optax.sgd`` with ``momentum=MOMENTUM``, 0.9)."""
 
 
 class Optimizer(NamedTuple):

@@ -44,6 +44,7 @@ from .formatting import compact, number
 from .landscape import Landscape
 from .point import parameters
 from .race_control import RaceControl
+from .stability_view import StabilityMeter
 from .stepper import Stepper, set_view
 
 REDRAW_INTERVAL = 0.25  # seconds between plot redraws during a run: at most four a second
@@ -151,6 +152,8 @@ class StepperPanel:
       loss_image: the loss curve (PNG).
       landscape_image: ``f`` with the path (PNG); hidden for more than two parameters.
       race_control: the optimizer race under the panel (:class:`~jaxgrad_magic.race_control.RaceControl`).
+      stability: the stability meter: the line under the slider, λmax in the readout
+        (:class:`~jaxgrad_magic.stability_view.StabilityMeter`).
     """
 
     def __init__(self, stepper: Stepper) -> None:
@@ -176,6 +179,7 @@ class StepperPanel:
         self._leaf_layout = self._flat_layout()
         self._build_controls(stepper)
         self.race_control = RaceControl(stepper)
+        self.stability = StabilityMeter(stepper)
         self._setup_landscape(stepper, names)
         self.widget = self._layout(stepper, names)
         self._show_controls()
@@ -326,6 +330,8 @@ class StepperPanel:
                 self.grad_label,
                 key("params"),
                 self.params_label,
+                key("λmax"),
+                self.stability.readout,
             ],
             # minmax(0, 1fr): the values' column fits the controls' width, so long parameters wrap.
             layout=widgets.Layout(grid_template_columns="64px minmax(0, 1fr)", grid_gap="0px 6px"),
@@ -336,6 +342,7 @@ class StepperPanel:
                 widgets.HBox([self.step_button, self.run_button, self.steps_input]),
                 widgets.HBox([self.stop_button, self.reset_button, self.apply_button, self.gif_button]),
                 self.lr_slider,
+                self.stability.line,
                 self.optimizer_dropdown,
                 widgets.HBox([self.progress, self.progress_label]),
                 readout,
@@ -405,6 +412,7 @@ class StepperPanel:
         self._stop.set()
         self.wait(timeout)
         self.race_control.close(timeout)
+        self.stability.close(timeout)
         _close_all(self.widget)
         _close_all(self._still_holder)
         with self._lock:  # the rendered pictures go with the widgets
@@ -797,6 +805,7 @@ class StepperPanel:
         """The stepper changed (from this panel or from code): show it."""
         if self._closed:
             return
+        self.stability.update(what)  # λmax against the rate: redrawn, or measured again off the click
         if what == "lr":
             self._show_lr()
         elif what == "optimizer":

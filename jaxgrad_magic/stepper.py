@@ -44,6 +44,7 @@ from .host import fetch
 from .modules import is_module
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
+from .sharpness import Meter, SharpnessHistory
 
 if TYPE_CHECKING:
     from .animation import Animation, GifTarget
@@ -192,6 +193,7 @@ class Stepper:
         self.names = tuple(names) if names is not None else (None,) * len(point)
         self._point0 = point
         self._dynamic = self._objective.dynamic
+        self._meter = Meter(self._objective, self.has_aux, fn_name=self.fn_name)  # λmax here, asked and during runs
 
         self._lock = threading.RLock()
         self._observers: list[Callable[[str], None]] = []
@@ -348,9 +350,11 @@ class Stepper:
                         diverged = True
                         break
                     self._check_x64()
+                    span = self._meter.steps_until_due(self._history.step, n - taken)
                     start = (self._programs, self._carry, self._loss, self._lr_array)
-                done, diverged = self._chunk(*start, n - taken)
+                done, diverged = self._chunk(*start, span)
                 taken += done
+                self._track_sharpness(diverged)
                 if on_progress is not None:
                     on_progress(taken)
         finally:
@@ -432,6 +436,8 @@ class Stepper:
             if self._opt.adjustable
             else "lower the learning rate of the optimizer you passed"
         )
+        if self._opt.adjustable and (note := self._meter.divergence_note(self._lr, self._opt.label)):
+            hint += f": {note}"  # λmax at the start says whether the rate was ever stable
         self.message = (
             f"diverged at step {at}: {what}; {hint}. Kept the last finite state (step {self._history.step}); "
             "reset() starts over."
@@ -453,6 +459,7 @@ class Stepper:
             self._generation += 1
             self._check_x64()
             self._start(self._objective.params0)
+            self._meter.clear_history()
             self.message = f"reset to step 0: loss {self._loss:.6g}" if self._finite else self._bad_start_message()
         self._notify("reset")
 
@@ -640,6 +647,69 @@ class Stepper:
     def lr_adjustable(self) -> bool:
         """False when the optimizer is a fixed transformation, so :attr:`lr` has no effect."""
         return self._opt.adjustable
+
+    # ------------------------------------------------------------------ curvature
+
+    def sharpness(self) -> float:
+        """λmax: the largest eigenvalue of the loss's Hessian over the optimized arguments, at the current point.
+
+        Lanczos on Hessian-vector products (forward over reverse); the Hessian is never formed.
+        Measured once per point, each time starting from the last top eigenvector, so after a
+        few steps it takes a handful of products (about two gradients each). See :attr:`lr_limit`.
+
+        Raises:
+          JaxGradUsageError: the stepper holds 64-bit values and ``jax_enable_x64`` was switched off, or the
+            function cannot be differentiated forward over reverse (a ``jax.custom_vjp``).
+        """
+        self._check_x64()
+        return self._meter.measure(self._params).value
+
+    @property
+    def lr_limit(self) -> float:
+        """``2 / λmax`` at the current point: the largest learning rate plain gradient descent keeps stable.
+
+        A step of plain gradient descent on a quadratic multiplies the error along the eigenvector
+        of each eigenvalue λ by ``1 - lr·λ``: past ``2/λmax`` it grows along the sharpest direction.
+        Near a minimum the loss is close to its quadratic, so this is where descent turns unstable
+        there. For heavy-ball momentum with coefficient β (``optimizer="momentum"``, β = 0.9) the
+        bound is ``(2 + 2β)/λmax`` (here 3.8/λmax), for Nesterov's ``(2 + 2β)/((1 + 2β)λmax)``
+        (1.36/λmax). Adam and the other adaptive methods rescale every coordinate's step, so for
+        them it is a guide to the scale of the rate, not a bound. ``inf`` when λmax <= 0 (nothing
+        curves up to overshoot). Measured by :meth:`sharpness`.
+        """
+        lam = self.sharpness()
+        return 2 / lam if lam > 0 else math.inf if lam <= 0 else math.nan  # nan where f is not finite
+
+    @property
+    def sharpness_every(self) -> int:
+        """Measure λmax every this many steps of :meth:`run` into :attr:`sharpness_history` (0: never).
+
+        A run then works in chunks that end at those steps. Each measurement starts from the last
+        top eigenvector and stops at 1% (a handful of Hessian-vector products, about two gradients
+        each), so it costs as much as a few steps: see ``benchmarks/bench_spectrum.py``.
+        """
+        return self._meter.every
+
+    @sharpness_every.setter
+    def sharpness_every(self, value: int) -> None:
+        self._meter.every = value
+
+    @property
+    def sharpness_history(self) -> SharpnessHistory:
+        """λmax measured during runs (to about 1%): ``steps``, ``values`` and the learning rate then (``lrs``).
+
+        Filled every :attr:`sharpness_every` steps (the most recent 100,000 measurements kept);
+        :meth:`reset` empties it. Compare ``values`` with ``2 / lrs``: above it, plain gradient
+        descent is past its stable rate. The arrays are read-only.
+        """
+        return self._meter.history()
+
+    def _track_sharpness(self, diverged: bool) -> None:
+        """After a chunk of a run: measure λmax when a measurement falls due at this step."""
+        if self._meter.every and not diverged:
+            with self._lock:
+                step, params, lr = self._history.step, self._params, self._lr
+            self._meter.track(step, params, lr)
 
     @property
     def optimizer(self) -> Any:
