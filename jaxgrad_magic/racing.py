@@ -597,7 +597,8 @@ def _best(members: list[RaceRun], params: Any, o: Objective) -> RaceBest:
     lowest = min(m.final_loss for m in pool)
     chosen = min((m for m in pool if m.final_loss == lowest), key=lambda m: m.settled_at)  # a tie: the faster
     k = members.index(chosen)
-    mine = None if chosen.diverged else jax.tree_util.tree_map(lambda x: np.array(x[k]), params)
+    # A module comes back as a module of its type, as the stepper's params do.
+    mine = None if chosen.diverged else o.as_given(jax.tree_util.tree_map(lambda x: np.array(x[k]), params))
     return RaceBest(chosen.optimizer, chosen.lr, chosen.final_loss, chosen.settled_at, chosen.diverged_at, mine, chosen)
 
 

@@ -290,3 +290,23 @@ def test_the_race_and_its_picture_need_neither_ipython_nor_widgets() -> None:
     assert out["loaded"] == []
     assert out["winner"] in ("sgd", "adam")
     assert out["png"]
+
+
+def test_an_equinox_module_races_like_its_stepper_and_comes_back_a_module() -> None:
+    eqx = pytest.importorskip("equinox")
+    model = eqx.nn.MLP(2, 1, 8, 2, key=jax.random.key(0))  # its activation is a non-array leaf
+    x = jax.random.normal(jax.random.key(1), (32, 2))
+    y = jnp.sum(x**2, axis=1, keepdims=True)
+
+    def loss(m: Any, x: Any, y: Any) -> Any:
+        return jnp.mean((jax.vmap(m)(x) - y) ** 2)
+
+    r = race(loss, (model, x, y), optimizers=("sgd", "adam"), lrs=[1e-2, 3e-2], steps=40)
+    for name in ("sgd", "adam"):
+        for lr in (1e-2, 3e-2):
+            s = Stepper(loss, (model, x, y), argnums=0, lr=lr, optimizer=name)
+            s.run(40)
+            close(r.runs[(name, lr)].losses[-1], s.loss, rtol=1e-5)
+    best = r.best[r.winner.optimizer]
+    assert type(best.params) is type(model)
+    close(float(loss(best.params, x, y)), best.loss, rtol=1e-5)
