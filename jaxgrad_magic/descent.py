@@ -14,6 +14,8 @@ programs for one function, argument signature and optimizer are built once by
   writing losses into a buffer, so any number of steps reuses one compile. Nothing in the loop
   checks for NaN; the caller checks once per chunk and replays only a chunk that went bad with
   ``guarded``, which stops before the first non-finite state.
+* Over more than two parameters, the loop also writes the full parameters of every
+  ``every``-th step into a small buffer: the snapshots :mod:`jaxgrad_magic.trail` keeps.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import optax
 
 from .errors import JaxGradUsageError, explain_jax_error
 from .host import fetch
+from .trail import capacity, snapshot_dtype
 
 CHUNK = 16_384
 """Steps one compiled chunk of ``run(n)`` can take; longer runs take several chunks."""
@@ -200,9 +203,36 @@ def path_width(params: Any) -> int | None:
     return width if width <= 2 and all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves) else None
 
 
+class Every(NamedTuple):
+    """Which steps of a chunk leave a snapshot (traced, so any spacing reuses one compile).
+
+    Attributes:
+      offset: the chunk's first step modulo ``every``.
+      every: the spacing: the steps that are multiples of it leave one.
+    """
+
+    offset: jax.Array
+    every: jax.Array
+
+
+def snapshot_slots(params: Any) -> int | None:
+    """How many snapshots one chunk over ``params`` may write: as many as the trail keeps (see
+    :func:`jaxgrad_magic.trail.capacity`); None when :func:`path_width` keeps the whole path instead."""
+    if path_width(params) is not None:
+        return None
+    size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(params))
+    return capacity(size, jnp.dtype(snapshot_dtype(params)).itemsize)
+
+
 def run_chunk(
-    d: Descent, state: StepperState, dynamic: Any, lr: jax.Array, n: jax.Array
-) -> tuple[StepperState, jax.Array, jax.Array | None]:
+    d: Descent,
+    state: StepperState,
+    dynamic: Any,
+    lr: jax.Array,
+    n: jax.Array,
+    every: Every | None = None,
+    slots: int | None = None,
+) -> tuple[StepperState, jax.Array, jax.Array | None, jax.Array | None]:
     """``n`` steps (at most :data:`CHUNK`) with no finiteness checks.
 
     Args:
@@ -211,23 +241,52 @@ def run_chunk(
       dynamic: the other arguments of the loss.
       lr: the learning rate (a scalar in :func:`lr_dtype`, traced).
       n: how many steps (traced, so any ``n`` reuses one compile).
+      every: which steps leave a snapshot, when ``slots`` is given.
+      slots: the most snapshots the chunk writes (the caller picks a spacing that fits), or None.
 
     Returns:
-      The last state, the loss after each step, and the flat parameters after each step when
-      a path is kept (else None); the buffers hold :data:`CHUNK` rows, the first ``n`` written.
+      The last state, the loss after each step, the flat parameters after each step when
+      a path is kept (else None); the buffers hold :data:`CHUNK` rows, the first ``n`` written;
+      and the snapshots (``slots + 1`` rows, the ``j``-th due step in row ``j``), or None.
     """
 
     def body(i: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        state, losses, path = carry
+        state, losses, path, snaps = carry
         state = advance(d, state, dynamic, lr)
-        return (state, *_record(i, state, losses, path))
+        return (state, *_record(i, state, losses, path, snaps, None))
 
-    return jax.lax.fori_loop(0, n, body, (state, *_buffers(state)))
+    start = (state, *_buffers(state, slots))
+    if start[3] is None or every is None:
+        return jax.lax.fori_loop(0, n, body, start)
+    # Snapshots: the steps between two due steps in an inner loop that records nothing more, and
+    # a row written after each, so a step costs what it costs without them (a branch or a write
+    # in every step costs about 10 ns on a CPU, a third of a small function's step).
+    ends = every.every - every.offset  # steps into the chunk of the first due step
+    due = (every.offset + n) // every.every
+
+    def plain(i: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        return body(i, (*carry, None))[:3]
+
+    def window(j: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        lo = jnp.where(j == 0, 0, ends + (j - 1) * every.every)
+        # The snapshots stay out of the inner loop: it carries only what a plain run carries.
+        state, losses, path = jax.lax.fori_loop(lo, ends + j * every.every, plain, carry[:3])
+        return state, losses, path, jax.lax.dynamic_update_index_in_dim(carry[3], _flat_snapshot(state, carry[3]), j, 0)
+
+    carry = jax.lax.fori_loop(0, due, window, start)
+    last = jax.lax.fori_loop(jnp.where(due > 0, ends + (due - 1) * every.every, 0), n, plain, carry[:3])
+    return (*last, carry[3])
 
 
 def replay(
-    d: Descent, state: StepperState, dynamic: Any, lr: jax.Array, n: jax.Array
-) -> tuple[StepperState, jax.Array, jax.Array | None, jax.Array, jax.Array]:
+    d: Descent,
+    state: StepperState,
+    dynamic: Any,
+    lr: jax.Array,
+    n: jax.Array,
+    every: Every | None = None,
+    slots: int | None = None,
+) -> tuple[StepperState, jax.Array, jax.Array | None, jax.Array | None, jax.Array, jax.Array]:
     """:func:`run_chunk` checked step by step: stops before the first non-finite state.
 
     Args:
@@ -236,9 +295,10 @@ def replay(
       dynamic: the other arguments of the loss.
       lr: the learning rate (a scalar in :func:`lr_dtype`, traced).
       n: the most steps to take.
+      every, slots: the snapshots, as for :func:`run_chunk`.
 
     Returns:
-      The last finite state, the loss and path buffers, the steps kept, and the
+      The last finite state, the loss, path and snapshot buffers, the steps kept, and the
       :func:`stats` of the first non-finite state (of the last state when all ``n`` were finite).
     """
 
@@ -246,17 +306,17 @@ def replay(
         return (carry[0] < n) & carry[1]
 
     def body(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        i, _, state, losses, path, _ = carry
+        i, _, state, losses, path, snaps, _ = carry
         new = advance(d, state, dynamic, lr)
         new_stats = stats(new)
         ok = new_stats[2] > 0  # Report.finite, read on the device
         state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
-        losses, path = _record(i, new, losses, path)
-        return i + ok.astype(i.dtype), ok, state, losses, path, new_stats
+        losses, path, snaps = _record(i, new, losses, path, snaps, every)
+        return i + ok.astype(i.dtype), ok, state, losses, path, snaps, new_stats
 
-    first = (jnp.asarray(0, jnp.int32), jnp.asarray(True), state, *_buffers(state), stats(state))
-    done, _, state, losses, path, last = jax.lax.while_loop(cond, body, first)
-    return state, losses, path, done, last
+    first = (jnp.asarray(0, jnp.int32), jnp.asarray(True), state, *_buffers(state, slots), stats(state))
+    done, _, state, losses, path, snaps, last = jax.lax.while_loop(cond, body, first)
+    return state, losses, path, snaps, done, last
 
 
 def _report_dtype(state: StepperState) -> Any:
@@ -268,18 +328,38 @@ def _flat_params(state: StepperState) -> jax.Array:
     return jnp.concatenate([jnp.ravel(x) for x in leaves]).astype(_report_dtype(state))
 
 
-def _buffers(state: StepperState) -> tuple[jax.Array, jax.Array | None]:
+def _buffers(state: StepperState, slots: int | None) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     dtype, width = _report_dtype(state), path_width(state.params)
-    return jnp.zeros(CHUNK, dtype), None if width is None else jnp.zeros((CHUNK, width), dtype)
+    snaps = None
+    if slots is not None:
+        size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params))
+        snaps = jnp.zeros((slots + 1, size), snapshot_dtype(state.params))
+    return jnp.zeros(CHUNK, dtype), None if width is None else jnp.zeros((CHUNK, width), dtype), snaps
 
 
 def _record(
-    i: jax.Array, state: StepperState, losses: jax.Array, path: jax.Array | None
-) -> tuple[jax.Array, jax.Array | None]:
+    i: jax.Array,
+    state: StepperState,
+    losses: jax.Array,
+    path: jax.Array | None,
+    snaps: jax.Array | None,
+    every: Every | None,
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     losses = losses.at[i].set(state.loss.astype(losses.dtype))
     if path is not None:
         path = path.at[i].set(_flat_params(state))
-    return losses, path
+    if snaps is not None and every is not None:  # the replay: a row per step, checked step by step
+        # Every step writes a row (an in-place update): a due step its own, the others the last
+        # row, which nobody reads. No branch, so the buffer is never copied.
+        k = every.offset + i + 1
+        due = k % every.every == 0
+        row = jnp.where(due, k // every.every - 1, snaps.shape[0] - 1)
+        snaps = jax.lax.dynamic_update_index_in_dim(snaps, _flat_snapshot(state, snaps), row, 0)
+    return losses, path, snaps
+
+
+def _flat_snapshot(state: StepperState, snaps: jax.Array) -> jax.Array:
+    return jnp.concatenate([jnp.ravel(x).astype(snaps.dtype) for x in jax.tree_util.tree_leaves(state.params)])
 
 
 def _strong(tree: Any) -> Any:
@@ -333,12 +413,15 @@ class Programs:
     Attributes:
       start: jitted ``(params, dynamic, lr) -> (carry, stats)``: the state at ``params``.
       step: jitted ``(carry, dynamic, lr) -> (carry, stats)``: one fused step.
-      run: jitted ``(carry, loss, dynamic, lr, n) -> (carry, losses, path, stats)``: :func:`run_chunk`.
-      guarded: jitted ``(carry, loss, dynamic, lr, n) -> (carry, losses, path, stats, done, last)``:
-        :func:`replay`, compiled on first use.
+      run: jitted ``(carry, loss, dynamic, lr, n, every) -> (carry, losses, path, snaps, stats)``:
+        :func:`run_chunk`.
+      guarded: jitted ``(carry, loss, dynamic, lr, n, every) -> (carry, losses, path, snaps, stats, done,
+        last)``: :func:`replay`, compiled on first use.
       loss_dtype: the dtype of the loss.
       path_width: the parameter entries that ``stats`` and ``path`` carry (:func:`path_width`),
         or None when no path is kept.
+      snapshot_slots: the snapshots one chunk writes (:func:`snapshot_slots`), or None when a
+        path is kept instead.
       seconds_per_step: measured by the caller's runs, to size the next chunk.
 
     Raises:
@@ -361,6 +444,7 @@ class Programs:
         # Traced once here, so a misuse in the optimizer's update is reported now, as a teaching error.
         guard(lambda: jax.eval_shape(functools.partial(advance, d), shapes, dynamic, lr), fn_name, has_aux)
         self.path_width = path_width(shapes.params)
+        self.snapshot_slots = slots = snapshot_slots(shapes.params)
         self.loss_dtype = shapes.loss.dtype
         self._treedef = jax.tree_util.tree_structure(shapes._replace(loss=None))
         self._params_treedef = jax.tree_util.tree_structure(shapes.params)
@@ -376,13 +460,17 @@ class Programs:
             state = advance(d, self.unpack(carry), dyn, lr)
             return self.pack(state), stats(state)
 
-        def run(carry: list[jax.Array], loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            state, losses, path = run_chunk(d, with_loss(carry, loss), dyn, lr, n)
-            return self.pack(state), losses, path, stats(state)
+        def run(
+            carry: list[jax.Array], loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array, every: Every
+        ) -> tuple[Any, ...]:
+            state, losses, path, snaps = run_chunk(d, with_loss(carry, loss), dyn, lr, n, every, slots)
+            return self.pack(state), losses, path, snaps, stats(state)
 
-        def guarded(carry: list[jax.Array], loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array) -> tuple[Any, ...]:
-            state, losses, path, done, last = replay(d, with_loss(carry, loss), dyn, lr, n)
-            return self.pack(state), losses, path, stats(state), done, last
+        def guarded(
+            carry: list[jax.Array], loss: jax.Array, dyn: Any, lr: jax.Array, n: jax.Array, every: Every
+        ) -> tuple[Any, ...]:
+            state, losses, path, snaps, done, last = replay(d, with_loss(carry, loss), dyn, lr, n, every, slots)
+            return self.pack(state), losses, path, snaps, stats(state), done, last
 
         self.start = jax.jit(start)
         self.step = jax.jit(step)

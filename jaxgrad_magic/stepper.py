@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .cache import CACHE
-from .descent import CHUNK, Programs, Report, StepperState, guard, lr_dtype
+from .descent import CHUNK, Every, Programs, Report, StepperState, guard, lr_dtype
 from .errors import JaxGradUsageError
 from .formatting import compact
 from .history import HISTORY_LIMIT, History
@@ -45,9 +45,11 @@ from .modules import is_module
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
 from .sharpness import Meter, SharpnessHistory
+from .trail import Trail, snapshot_dtype
 
 if TYPE_CHECKING:
     from .animation import Animation, GifTarget
+    from .slices import Slice
 
 __all__ = [
     "CHUNK",
@@ -64,6 +66,7 @@ CHUNK_SECONDS = 0.1
 """Aim for a chunk of about this long, so progress and Stop are seen a few times a second."""
 
 _FIRST_CHUNK = 64  # steps in the first chunk of a function whose step time is not known yet
+_SLICE_PATH = 1024  # the most points of a one- or two-number path that a landscape projects
 
 
 def _step_message(step: int, loss: float, grad_norm: float) -> str:
@@ -199,6 +202,7 @@ class Stepper:
         self._observers: list[Callable[[str], None]] = []
         self._view: Any = None  # the panel, once built through .widget
         self._generation = 0  # bumped by reset(), so a run going on in a thread stops
+        self._run_end = 0  # the step the current run is to reach
         self._running = False
         dtypes = [np.dtype(x.dtype) for x in jax.tree_util.tree_leaves(self._objective.params0)]
         # A learning rate must not round to 0 in the parameters' dtypes (it travels in the widest, or float32).
@@ -212,6 +216,7 @@ class Stepper:
         self._opt = resolve_optimizer(optimizer)
         self._programs = self._programs_for(self._opt)
         self._history = History(self._programs.path_width)
+        self._trail = self._new_trail()
         self._start(self._objective.params0)
         self.message = f"ready at step 0: loss {self._loss:.6g}, ‖∇f‖ {self._grad_norm:.3g}"
         if not self._finite:
@@ -226,6 +231,14 @@ class Stepper:
             o.refs + opt.refs,
             lambda: Programs(o.loss_fn, opt.make, self.has_aux, o.params0, o.dynamic, self.fn_name),
         )
+
+    def _new_trail(self) -> Trail | None:
+        """The bounded snapshots of the descent over more than two parameters (see :mod:`jaxgrad_magic.trail`)."""
+        if self._programs.snapshot_slots is None:
+            return None  # one or two numbers: the history keeps every step's
+        params = self._objective.params0
+        size = sum(math.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(params))
+        return Trail(size, np.dtype(snapshot_dtype(params)).itemsize)
 
     def _check_x64(self) -> None:
         """Refuse to compute with 64-bit values once ``jax_enable_x64`` is off (JAX cannot run them then)."""
@@ -245,6 +258,8 @@ class Stepper:
         self._keep(state)
         self._read(Report.read(stats))
         self._history.start(self._loss, self._point)
+        if self._trail is not None:
+            self._trail.start(params)
         # A start where f or its gradient is not finite cannot descend: marked as diverged at step 0.
         self._set_diverged(None if self._finite else 0, None if self._finite else self._bad_start_message())
 
@@ -293,6 +308,8 @@ class Stepper:
             self._keep(carry)
             self._loss, self._grad_norm = loss, grad_norm
             self._history.append(loss, report.point)
+            if self._trail is not None and self._trail.due(self._history.step):
+                self._trail.add(self._history.step, self._params)  # the parameters as they are: no copy
             if self.diverged:
                 self._set_diverged(None, None)
             steps = self._history.step
@@ -335,6 +352,7 @@ class Stepper:
                 )
             self._running = True
             generation, first = self._generation, self._history.step
+            self._run_end = first + n  # the trail's snapshots are spaced for the run's end
         taken, stopped, diverged = 0, False, False
         try:
             while taken < n and not diverged:
@@ -351,7 +369,7 @@ class Stepper:
                         break
                     self._check_x64()
                     span = self._meter.steps_until_due(self._history.step, n - taken)
-                    start = (self._programs, self._carry, self._loss, self._lr_array)
+                    start = (self._programs, self._carry, self._loss, self._lr_array, self._history.step)
                 done, diverged = self._chunk(*start, span)
                 taken += done
                 self._track_sharpness(diverged)
@@ -374,42 +392,64 @@ class Stepper:
         return info
 
     def _chunk(
-        self, programs: Programs, start: list[jax.Array], loss: float, lr: jax.Array, remaining: int
+        self,
+        programs: Programs,
+        start: list[jax.Array],
+        loss: float,
+        lr: jax.Array,
+        step: int,
+        remaining: int,
     ) -> tuple[int, bool]:
-        """Run one chunk from ``start`` (whose loss is ``loss``); returns (steps kept, diverged).
+        """Run one chunk from ``start`` (whose loss is ``loss``, at ``step``); returns (steps kept, diverged).
 
         The device works without the lock, so setting ``lr``, reading the state or stopping from
         another thread never waits for a chunk. The chunk is kept only if the state is still
         ``start`` when it ends; after a step, an optimizer change or a reset meanwhile it is
-        dropped, and the run goes on from the new state.
+        dropped, and the run goes on from the new state. Over more than two parameters the chunk
+        also writes the snapshots the trail keeps, at the spacing the trail will have when the run
+        ends (fewer writes; a run stopped early keeps fewer, still evenly spaced).
         """
         per_step = programs.seconds_per_step
         hint = _FIRST_CHUNK if per_step is None else max(1, int(CHUNK_SECONDS / max(per_step, 1e-12)))
         k = min(remaining, CHUNK, hint)
+        # Spaced for where the run ends: snapshots it would drop by then are never written.
+        every = 1 if self._trail is None else self._trail.spacing(max(step + k, self._run_end))
+        due = Every(np.int32(step % every), np.int32(every))
         t0 = time.perf_counter()
-        new, losses, path, stats = programs.run(start, loss, self._dynamic, lr, np.int32(k))
+        new, losses, path, snaps, stats = programs.run(start, loss, self._dynamic, lr, np.int32(k), due)
         losses = fetch(losses)[:k]  # waits for the chunk
         report = Report.read(stats)
         if report.finite and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
-            return (k, False) if self._commit(start, new, report, losses, path) else (0, False)
+            kept = self._commit(start, new, report, losses, path, (step, every, snaps))
+            return (k, False) if kept else (0, False)
         # Something went non-finite in this chunk: replay it, stopping before the first bad step.
-        new, losses, path, stats, done, last = programs.guarded(start, loss, self._dynamic, lr, np.int32(k))
+        new, losses, path, snaps, stats, done, last = programs.guarded(start, loss, self._dynamic, lr, np.int32(k), due)
         done = int(done)
         with self._lock:
             if self._carry is not start:
                 return 0, False  # the state moved on meanwhile
             if done:
-                self._commit(start, new, Report.read(stats), np.asarray(losses)[:done], path)
+                self._commit(start, new, Report.read(stats), np.asarray(losses)[:done], path, (step, every, snaps))
             if done == k:
                 return k, False
             self._diverge(self._history.step + 1, Report.read(last))
             return done, True
 
     def _commit(
-        self, start: list[jax.Array], carry: list[jax.Array], report: Report, losses: np.ndarray, path: Any
+        self,
+        start: list[jax.Array],
+        carry: list[jax.Array],
+        report: Report,
+        losses: np.ndarray,
+        path: Any,
+        snapshots: tuple[int, int, Any],
     ) -> bool:
-        """Keep a chunk's steps from ``start`` to ``state``, unless the stepper has moved on from ``start``."""
+        """Keep a chunk's steps from ``start`` to ``state``, unless the stepper has moved on from ``start``.
+
+        ``snapshots`` is ``(step, every, buffer)``: the chunk's first step, its snapshot spacing
+        and the snapshots it wrote (None when no trail is kept).
+        """
         path = None if path is None else np.asarray(path)[: len(losses)]
         with self._lock:
             if self._carry is not start:
@@ -417,6 +457,9 @@ class Stepper:
             self._keep(carry)
             self._read(report)
             self._history.extend(losses, path)
+            if self._trail is not None:
+                step, every, buffer = snapshots
+                self._trail.add_rows(step, len(losses), every, buffer)
             self._set_diverged(None, None)
             return True
 
@@ -797,6 +840,53 @@ class Stepper:
             view, self._view = self._view, None
         if view is not None:
             view.close()
+
+    def landscape(self, directions: str = "random", grid: int = 41, span: float = 1.0, *, seed: int = 0) -> Slice:
+        """The loss on a plane through the current parameters, with the path so far projected on it.
+
+        Works for any number of parameters: the plane is spanned by two directions of the kind
+        asked for, and the grid is evaluated on the device in one compiled, vmapped program.
+        See :mod:`jaxgrad_magic.slices`.
+
+        Args:
+          directions: ``"random"`` (filter-normalised Gaussian directions, Li et al. 2018),
+            ``"pca"`` (the top two principal directions of the recorded path: they depend on
+            the path) or ``"hessian"`` (the two Hessian eigenvectors of largest magnitude).
+          grid: points per side, odd (the current parameters are the centre).
+          span: how far the grid reaches along each direction.
+          seed: the random directions (the same seed gives the same plane).
+
+        Returns:
+          A :class:`~jaxgrad_magic.slices.Slice`: ``alphas``, ``betas``, ``values`` (grid ×
+          grid, the centre the current loss), ``path`` (plane coordinates), ``directions``.
+
+        Raises:
+          JaxGradUsageError: a bad request, or ``"pca"`` before the parameters moved.
+        """
+        from .slices import landscape  # lazy: the slicing programs are built when first asked for
+
+        with self._lock:
+            self._check_x64()
+            params, loss, step = self._params, self._loss, self._history.step
+            if self._trail is not None:
+                snapshots, capacity = self._trail.snapshots(), self._trail.capacity
+            else:  # one or two numbers: every step is in the history; a thinned path is plenty
+                path, steps = self._history.path(), self._history.steps()
+                keep = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), _SLICE_PATH)).astype(np.int64))
+                snapshots, capacity = (steps[keep].tolist(), list(path[keep])), _SLICE_PATH
+        return landscape(
+            self._objective,
+            params,
+            loss,
+            step,
+            snapshots,
+            capacity,
+            directions=directions,
+            grid=grid,
+            span=span,
+            seed=seed,
+            has_aux=self.has_aux,
+        )
 
     def animate(self, path: GifTarget, frames: int = 60, *, duration: int = 100) -> Animation:
         """Write a GIF of the descent so far: the panel's pictures, frame by frame.

@@ -18,6 +18,7 @@ import pytest
 from jaxgrad_magic.descent import (
     CHUNK,
     Descent,
+    Every,
     Programs,
     Report,
     StepperState,
@@ -126,7 +127,8 @@ def test_the_path_is_kept_for_at_most_two_float_entries() -> None:
 def test_a_chunk_writes_n_losses_like_n_steps() -> None:
     d = Descent(evaluator(square, False), optax.sgd)
     state = init(d, jnp.float32(1.0), (), LR)
-    last, losses, path = jax.jit(functools.partial(run_chunk, d))(state, (), LR, jnp.int32(5))
+    last, losses, path, snaps = jax.jit(functools.partial(run_chunk, d))(state, (), LR, jnp.int32(5))
+    assert snaps is None  # one number: the whole path is kept, no snapshots
     xs = 0.5 ** np.arange(1, 6)  # x <- (1 - 2 * 0.25) x
     assert losses.shape == (CHUNK,) and path.shape == (CHUNK, 1)
     np.testing.assert_allclose(losses[:5], xs**2, rtol=1e-6)
@@ -140,12 +142,12 @@ def test_the_replay_stops_before_the_first_non_finite_state() -> None:
     d = Descent(evaluator(square, False), optax.sgd)
     lr = jnp.float32(1.5)
     state = init(d, jnp.float32(1.0), (), lr)
-    last, losses, _, done, bad = jax.jit(functools.partial(replay, d))(state, (), lr, jnp.int32(100))
+    last, losses, _, _, done, bad = jax.jit(functools.partial(replay, d))(state, (), lr, jnp.int32(100))
     assert int(done) == 63 and float(last.params) == (-2.0) ** 63
     np.testing.assert_array_equal(losses[:63], 4.0 ** np.arange(1, 64))
     bad = Report.read(bad)
     assert np.isinf(bad.loss) and not bad.finite
-    last, _, _, done, _ = replay(d, state, (), lr, jnp.int32(10))  # all finite: it takes them all
+    last, _, _, _, done, _ = replay(d, state, (), lr, jnp.int32(10))  # all finite: it takes them all
     assert int(done) == 10 and float(last.params) == 1024.0
 
 
@@ -161,9 +163,24 @@ def test_programs_start_step_and_run_and_hand_back_the_state_as_it_is() -> None:
     assert state.loss is None and p.loss_dtype == jnp.float32  # the loss travels in the report
     np.testing.assert_allclose(state.params, 0.25 * TARGET, rtol=1e-6)
     assert p.params(carry) is carry[0] and p.pack(state) == carry
-    carry, losses, _, last = p.run(carry, float(after[0]), (TARGET,), lr, np.int32(2))
+    carry, losses, _, _, last = p.run(
+        carry, float(after[0]), (TARGET,), lr, np.int32(2), Every(np.int32(0), np.int32(1))
+    )
     np.testing.assert_allclose(p.params(carry), TARGET - 0.75**3 * TARGET, rtol=1e-6)
     assert float(first[0]) > float(after[0]) > float(losses[0]) > float(losses[1]) == pytest.approx(float(last[0]))
+
+
+def test_a_chunk_writes_the_snapshots_of_its_due_steps() -> None:
+    p = Programs(bowl, optax.sgd, False, jnp.zeros(3), (TARGET,), "bowl")
+    assert p.snapshot_slots is not None and p.snapshot_slots >= 2
+    lr = jax.device_put(np.float32(0.25))
+    carry, first = p.start(jnp.zeros(3), (TARGET,), lr)
+    # As from step 3 with every 2: steps 4 and 6 are due (1 and 3 steps in), in rows 0 and 1;
+    # from x = 0 the k-th step reaches (1 - 0.75^k) TARGET.
+    carry, _, _, snaps, _ = p.run(carry, float(first[0]), (TARGET,), lr, np.int32(4), Every(np.int32(1), np.int32(2)))
+    assert snaps.shape == (p.snapshot_slots + 1, 3)
+    np.testing.assert_allclose(snaps[0], (1 - 0.75) * TARGET, rtol=1e-6)
+    np.testing.assert_allclose(snaps[1], (1 - 0.75**3) * TARGET, rtol=1e-6)
 
 
 def test_the_learning_rate_travels_in_float32_or_the_parameters_wider_dtype() -> None:

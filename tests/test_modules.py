@@ -231,3 +231,35 @@ def test_nnx_reset_is_exact_after_the_given_model_trains_elsewhere(nnx: Any) -> 
 def test_a_module_in_the_notebook_is_a_point(nnx: Any) -> None:
     assert is_numeric_tree(_nnx_net(nnx))
     assert is_numeric_tree({"net": _nnx_net(nnx), "scale": 1.0})
+
+
+def test_a_modules_landscape_is_centred_on_its_loss(eqx: Any) -> None:
+    mlp, (x, y) = _eqx_mlp(eqx), _data()
+    s = jgm.Stepper(_eqx_loss, (mlp, x, y))
+    s.run(10)
+    for kind in ("random", "pca", "hessian"):
+        plane = s.landscape(kind, grid=5)
+        assert plane.values[2, 2] == pytest.approx(s.loss, rel=1e-5)
+        assert type(plane.u) is type(mlp)  # directions shaped like what is differentiated
+
+
+def test_an_nnx_landscape_is_centred_on_its_loss(nnx: Any) -> None:
+    net, (x, y) = _nnx_net(nnx), _data()
+    s = jgm.Stepper(_nnx_loss, (net, x, y))
+    s.run(10)
+    for kind in ("random", "pca", "hessian"):
+        assert s.landscape(kind, grid=5).values[2, 2] == pytest.approx(s.loss, rel=1e-5)
+
+
+def test_the_magic_takes_a_model_and_apply_writes_it_back(eqx: Any, ip: Any) -> None:
+    ip.ns.update(eqx=eqx, jax=jax, jnp=jnp, model=_eqx_mlp(eqx), X=_data()[0], Y=_data()[1])
+    given = ip.ns["model"]
+    ip.run_cell("def loss(m, X, Y):\n    return jnp.mean((jax.vmap(m)(X)[:, 0] - Y) ** 2)")
+    r = ip.run_cell("r = %jgrad loss at=(model, X, Y)\nr")
+    assert type(r.derivative) is type(given) and "layers[0].weight" in r.grad_norms
+    again = ip.run_cell("loss_grad(model, X, Y)")  # the bound derivative takes the model
+    np.testing.assert_allclose(again.layers[0].weight, r.derivative.layers[0].weight, rtol=1e-6)
+    r.stepper.run(5)
+    written = r.stepper.apply()
+    assert list(written) == ["model"] and type(ip.ns["model"]) is type(given) and ip.ns["model"] is not given
+    np.testing.assert_allclose(float(_eqx_loss(ip.ns["model"], *_data())), r.stepper.loss, rtol=1e-5)
