@@ -277,8 +277,8 @@ def sgd(f: Any, start: np.ndarray, lr: float, steps: int) -> np.ndarray:
 
 def choose_sgd(panel: Locator) -> float:
     """Pick plain SGD in the optimizer menu; return the learning rate the slider shows."""
-    panel.locator(".widget-dropdown select").select_option("sgd")
-    return float(panel.locator(".widget-readout").first.inner_text())
+    panel.locator(".jgm-optimizer select").select_option("sgd")  # the panel's own menu, by its class
+    return float(panel.locator(".jgm-lr .widget-readout").inner_text())
 
 
 def flat_params(panel: Locator) -> np.ndarray:
@@ -436,6 +436,29 @@ def test_a_race_is_drawn_by_the_demo_and_by_the_panel(notebook: NotebookPage) ->
     panel.locator("button.jgm-race-button").click()
     expect(status).to_contain_text("wins at lr", timeout=120_000)
     wait_until(lambda: image_shown(panel.locator(".jgm-race-plot img, img.jgm-race-plot").first), 30, "the race plot")
+
+
+def test_the_stability_mark_follows_the_learning_rate(notebook: NotebookPage) -> None:
+    # The demo's descent: x² + (y - 1)², whose Hessian is 2I, so λmax = 2 and 2/λmax = 1.
+    panel = descent_panel(notebook)
+    wait_idle(panel)
+    choose_sgd(panel)
+    mark = panel.locator(".jgm-stability")
+    expect(mark).to_contain_text("stable below 2/λmax = 1", timeout=30_000)
+    colour = "el => getComputedStyle(el.querySelector('span')).color"
+    calm = mark.evaluate(colour)
+    # Past the bound, typed into the slider's readout as a person would: the mark turns to a warning.
+    readout = panel.locator(".jgm-lr .widget-readout")
+    readout.click()
+    readout.press("Control+A")
+    readout.type("1.5")
+    readout.press("Enter")
+    wait_until(lambda: mark.evaluate(colour) != calm, 15, "the mark to change colour past 2/λmax")
+    readout.click()
+    readout.press("Control+A")
+    readout.type("0.1")
+    readout.press("Enter")
+    wait_until(lambda: mark.evaluate(colour) == calm, 15, "the mark to calm down at lr 0.1")
 
 
 def test_stop_during_a_long_run_stops_it(notebook: NotebookPage) -> None:
