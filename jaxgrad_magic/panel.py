@@ -42,6 +42,7 @@ from .argnums import Argnums
 from .errors import JaxGradUsageError
 from .formatting import compact, number
 from .landscape import Landscape
+from .model_view import GradNorms, PlaneView
 from .point import parameters
 from .race_control import RaceControl
 from .stability_view import StabilityMeter
@@ -150,8 +151,11 @@ class StepperPanel:
       mark: "converged" or "diverged" (with the stepper's reason) when either holds, else empty.
       status: the last message, or the last error (type and message).
       loss_image: the loss curve (PNG).
-      landscape_image: ``f`` with the path (PNG); hidden for more than two parameters.
+      landscape_image: ``f`` with the path (PNG); for more than two parameters, a loss plane (``plane``).
       race_control: the optimizer race under the panel (:class:`~jaxgrad_magic.race_control.RaceControl`).
+      grad_norms: the gradient's norm per leaf under the readout (:class:`~jaxgrad_magic.model_view.GradNorms`).
+      plane: for more than two parameters, the loss on a plane through them in ``landscape_image``
+        (:class:`~jaxgrad_magic.model_view.PlaneView`).
       stability: the stability meter: the line under the slider, λmax in the readout
         (:class:`~jaxgrad_magic.stability_view.StabilityMeter`).
     """
@@ -181,6 +185,8 @@ class StepperPanel:
         self.race_control = RaceControl(stepper)
         self.stability = StabilityMeter(stepper)
         self._setup_landscape(stepper, names)
+        self.grad_norms = GradNorms(stepper)  # per leaf, under the readout
+        self.plane = PlaneView(stepper, self.landscape_image)  # more than two parameters: a loss plane
         self.widget = self._layout(stepper, names)
         self._show_controls()
         try:
@@ -346,6 +352,8 @@ class StepperPanel:
                 self.optimizer_dropdown,
                 widgets.HBox([self.progress, self.progress_label]),
                 readout,
+                self.grad_norms.widget,
+                self.plane.controls,
                 self.mark,
                 self.status,
                 self.gif_link,
@@ -378,9 +386,9 @@ class StepperPanel:
 
     @property
     def landscape_kind(self) -> str | None:
-        """``"contour"`` for two parameters, ``"curve"`` for one, None when not drawn."""
+        """``"contour"`` for two parameters, ``"curve"`` for one, ``"plane"`` for more, None when not drawn."""
         if self._landscape is None:
-            return None
+            return "plane" if self.plane.shown and self.plane.slice is not None else None
         return "curve" if self._landscape.size == 1 else "contour"
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -412,6 +420,7 @@ class StepperPanel:
         self._stop.set()
         self.wait(timeout)
         self.race_control.close(timeout)
+        self.plane.close(timeout)
         self.stability.close(timeout)
         _close_all(self.widget)
         _close_all(self._still_holder)
@@ -790,6 +799,7 @@ class StepperPanel:
             self.grad_label.value = number(s.grad_norm, 4)
             flat = trajectory[-1] if trajectory is not None else None
             self.params_label.value = _wrapping(html.escape(self._params_text(flat), quote=False))
+            self.grad_norms.render()
             self.mark.value = self._mark_html()
 
     def _optimizer_label(self, stepper: Stepper) -> str:
@@ -806,6 +816,7 @@ class StepperPanel:
         if self._closed:
             return
         self.stability.update(what)  # λmax against the rate: redrawn, or measured again off the click
+        self.plane.update(what)  # a new plane through the point, off the click
         if what == "lr":
             self._show_lr()
         elif what == "optimizer":
