@@ -15,7 +15,8 @@ programs for one function, argument signature and optimizer are built once by
   checks for NaN; the caller checks once per chunk and replays only a chunk that went bad with
   ``guarded``, which stops before the first non-finite state.
 * Over more than two parameters, the loop also writes the full parameters of every
-  ``every``-th step into a small buffer: the snapshots :mod:`jaxgrad_magic.trail` keeps.
+  ``every``-th step: the snapshots :mod:`jaxgrad_magic.trail` keeps. Losses, path and
+  snapshots share one buffer (:class:`Record` says why).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .errors import JaxGradUsageError, explain_jax_error
@@ -204,15 +206,27 @@ def path_width(params: Any) -> int | None:
 
 
 class Every(NamedTuple):
-    """Which steps of a chunk leave a snapshot (traced, so any spacing reuses one compile).
+    """Which steps of a chunk leave a snapshot, worked out on the host (:meth:`at`).
+
+    Traced, so any spacing reuses one compile. The host does the arithmetic: any operation on
+    these inputs at the top of the program would be one more ready to run at its start (see
+    :class:`Record`).
 
     Attributes:
-      offset: the chunk's first step modulo ``every``.
+      first: the steps into the chunk of its first due step (1 to ``every``).
       every: the spacing: the steps that are multiples of it leave one.
+      due: how many of the chunk's steps are due.
     """
 
-    offset: jax.Array
-    every: jax.Array
+    first: Any
+    every: Any
+    due: Any
+
+    @classmethod
+    def at(cls, step: int, every: int, n: int) -> Every:
+        """The due steps of a chunk of ``n`` steps from ``step``, at multiples of ``every``."""
+        first = every - step % every
+        return cls(np.int32(first), np.int32(every), np.int32((n - first) // every + 1))
 
 
 def snapshot_slots(params: Any) -> int | None:
@@ -222,6 +236,61 @@ def snapshot_slots(params: Any) -> int | None:
         return None
     size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(params))
     return capacity(size, jnp.dtype(snapshot_dtype(params)).itemsize)
+
+
+class Record:
+    """Where a chunk writes what it records: the losses, the path and the snapshots, in one buffer.
+
+    One buffer, not three, because of how XLA:CPU runs a program: when more than eight
+    operations are ready at once it hands half of them to another thread, and waking that thread
+    costs about 25 µs on a small machine, more than a 1,000-step chunk of a small function. Each
+    buffer is one more operation ready at the start (beside a copy of every array of the state),
+    so a second and third buffer cost a small descent a third of its run.
+
+    Args:
+      state: the descent state (for the shapes and dtypes).
+      slots: the snapshots a chunk writes (:func:`snapshot_slots`), or None.
+    """
+
+    def __init__(self, state: StepperState, slots: int | None) -> None:
+        self.report = _report_dtype(state)
+        self.width = path_width(state.params)
+        self.size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params))
+        self.snapshot = snapshot_dtype(state.params)
+        self.rows = None if slots is None else slots + 1  # the last row takes the writes nobody reads
+        self.dtype = jnp.promote_types(self.report, self.snapshot) if self.rows else self.report
+        self._path = CHUNK  # where the path starts
+        self._snaps = CHUNK * (1 + (self.width or 0))  # where the snapshots start
+
+    def empty(self) -> jax.Array:
+        """The buffer, zeros."""
+        return jnp.zeros(self._snaps + (self.rows or 0) * self.size, self.dtype)
+
+    def step(self, buffer: jax.Array, i: jax.Array, state: StepperState) -> jax.Array:
+        """Write the loss (and the point, when a path is kept) of the chunk's ``i``-th step."""
+        buffer = jax.lax.dynamic_update_slice(buffer, state.loss.astype(self.dtype)[None], (i,))
+        if self.width is not None:
+            buffer = jax.lax.dynamic_update_slice(buffer, self._flat(state), (self._path + i * self.width,))
+        return buffer
+
+    def snap(self, buffer: jax.Array, row: jax.Array, state: StepperState) -> jax.Array:
+        """Write the parameters of ``state`` as snapshot ``row``."""
+        return jax.lax.dynamic_update_slice(buffer, self._flat(state), (self._snaps + row * self.size,))
+
+    def split(self, buffer: jax.Array) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+        """The losses (:data:`CHUNK`), the path (``(CHUNK, width)``) and the snapshots
+        (``(slots + 1, size)``) in ``buffer``, each None when not kept."""
+        losses = buffer[:CHUNK].astype(self.report)
+        path = None if self.width is None else buffer[CHUNK : self._snaps].reshape(CHUNK, self.width)
+        snaps = None if self.rows is None else buffer[self._snaps :].reshape(self.rows, self.size)
+        return (
+            losses,
+            None if path is None else path.astype(self.report),
+            None if snaps is None else snaps.astype(self.snapshot),
+        )
+
+    def _flat(self, state: StepperState) -> jax.Array:
+        return jnp.concatenate([jnp.ravel(x).astype(self.dtype) for x in jax.tree_util.tree_leaves(state.params)])
 
 
 def run_chunk(
@@ -249,33 +318,27 @@ def run_chunk(
       a path is kept (else None); the buffers hold :data:`CHUNK` rows, the first ``n`` written;
       and the snapshots (``slots + 1`` rows, the ``j``-th due step in row ``j``), or None.
     """
+    record = Record(state, slots)
 
-    def body(i: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        state, losses, path, snaps = carry
-        state = advance(d, state, dynamic, lr)
-        return (state, *_record(i, state, losses, path, snaps, None))
+    def body(i: jax.Array, carry: tuple[StepperState, jax.Array]) -> tuple[StepperState, jax.Array]:
+        state = advance(d, carry[0], dynamic, lr)
+        return state, record.step(carry[1], i, state)
 
-    start = (state, *_buffers(state, slots))
-    if start[3] is None or every is None:
-        return jax.lax.fori_loop(0, n, body, start)
-    # Snapshots: the steps between two due steps in an inner loop that records nothing more, and
-    # a row written after each, so a step costs what it costs without them (a branch or a write
-    # in every step costs about 10 ns on a CPU, a third of a small function's step).
-    ends = every.every - every.offset  # steps into the chunk of the first due step
-    due = (every.offset + n) // every.every
+    if record.rows is None or every is None:
+        state, buffer = jax.lax.fori_loop(0, n, body, (state, record.empty()))
+        return (state, *record.split(buffer))
 
-    def plain(i: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        return body(i, (*carry, None))[:3]
+    # Snapshots: window j runs from due step j (row j is written as it starts) to the next; window
+    # -1 runs up to the first, and writes the row nobody reads. No branch and no write in the steps
+    # themselves: a full row written every step would cost a big model more than its step.
+    def window(j: jax.Array, carry: tuple[StepperState, jax.Array]) -> tuple[StepperState, jax.Array]:
+        state, buffer = carry
+        buffer = record.snap(buffer, jnp.where(j < 0, record.rows - 1, j), state)
+        lo = jnp.where(j < 0, 0, every.first + j * every.every)
+        return jax.lax.fori_loop(lo, jnp.minimum(every.first + (j + 1) * every.every, n), body, (state, buffer))
 
-    def window(j: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        lo = jnp.where(j == 0, 0, ends + (j - 1) * every.every)
-        # The snapshots stay out of the inner loop: it carries only what a plain run carries.
-        state, losses, path = jax.lax.fori_loop(lo, ends + j * every.every, plain, carry[:3])
-        return state, losses, path, jax.lax.dynamic_update_index_in_dim(carry[3], _flat_snapshot(state, carry[3]), j, 0)
-
-    carry = jax.lax.fori_loop(0, due, window, start)
-    last = jax.lax.fori_loop(jnp.where(due > 0, ends + (due - 1) * every.every, 0), n, plain, carry[:3])
-    return (*last, carry[3])
+    state, buffer = jax.lax.fori_loop(-1, every.due, window, (state, record.empty()))
+    return (state, *record.split(buffer))
 
 
 def replay(
@@ -301,22 +364,29 @@ def replay(
       The last finite state, the loss, path and snapshot buffers, the steps kept, and the
       :func:`stats` of the first non-finite state (of the last state when all ``n`` were finite).
     """
+    record = Record(state, slots)
 
     def cond(carry: tuple[Any, ...]) -> jax.Array:
         return (carry[0] < n) & carry[1]
 
     def body(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        i, _, state, losses, path, snaps, _ = carry
+        i, _, state, buffer, _ = carry
         new = advance(d, state, dynamic, lr)
         new_stats = stats(new)
         ok = new_stats[2] > 0  # Report.finite, read on the device
         state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
-        losses, path, snaps = _record(i, new, losses, path, snaps, every)
-        return i + ok.astype(i.dtype), ok, state, losses, path, snaps, new_stats
+        buffer = record.step(buffer, i, new)
+        if record.rows is not None and every is not None:
+            # Rare (a chunk that went bad), so every step writes a row: a due step its own, the
+            # others the last, which nobody reads. No branch, so the buffer is never copied.
+            k = i + 1 - every.first  # steps past the first due one; lax.rem keeps a negative k off 0
+            due = (k >= 0) & (jax.lax.rem(k, every.every) == 0)
+            buffer = record.snap(buffer, jnp.where(due, jax.lax.div(k, every.every), record.rows - 1), new)
+        return i + ok.astype(i.dtype), ok, state, buffer, new_stats
 
-    first = (jnp.asarray(0, jnp.int32), jnp.asarray(True), state, *_buffers(state, slots), stats(state))
-    done, _, state, losses, path, snaps, last = jax.lax.while_loop(cond, body, first)
-    return state, losses, path, snaps, done, last
+    first = (jnp.asarray(0, jnp.int32), jnp.asarray(True), state, record.empty(), stats(state))
+    done, _, state, buffer, last = jax.lax.while_loop(cond, body, first)
+    return (state, *record.split(buffer), done, last)
 
 
 def _report_dtype(state: StepperState) -> Any:
@@ -326,40 +396,6 @@ def _report_dtype(state: StepperState) -> Any:
 def _flat_params(state: StepperState) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(state.params)
     return jnp.concatenate([jnp.ravel(x) for x in leaves]).astype(_report_dtype(state))
-
-
-def _buffers(state: StepperState, slots: int | None) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-    dtype, width = _report_dtype(state), path_width(state.params)
-    snaps = None
-    if slots is not None:
-        size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params))
-        snaps = jnp.zeros((slots + 1, size), snapshot_dtype(state.params))
-    return jnp.zeros(CHUNK, dtype), None if width is None else jnp.zeros((CHUNK, width), dtype), snaps
-
-
-def _record(
-    i: jax.Array,
-    state: StepperState,
-    losses: jax.Array,
-    path: jax.Array | None,
-    snaps: jax.Array | None,
-    every: Every | None,
-) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-    losses = losses.at[i].set(state.loss.astype(losses.dtype))
-    if path is not None:
-        path = path.at[i].set(_flat_params(state))
-    if snaps is not None and every is not None:  # the replay: a row per step, checked step by step
-        # Every step writes a row (an in-place update): a due step its own, the others the last
-        # row, which nobody reads. No branch, so the buffer is never copied.
-        k = every.offset + i + 1
-        due = k % every.every == 0
-        row = jnp.where(due, k // every.every - 1, snaps.shape[0] - 1)
-        snaps = jax.lax.dynamic_update_index_in_dim(snaps, _flat_snapshot(state, snaps), row, 0)
-    return losses, path, snaps
-
-
-def _flat_snapshot(state: StepperState, snaps: jax.Array) -> jax.Array:
-    return jnp.concatenate([jnp.ravel(x).astype(snaps.dtype) for x in jax.tree_util.tree_leaves(state.params)])
 
 
 def _strong(tree: Any) -> Any:

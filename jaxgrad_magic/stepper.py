@@ -414,7 +414,7 @@ class Stepper:
         k = min(remaining, CHUNK, hint)
         # Spaced for where the run ends: snapshots it would drop by then are never written.
         every = 1 if self._trail is None else self._trail.spacing(max(step + k, self._run_end))
-        due = Every(np.int32(step % every), np.int32(every))
+        due = Every.at(step, every, k)
         t0 = time.perf_counter()
         new, losses, path, snaps, stats = programs.run(start, loss, self._dynamic, lr, np.int32(k), due)
         losses = fetch(losses)[:k]  # waits for the chunk

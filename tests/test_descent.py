@@ -163,9 +163,7 @@ def test_programs_start_step_and_run_and_hand_back_the_state_as_it_is() -> None:
     assert state.loss is None and p.loss_dtype == jnp.float32  # the loss travels in the report
     np.testing.assert_allclose(state.params, 0.25 * TARGET, rtol=1e-6)
     assert p.params(carry) is carry[0] and p.pack(state) == carry
-    carry, losses, _, _, last = p.run(
-        carry, float(after[0]), (TARGET,), lr, np.int32(2), Every(np.int32(0), np.int32(1))
-    )
+    carry, losses, _, _, last = p.run(carry, float(after[0]), (TARGET,), lr, np.int32(2), Every.at(1, 1, 2))
     np.testing.assert_allclose(p.params(carry), TARGET - 0.75**3 * TARGET, rtol=1e-6)
     assert float(first[0]) > float(after[0]) > float(losses[0]) > float(losses[1]) == pytest.approx(float(last[0]))
 
@@ -177,10 +175,30 @@ def test_a_chunk_writes_the_snapshots_of_its_due_steps() -> None:
     carry, first = p.start(jnp.zeros(3), (TARGET,), lr)
     # As from step 3 with every 2: steps 4 and 6 are due (1 and 3 steps in), in rows 0 and 1;
     # from x = 0 the k-th step reaches (1 - 0.75^k) TARGET.
-    carry, _, _, snaps, _ = p.run(carry, float(first[0]), (TARGET,), lr, np.int32(4), Every(np.int32(1), np.int32(2)))
+    carry, _, _, snaps, _ = p.run(carry, float(first[0]), (TARGET,), lr, np.int32(4), Every.at(3, 2, 4))
     assert snaps.shape == (p.snapshot_slots + 1, 3)
     np.testing.assert_allclose(snaps[0], (1 - 0.75) * TARGET, rtol=1e-6)
     np.testing.assert_allclose(snaps[1], (1 - 0.75**3) * TARGET, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("step", "every", "n"), [(0, 1, 5), (3, 2, 4), (5, 4, 3), (7, 4, 9), (6, 3, 6), (0, 8, 8), (1, 8, 3)]
+)
+def test_a_run_and_its_replay_write_the_due_steps_snapshots(step: int, every: int, n: int) -> None:
+    p = Programs(bowl, optax.sgd, False, jnp.zeros(3), (TARGET,), "bowl")
+    lr = jax.device_put(np.float32(0.25))
+    carry, first = p.start(-TARGET, (TARGET,), lr)
+    due = [k for k in range(step + 1, step + n + 1) if k % every == 0]  # the steps counted from `step`
+    assert int(Every.at(step, every, n).due) == len(due)
+    for program in (p.run, p.guarded):
+        out = program(carry, float(first[0]), (TARGET,), lr, np.int32(n), Every.at(step, every, n))
+        losses, snaps = np.asarray(out[1]), np.asarray(out[3])
+        # From -TARGET the k-th step of this chunk reaches (1 - 2 * 0.75^k) TARGET: due step s is k = s - step.
+        for row, s in enumerate(due):
+            np.testing.assert_allclose(snaps[row], (1 - 2 * 0.75 ** (s - step)) * TARGET, rtol=1e-6)
+        assert not snaps[len(due) : -1].any()  # rows past the due ones stay empty
+        np.testing.assert_allclose(losses[:n], 2 * 0.75 ** (2 * np.arange(1, n + 1)) * np.sum(TARGET**2), rtol=1e-5)
+        assert not losses[n:].any()
 
 
 def test_the_learning_rate_travels_in_float32_or_the_parameters_wider_dtype() -> None:
