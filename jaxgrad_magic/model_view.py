@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import html
 import math
-import threading
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -25,6 +24,7 @@ import jax
 
 from . import norms
 from .argnums import Argnums
+from .background import Redo
 from .point import parameters
 from .slices import KINDS
 
@@ -94,10 +94,7 @@ class PlaneView:
         self.shown = _size(stepper.trainable) > 2
         self.slice: Slice | None = None
         self.error: str | None = None
-        self._lock = threading.Lock()
-        self._due = False
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._redo = Redo(self._draw, "jaxgrad-plane")
         self.dropdown = widgets.Dropdown(
             options=list(KINDS),
             value="random",
@@ -118,40 +115,22 @@ class PlaneView:
 
     def update(self, what: str) -> None:
         """The stepper changed (``what`` as :meth:`Stepper.observe` says): a new slice after a move."""
-        if self.shown and not self._closed and what in ("step", "run", "reset"):
+        if self.shown and not self._redo.closed and what in ("step", "run", "reset"):
             self.request()
 
     def request(self) -> None:
         """Take a slice at the stepper's point on the background thread (one for a burst of requests)."""
-        with self._lock:
-            self._due = True
-            if self._closed or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(target=self._work, name="jaxgrad-plane", daemon=True)
-            self._thread.start()
+        self._redo.request()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until no slice is due or being taken; True when the picture shows the stepper's point."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return not (self._thread is not None and self._thread.is_alive())
+        return self._redo.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop (after the slice being taken, if any) and close the dropdown and the caption."""
-        self._closed = True
-        self.wait(timeout)
+        self._redo.close(timeout)
         for widget in (self.dropdown, self.note, self.controls):
             widget.close()
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                if not self._due or self._closed:
-                    self._thread = None
-                    return
-                self._due = False
-            self._draw()
 
     def _draw(self) -> None:
         kind, s = self.dropdown.value, self.stepper
@@ -161,13 +140,13 @@ class PlaneView:
             plane = s.landscape(kind, grid=PANEL_GRID)
         except Exception as exc:  # e.g. PCA before any step: say so, keep the last picture
             self.error = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            if not self._closed:
+            if not self._redo.closed:
                 self.note.value = f"<div style='{_NOTE_STYLE}'>{html.escape(self.error)}</div>"
                 if self.slice is None:  # nothing drawn yet (f cannot be vmapped, say): no empty picture
                     self.image.layout.display = "none"
             return
         png = plane.picture()
-        if self._closed:
+        if self._redo.closed:
             return
         self.slice, self.error = plane, None
         self.image.value = png

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import html
 import math
-import threading
 from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from .background import Redo
 from .formatting import number
 from .optimizers import MOMENTUM
 from .sharpness import bound
@@ -60,10 +60,7 @@ class StabilityMeter:
         self.measured_at: int | None = None
         self.exceeded = False
         self.error: str | None = None
-        self._lock = threading.Lock()
-        self._due = False
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._redo = Redo(self._measure, "jaxgrad-sharpness")
         self.line = widgets.HTML("")
         self.line.add_class("jgm-stability")
         self.readout = widgets.HTML("")
@@ -72,7 +69,7 @@ class StabilityMeter:
 
     def update(self, what: str) -> None:
         """The stepper changed (``what`` as :meth:`Stepper.observe` says): redraw, or measure again."""
-        if self._closed:
+        if self._redo.closed:
             return
         if what in ("lr", "optimizer"):
             self.render()  # the point is the same: λmax is too
@@ -81,35 +78,17 @@ class StabilityMeter:
 
     def request(self) -> None:
         """Measure λmax at the stepper's point on the background thread (one run for a burst of requests)."""
-        with self._lock:
-            self._due = True
-            if self._closed or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(target=self._work, name="jaxgrad-sharpness", daemon=True)
-            self._thread.start()
+        self._redo.request()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until no measurement is due or going; True when the meter shows the stepper's point."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return not (self._thread is not None and self._thread.is_alive())
+        return self._redo.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop measuring (after the measurement going on, if any) and close the two widgets."""
-        self._closed = True
-        self.wait(timeout)
+        self._redo.close(timeout)
         for widget in (self.line, self.readout):
             widget.close()
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                if not self._due or self._closed:
-                    self._thread = None
-                    return
-                self._due = False
-            self._measure()
 
     def _measure(self) -> None:
         step = int(self.stepper.steps)
@@ -119,7 +98,7 @@ class StabilityMeter:
             self.lambda_max, self.measured_at, self.error = None, step, _short(exc)
         else:
             self.lambda_max, self.measured_at, self.error = value, step, None
-        if not self._closed:
+        if not self._redo.closed:
             self.render()
 
     def render(self) -> None:

@@ -1,0 +1,60 @@
+"""One job on a background thread for a burst of requests: what the panel's slow views redraw with.
+
+The panel's loss plane and its stability line each take a measurement after every step, run or
+reset: tens of milliseconds, too slow for the thread that clicks a button or runs a loop. A
+:class:`Redo` runs its job on its own thread, and requests made while it works coalesce into
+one more run, so a burst of fifty steps costs two jobs, not fifty, and the last one sees the last
+state. Pure: no IPython, no widgets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+
+class Redo:
+    """Run ``job`` on a background thread when asked, once more for all the requests made meanwhile.
+
+    Args:
+      job: what to run (it reads the state itself, so a later run sees a later state).
+      name: the thread's name.
+    """
+
+    def __init__(self, job: Callable[[], None], name: str) -> None:
+        self._job = job
+        self._name = name
+        self._lock = threading.Lock()
+        self._due = False
+        self._thread: threading.Thread | None = None
+        self.closed = False
+
+    def request(self) -> None:
+        """Run the job soon: now if it is idle, else once more when the run going on ends."""
+        with self._lock:
+            self._due = True
+            if self.closed or (self._thread is not None and self._thread.is_alive()):
+                return
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until no run is due or going; True when that is so (False after ``timeout``)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not (self._thread is not None and self._thread.is_alive())
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Run no more (the run going on, if any, finishes; :attr:`closed` tells the job to skip its output)."""
+        self.closed = True
+        self.wait(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._due or self.closed:
+                    self._thread = None
+                    return
+                self._due = False
+            self._job()
