@@ -224,6 +224,33 @@ def run_json_script(args: Sequence[str], *, env: Mapping[str, str | None] | None
     return json.loads(line.removeprefix(RESULT_PREFIX))
 
 
+REFUSE_NOTEBOOK = r"""
+import importlib.abc, json, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("IPython", "ipywidgets", "traitlets", "ipykernel", "comm"):
+            raise ImportError(f"refused: {name}")
+
+sys.meta_path.insert(0, Refuse())
+
+def report(**values):
+    values["loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("IPython", "ipywidgets"))
+    print("RESULT " + json.dumps(values))
+"""
+
+
+def run_without_notebook(script: str, *args: str) -> Any:
+    """Run ``script`` in a fresh process whose import system refuses IPython, ipywidgets and what
+    they bring, so a module importing any of them, even lazily on the path taken, fails.
+
+    The script ends with ``report(name=value, ...)``; this returns those values, and ``loaded``:
+    the IPython and ipywidgets modules imported by then (none, when the import was refused).
+    ``args`` are the script's ``sys.argv[1:]``.
+    """
+    return run_json_script(["-c", REFUSE_NOTEBOOK + script, *args])
+
+
 def png_pixels(data: bytes, mode: str | None = None) -> np.ndarray:
     """Decode PNG bytes with Pillow (a whole, valid PNG or the test fails) into an array.
 

@@ -1,23 +1,16 @@
 """The core works without IPython and ipywidgets: ``grad`` and ``Stepper`` are plain Python.
 
-Runs in a fresh process whose import system refuses IPython, ipywidgets and what they bring,
-so a core module importing any of them, even lazily on the path taken, fails the test.
+Runs in a fresh process whose import system refuses IPython, ipywidgets and what they bring
+(``conftest.run_without_notebook``), so a core module importing any of them, even lazily on the
+path taken, fails the test.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from conftest import run_json_script
+from conftest import run_without_notebook
 
 SCRIPT = r"""
-import importlib.abc, json, sys
-
-class Refuse(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("IPython", "ipywidgets", "traitlets", "ipykernel", "comm"):
-            raise ImportError(f"refused: {name}")
-
-sys.meta_path.insert(0, Refuse())
 import numpy as np
 import jax.numpy as jnp
 import jaxgrad_magic
@@ -30,18 +23,17 @@ text = str(r)
 s = r.stepper
 s.run(200)
 j = jaxgrad_magic.jac(lambda x: jnp.stack([jnp.sin(x[0]), x[0] * x[1]]), at=jnp.array([0.5, 2.0]))
-print("RESULT " + json.dumps({
-    "derivative": [float(d) for d in r.derivative],
-    "text_has_value": "26" in text,
-    "params": [float(p) for p in s.params],
-    "jac": np.asarray(j.derivative).tolist(),
-    "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("IPython", "ipywidgets")),
-}))
+report(
+    derivative=[float(d) for d in r.derivative],
+    text_has_value="26" in text,
+    params=[float(p) for p in s.params],
+    jac=np.asarray(j.derivative).tolist(),
+)
 """
 
 
 def test_grad_jac_and_the_stepper_need_neither_ipython_nor_widgets() -> None:
-    out = run_json_script(["-c", SCRIPT])
+    out = run_without_notebook(SCRIPT)
     assert out["loaded"] == []
     assert out["derivative"] == [10.0, 2.0]  # (2x, 2(y - 1)) at (5, 2)
     assert out["text_has_value"]
