@@ -33,7 +33,6 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 from . import plots
 from .errors import JaxGradUsageError
 from .landscape import Landscape
-from .point import parameters
 
 if TYPE_CHECKING:
     from .stepper import Stepper
@@ -246,13 +245,7 @@ def _landscape_plan(
 ) -> _Plan | None:
     """The contour or curve of ``f`` over a box that holds the whole path; None when ``f`` cannot be drawn."""
     try:
-        landscape = Landscape(
-            stepper.fn,
-            tuple(stepper.point),
-            stepper.argnums,
-            has_aux=stepper.has_aux,
-            param_names=[p.name for p in parameters(stepper.fn)],
-        )
+        landscape = Landscape(stepper.fn, tuple(stepper.point), stepper.argnums, has_aux=stepper.has_aux)
         if not landscape.drawable:
             return None
         # One box for every frame, the one the panel grows to by the end: f is evaluated once.

@@ -19,6 +19,7 @@ from .argnums import Argnums, JaxArgnums
 from .cache import CACHE
 from .objective import make_objective
 from .plots import Box
+from .point import parameters
 
 GRID_2D = 48  # points per side of the contour grid
 GRID_1D = 241
@@ -38,7 +39,8 @@ class Landscape:
       args: all positional arguments at the start point.
       argnums: which arguments are the parameters.
       has_aux: ``fn`` returns ``(value, aux)``.
-      param_names: the function's positional parameter names, for labels.
+      param_names: the names to label the parameters with; by default the function's own
+        positional parameter names.
 
     Raises:
       JaxGradUsageError: ``argnums`` does not pick arguments, or a picked one is not floating point.
@@ -51,7 +53,7 @@ class Landscape:
         argnums: JaxArgnums,
         *,
         has_aux: bool = False,
-        param_names: Sequence[str] = (),
+        param_names: Sequence[str] | None = None,
     ) -> None:
         self.has_aux = has_aux
         self._objective = make_objective(fn, tuple(args), argnums, getattr(fn, "__name__", "f"), has_aux)
@@ -60,6 +62,8 @@ class Landscape:
         self.size = int(flat.size)
         self.dtype = flat.dtype
         self.start = np.asarray(flat, dtype=np.float64)
+        if param_names is None:
+            param_names = [p.name for p in parameters(fn)]
         self.labels = coordinate_labels(params, self._objective.argnums, param_names)
         self._evaluate: Callable[[Any, Any], Any] | None = None
 

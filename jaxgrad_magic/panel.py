@@ -184,7 +184,7 @@ class StepperPanel:
         self._build_controls(stepper)
         self.race_control = RaceControl(stepper)
         self.stability = StabilityMeter(stepper)
-        self._setup_landscape(stepper, names)
+        self._setup_landscape(stepper)
         self.grad_norms = GradNorms(stepper)  # per leaf, under the readout
         self.plane = PlaneView(stepper, self.landscape_image)  # more than two parameters: a loss plane
         self.widget = self._layout(stepper, names)
@@ -295,15 +295,9 @@ class StepperPanel:
             lambda change: self._guarded(lambda: self._on_optimizer(change["new"]), "optimizer"), names="value"
         )
 
-    def _setup_landscape(self, stepper: Stepper, names: list[str]) -> None:
+    def _setup_landscape(self, stepper: Stepper) -> None:
         try:
-            landscape = Landscape(
-                stepper.fn,
-                tuple(stepper.point),
-                stepper.argnums,
-                has_aux=stepper.has_aux,
-                param_names=names,
-            )
+            landscape = Landscape(stepper.fn, tuple(stepper.point), stepper.argnums, has_aux=stepper.has_aux)
         except Exception:  # an argument JAX cannot flatten: no picture, the rest still works
             landscape = None
         if landscape is not None and landscape.drawable:

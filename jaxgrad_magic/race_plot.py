@@ -36,7 +36,6 @@ from PIL import Image
 from . import canvas, plots, snapshot
 from .formatting import number
 from .landscape import Landscape
-from .point import parameters
 
 if TYPE_CHECKING:
     from .racing import RaceBest, RaceResult, RaceRun
@@ -128,13 +127,7 @@ def _contour(result: RaceResult, inks: Sequence[str]) -> bytes | None:
     ranked = _ranked(result)
     paths = [np.asarray(best.run.path, dtype=np.float64) for _, best in ranked]
     try:
-        landscape = Landscape(
-            result.fn,
-            result.point,
-            result.argnums,
-            has_aux=result.has_aux,
-            param_names=[p.name for p in parameters(result.fn)],
-        )
+        landscape = Landscape(result.fn, result.point, result.argnums, has_aux=result.has_aux)
         # The box the panel would grow to around every best path; one that diverged leaves it.
         box = plots.box_around(plots.start_box(paths[0][0]), np.concatenate(paths))
         xs, ys, zs = landscape.grid(box)
