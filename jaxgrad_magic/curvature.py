@@ -487,6 +487,23 @@ def _ritz(state: _Krylov) -> tuple[jax.Array, jax.Array, jax.Array]:
     return theta, vectors, residual
 
 
+def ritz_pairs(hvp: Callable[[Any], Any], v0: Any, steps: int, seed: jax.Array) -> tuple[jax.Array, Any]:
+    """``steps`` Lanczos steps from ``v0`` (no convergence test) and all their Ritz pairs.
+
+    For a fixed small number of extreme eigenvectors, such as the Hessian plane of
+    :mod:`jaxgrad_magic.slices`. A breakdown restarts from a fresh random direction (``seed``),
+    so all ``steps`` values are real.
+
+    Returns:
+      The Ritz values, ascending, and their vectors: a pytree like ``v0`` whose leaves have a
+      leading axis of ``steps`` (vector ``i`` for value ``i``).
+    """
+    state = _start(v0, steps, _acc_dtype(v0), None)
+    state = jax.lax.fori_loop(0, steps, lambda _, s: _step(hvp, seed, v0, s), state)
+    theta, vectors, _ = _ritz(state)
+    return theta, jax.tree_util.tree_map(lambda b: jnp.tensordot(vectors.T, b[:-1], axes=1), state.basis)
+
+
 def _ends(theta: jax.Array, residual: jax.Array, count: jax.Array, k: int) -> tuple[jax.Array, ...]:
     """The ``k`` largest Ritz values (descending) and the ``k`` smallest (ascending), with residuals."""
     top_idx = jnp.maximum(count - 1 - jnp.arange(k), 0)

@@ -15,9 +15,9 @@ parameters and ``u, v`` two directions of one of three kinds:
   ``θ``; see :mod:`jaxgrad_magic.trail`), each scaled so ``span=1`` reaches the path's farthest
   point along it. They depend on the path: another run gives another plane.
 * ``"hessian"``: the two Hessian eigenvectors of largest magnitude at ``θ`` (what power
-  iteration finds; at a saddle that may be a negative one), by Lanczos with full
-  reorthogonalisation on Hessian-vector products (forward over reverse; the Hessian is never
-  formed), scaled to the norm of ``θ``. Lanczos rather than power iteration with deflation:
+  iteration finds; at a saddle that may be a negative one), by the Lanczos of
+  :mod:`jaxgrad_magic.curvature` on Hessian-vector products (forward over reverse; the Hessian
+  is never formed), scaled to the norm of ``θ``. Lanczos rather than power iteration with deflation:
   it resolves two eigenvalues of nearly equal magnitude, which power iteration mixes.
 
 The directions are computed on the device in one program; the grid and the path projected on
@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .cache import CACHE
+from .curvature import hvp_of, ritz_pairs
 from .errors import JaxGradUsageError
 from .formatting import number
 from .host import fetch
@@ -268,51 +269,10 @@ def _pca_program(params: Any) -> Callable[..., Any]:
     return jax.jit(program)
 
 
-def _hvp(objective: Objective, has_aux: bool, p: Any, dynamic: Any) -> Callable[[jax.Array], jax.Array]:
-    """``v -> H v`` on flat vectors, forward over reverse at ``p``."""
-    grad = jax.grad(objective.loss_fn, has_aux=has_aux)
-    dtype = snapshot_dtype(p)
-
-    def gradient(q: Any) -> Any:
-        g = grad(q, dynamic)
-        return g[0] if has_aux else g
-
-    def product(v: jax.Array) -> jax.Array:
-        tangent = jax.tree_util.tree_map(lambda t, x: t.astype(x.dtype), _unflat(v, p), p)
-        return _flat(jax.jvp(gradient, (p,), (tangent,))[1], dtype)
-
-    return product
-
-
 def lanczos_steps(size: int) -> int:
     """Lanczos steps for the Hessian plane: :data:`LANCZOS_STEPS`, fewer for few parameters or when
     the basis (one vector like the parameters per step) would pass :data:`BASIS_FLOATS`."""
     return max(1, min(size, LANCZOS_STEPS, BASIS_FLOATS // max(size, 1)))
-
-
-def _lanczos(hvp: Callable[[jax.Array], jax.Array], v0: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
-    """Ritz values and vectors (rows) of ``H`` from ``steps`` Lanczos steps with full reorthogonalisation."""
-    n, dtype = v0.shape[0], v0.dtype
-    basis = jnp.zeros((steps + 1, n), dtype).at[0].set(v0 / jnp.maximum(_norm(v0), jnp.finfo(dtype).tiny))
-    alpha, beta = jnp.zeros(steps, dtype), jnp.zeros(steps, dtype)
-
-    def body(j: jax.Array, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-        basis, alpha, beta = carry
-        q = basis[j]
-        w = hvp(q)
-        a = jnp.dot(w, q)
-        # Full reorthogonalisation, twice: the basis stays orthonormal in float32 too.
-        w = w - basis.T @ (basis @ w)
-        w = w - basis.T @ (basis @ w)
-        b = _norm(w)
-        # An invariant subspace (b = 0): the next vector stays zero, and so do the rest of T.
-        basis = basis.at[j + 1].set(jnp.where(b > 0, w / jnp.where(b > 0, b, 1), 0))
-        return basis, alpha.at[j].set(a), beta.at[j].set(b)
-
-    basis, alpha, beta = jax.lax.fori_loop(0, steps, body, (basis, alpha, beta))
-    t = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    theta, s = jnp.linalg.eigh(t)
-    return theta, s.T @ basis[:steps]
 
 
 def _hessian_program(objective: Objective, has_aux: bool) -> Callable[..., Any]:
@@ -321,10 +281,12 @@ def _hessian_program(objective: Objective, has_aux: bool) -> Callable[..., Any]:
     steps = lanczos_steps(size)
 
     def program(p: Any, dynamic: Any, seed: jax.Array) -> tuple[jax.Array, ...]:
-        hvp = _hvp(objective, has_aux, p, dynamic)
-        theta, vectors = _lanczos(hvp, jax.random.normal(jax.random.key(seed), (size,), dtype), steps)
+        hvp = hvp_of(objective.loss_fn, has_aux, p, dynamic)
+        start = _unflat(jax.random.normal(jax.random.key(seed), (size,), dtype), p)
+        theta, vectors = ritz_pairs(hvp, start, steps, seed)
         order = jnp.argsort(-jnp.abs(theta))  # the two of largest magnitude
-        u, v = vectors[order[0]], vectors[order[min(1, steps - 1)]]
+        u = _flat(jax.tree_util.tree_map(lambda x: x[order[0]], vectors), dtype)
+        v = _flat(jax.tree_util.tree_map(lambda x: x[order[min(1, steps - 1)]], vectors), dtype)
         length = _norm(_flat(p, dtype))
         return _to_norm(u, length), _to_norm(v, length), jnp.stack([theta[order[0]], theta[order[min(1, steps - 1)]]])
 
@@ -423,7 +385,7 @@ def landscape(
       directions: ``"random"``, ``"pca"`` or ``"hessian"``.
       grid: points per side, odd.
       span: how far the grid reaches along each direction.
-      seed: the random directions (and the random start of the power iteration).
+      seed: the random directions (and the random start of the Lanczos run).
       has_aux: the loss returns ``(loss, aux)``.
 
     Returns:
