@@ -329,7 +329,7 @@ class CheckArg(NamedTuple):
     rtol: str
     probes: str  # "every element" or "16 random directions"
     noise: str = ""  # "rounding noise up to 1e-05", when rounding rather than atol sets the bar
-    one_sided: str = ""  # "2 one-sided", near a domain edge
+    one_sided: str = ""  # "2 one-sided", near a domain edge; "at a finer step" past a kink
 
 
 class CheckReport(NamedTuple):
@@ -391,7 +391,9 @@ def _check_report(check: GradCheck) -> CheckReport:
             probes="every element" if a.exhaustive else f"{a.directions} random directions",
             # Only worth a word when rounding, not atol, sets the bar.
             noise=f"rounding noise up to {scientific(a.noise, 0)}" if a.noise > a.atol else "",
-            one_sided=f"{a.one_sided} one-sided" if a.one_sided else "",
+            one_sided=", ".join(
+                filter(None, [f"{a.one_sided} one-sided" if a.one_sided else "", "at a finer step" * a.refined])
+            ),
         )
         for a in check.args
     )

@@ -278,6 +278,18 @@ def lying_half_line(x: Any) -> Any:
 lying_half_line.defvjp(lambda x: (lying_half_line(x), x), lambda x, g: (2 * g * jnp.cos(x),))
 
 
+KINK = 0.501  # relu(x - KINK) at x = 0.5: a kink 1e-3 away, inside the usual float32 step (2.5e-3)
+
+
+@jax.custom_vjp
+def lying_relu(x: Any) -> Any:
+    """relu(x - KINK) with a reverse rule that says 0.5 on the flat side, where the truth is 0."""
+    return jax.nn.relu(x - KINK)
+
+
+lying_relu.defvjp(lambda x: (lying_relu(x), x), lambda x, g: (g * jnp.where(x > KINK, 1.0, 0.5),))
+
+
 def branchy(x: Any) -> Any:
     """Python control flow on the input's value: only runs untraced (jit=False)."""
     if x > 0:
@@ -382,6 +394,32 @@ class TestHonest:
         assert r.check.passed, r.check.summary()
         assert r.check.step < tolerances(np.dtype(np.float32))[0] / 2
         assert r.check.args[0].one_sided == 0  # a smaller central difference was enough
+
+    def test_a_kink_inside_the_step_is_stepped_past(self) -> None:
+        # Flat at 0.5, with the kink 1e-3 away: the usual step crosses it, a quarter of it does not.
+        r = grad(lambda x: jnp.sum(jax.nn.relu(x - KINK)), at=jnp.array([0.5, 0.8]), check=True)
+        np.testing.assert_array_equal(np.asarray(r.derivative), [0.0, 1.0])  # d relu(x - c) = [x > c]
+        assert r.check.passed, r.check.summary()
+        assert r.check.args[0].refined and r.check.step < tolerances(np.dtype(np.float32))[0]
+        assert "at a finer step" in r.check.summary() and "kink" in r.check.note
+
+    def test_a_kink_does_not_excuse_a_wrong_rule(self) -> None:
+        r = grad(lambda x: jnp.sum(lying_relu(x)), at=jnp.array([0.5, 0.8]), check=True)
+        np.testing.assert_array_equal(np.asarray(r.derivative), [0.5, 1.0])  # the lie on the flat side
+        assert not r.check.passed and not r.check.args[0].refined
+        assert r.check.args[0].max_abs_error == pytest.approx(0.5, rel=0.2)
+
+    def test_a_float32_relu_network_passes(self) -> None:
+        # A correct network whose many kinks lie within the usual float32 step of the point.
+        k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(k1, (64, 4))
+        params = {"w1": jax.random.normal(k2, (4, 16)) * 0.5, "w2": jax.random.normal(k3, (16, 1)) * 0.3}
+
+        def loss(p: Any) -> Any:
+            return jnp.mean((jax.nn.relu(x @ p["w1"]) @ p["w2"] - jnp.sum(x, axis=1, keepdims=True)) ** 2)
+
+        r = grad(loss, at=params, check=True)
+        assert r.check.passed, r.check.summary()
 
     def test_an_overflow_fails_and_says_why(self) -> None:
         r = grad(jnp.exp, at=100.0, check=True)  # exp(100) is inf in float32
