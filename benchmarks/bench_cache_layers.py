@@ -19,13 +19,12 @@ Run with ``.venv/bin/python benchmarks/bench_cache_layers.py`` (``--quick`` for 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
-from harness import alternate, new_shell, run, table, us
+from harness import FEWER_ROUNDS, alternate, arguments, new_shell, run, table, us
 
 import jaxgrad_magic.cache as cache
 
@@ -63,9 +62,7 @@ def _variant_cell(source: str, layer: str | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Time each path with every layer on, and with each layer off in turn; print the ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough look, not a measurement)")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, FEWER_ROUNDS, strict=False).parse_args(argv)
     rounds, calls = (6, 10) if args.quick else (20, 20)
     shell = new_shell("import jax\nimport jax.numpy as jnp\nimport numpy as np")
     shell.user_ns["_off"] = LAYERS

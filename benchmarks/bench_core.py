@@ -20,14 +20,13 @@ Run with ``.venv/bin/python benchmarks/bench_core.py`` (``--quick`` for fewer ro
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
-from harness import Check, CompileCounter, alternate, new_shell, run, table, us
+from harness import FEWER_ROUNDS, Check, CompileCounter, alternate, arguments, new_shell, run, table, us
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import no_var_expand
 
@@ -188,10 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
       The exit status: 1 when ``--strict`` and a target was missed, else 0.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough look, not a measurement)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, FEWER_ROUNDS).parse_args(argv)
     rounds, calls = (8, 20) if args.quick else (30, 50)
     jac_rounds, jac_calls = (6, 10) if args.quick else (20, 20)
 

@@ -28,7 +28,6 @@ time of the check and of the heatmap goes).
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -37,7 +36,7 @@ import sys
 from collections.abc import Sequence
 
 import jax
-from harness import alternate, new_shell, run, table
+from harness import FEWER_ROUNDS, alternate, arguments, new_shell, run, table
 from IPython.core.interactiveshell import InteractiveShell
 
 TARGETS = {"check": 2.0, "heatmap": 1.5, "check + heatmap": 2.0}
@@ -88,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
       1 when ``--strict`` and a target was missed, else 0.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough look, not a measurement)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
+    parser = arguments(__doc__, FEWER_ROUNDS)
     parser.add_argument("--profile", action="store_true", help="print cProfile tables of the check and the heatmap")
     args = parser.parse_args(argv)
     rounds, calls, warm = (6, 10, 10) if args.quick else (30, 20, 50)

@@ -23,11 +23,9 @@ Run with ``.venv/bin/python benchmarks/bench_models.py`` (``--quick`` for a smal
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib.util
 import itertools
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from harness import Check, alternate_calls
+from harness import Check, Targets, alternate_calls, arguments
 
 from jaxgrad_magic.stepper import Stepper
 
@@ -218,34 +216,25 @@ def bench_nnx(budget: float) -> Check | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller time budget per comparison (noisier)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
     budget = 1.0 if args.quick else 5.0
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, {budget:g} s per comparison")
 
-    checks: list[Check] = []
-
-    def show(check: Check | None, skipped: str = "") -> None:
-        if check is None:
-            print(f"  [skipped] {skipped}: not installed")
-            return
-        checks.append(check)
-        print(f"  [{'met' if check.met else 'MISSED'}] {check.name}: {check.measured} (target {check.expected})")
-        sys.stdout.flush()
+    targets = Targets()
 
     print("run(n) against a jitted lax.scan with loss history:")
-    show(bench_run(200, budget))
+    targets.show(bench_run(200, budget))
     print("a 41x41 landscape against the same evaluations, hand-vmapped:")
-    show(bench_slice(budget))
+    targets.show(bench_slice(budget))
     print("a step on a module against a step on its hand-partitioned arrays:")
-    show(bench_equinox(budget), "equinox")
-    show(bench_nnx(budget), "flax")
+    for framework, bench in (("equinox", bench_equinox), ("flax", bench_nnx)):
+        check = bench(budget)
+        if check is None:
+            targets.skip(framework)
+        else:
+            targets.show(check)
 
-    missed = [c for c in checks if not c.met]
-    print(f"{len(checks) - len(missed)} of {len(checks)} targets met" + (f"; missed: {len(missed)}" if missed else ""))
-    return 1 if (missed and args.strict) else 0
+    return targets.finish(args.strict)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Run with ``.venv/bin/python benchmarks/bench_panel.py`` (``--quick`` for fewer r
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from harness import alternate_calls
+from harness import alternate_calls, arguments
 
 from jaxgrad_magic import panel as panel_module
 from jaxgrad_magic.panel import REDRAW_INTERVAL, StepperPanel
@@ -126,9 +125,7 @@ def measure(problem: Problem, n: int, rounds: int) -> Measured:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when the target is missed")
+    parser = arguments(__doc__, "fewer rounds")
     parser.add_argument("-n", type=int, default=N, help="steps per run (default 10^5)")
     parser.add_argument("--threaded", action="store_true", help="every run on the background thread, none inline")
     args = parser.parse_args(argv)

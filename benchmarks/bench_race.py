@@ -26,8 +26,6 @@ Run with ``.venv/bin/python benchmarks/bench_race.py`` (``--quick`` for a smalle
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from harness import COMPILE_EVENT, Check, CompileCounter, alternate_calls, table
+from harness import COMPILE_EVENT, Check, CompileCounter, Targets, alternate_calls, arguments, table
 
 from jaxgrad_magic.racing import default_grid, race
 from jaxgrad_magic.stepper import Stepper
@@ -150,40 +148,30 @@ def time_to_picture(label: str, f: Callable[..., Any], x0: jax.Array) -> list[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller time budget per comparison (noisier)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
     budget = 0.5 if args.quick else 4.0
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, {budget:g} s per comparison")
 
-    checks: list[Check] = []
-
-    def show(check: Check) -> None:
-        checks.append(check)
-        print(f"  [{'met' if check.met else 'MISSED'}] {check.name}: {check.measured} (target {check.expected})")
-        sys.stdout.flush()
+    targets = Targets()
 
     print(f"an 8-rate race against eight Stepper.run({STEPS}), one per rate:")
     rows = []
     for label, f, x0 in problems({"jnp": jnp}):
         for opt in ("sgd", "adam"):
             check, row = bench_ratio(label, f, x0, opt, budget)
-            show(check)
+            targets.show(check)
             rows.append(row)
     print(table(rows, ["function", "optimizer", "8 steppers", "race", "race / 8", "rates diverged"]))
     print("compilations:")
     label, f, x0 = problems({"jnp": jnp})[0]
     for check in bench_compiles(f, x0):
-        show(check)
+        targets.show(check)
     print("from calling race to the drawn picture, a function seen for the first time (sgd, momentum, adam; 8 rates):")
     rows = [time_to_picture(label, f, x0) for label, f, x0 in problems({"jnp": jnp})]
     header = ["function", "compile", "run", "draw (first)", "draw (again)", "total", "picture"]
     print(table(rows, header))
 
-    missed = [c for c in checks if not c.met]
-    print(f"{len(checks) - len(missed)} of {len(checks)} targets met" + (f"; missed: {len(missed)}" if missed else ""))
-    return 1 if (missed and args.strict) else 0
+    return targets.finish(args.strict)
 
 
 if __name__ == "__main__":

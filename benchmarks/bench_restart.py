@@ -23,7 +23,6 @@ round, ``--strict``: exit with status 1 when a target is missed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import jax
 import nbformat
-from harness import table
+from harness import arguments, table
 from nbclient import NotebookClient
 
 DEMO = Path(__file__).resolve().parent.parent / "demo.ipynb"
@@ -100,10 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
       1 when ``--strict`` and a target was missed, else 0.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one round (a rough look, not a measurement)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "one round (a rough look, not a measurement)").parse_args(argv)
     rounds = 1 if args.quick else 5
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)  # the side without must really be without
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")

@@ -26,7 +26,6 @@ the dense Hessian.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import itertools
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from harness import alternate, alternate_calls, new_shell, run, table
+from harness import FEWER_ROUNDS, alternate, alternate_calls, arguments, new_shell, run, table
 
 from jaxgrad_magic import Stepper, curvature
 from jaxgrad_magic.objective import make_objective
@@ -202,10 +201,7 @@ def tracking(budget: float) -> tuple[float, float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough look, not a measurement)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, FEWER_ROUNDS).parse_args(argv)
     budget, rounds = (2.0, 2) if args.quick else (10.0, 5)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; medians of alternating rounds\n")
 

@@ -29,9 +29,7 @@ Run with ``.venv/bin/python benchmarks/bench_stepper.py`` (``--quick`` for a sma
 
 from __future__ import annotations
 
-import argparse
 import functools
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from harness import Check, CompileCounter, alternate_calls
+from harness import Check, CompileCounter, Targets, alternate_calls, arguments
 
 from jaxgrad_magic.stepper import Stepper
 
@@ -224,38 +222,28 @@ def bench_memory() -> Check:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller time budget per comparison (noisier)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
     budget = 0.5 if args.quick else 3.0
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, {budget:g} s per comparison")
 
-    checks: list[Check] = []
-
-    def show(check: Check) -> None:
-        checks.append(check)
-        print(f"  [{'met' if check.met else 'MISSED'}] {check.name}: {check.measured} (target {check.expected})")
-        sys.stdout.flush()
+    targets = Targets()
 
     print("run(n) against a jitted lax.scan with loss history:")
     for label, f, x0 in problems({"jnp": jnp}):
         for opt_name in ("sgd", "adam"):
             for n in (10**4, 10**5):
-                show(bench_run(label, f, x0, opt_name, n, budget))
+                targets.show(bench_run(label, f, x0, opt_name, n, budget))
     print("step, then read, against a jitted fused step read back, in a Python loop:")
     for label, f, x0 in problems({"jnp": jnp}):
         for opt_name in ("sgd", "adam"):
             for check in bench_step(label, f, x0, opt_name, calls=500, budget=budget):
-                show(check)
+                targets.show(check)
     print("compilations and memory:")
     for check in bench_compiles():
-        show(check)
-    show(bench_memory())
+        targets.show(check)
+    targets.show(bench_memory())
 
-    missed = [c for c in checks if not c.met]
-    print(f"{len(checks) - len(missed)} of {len(checks)} targets met" + (f"; missed: {len(missed)}" if missed else ""))
-    return 1 if (missed and args.strict) else 0
+    return targets.finish(args.strict)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 
 Timings alternate the compared cells in rounds (after warming each), so load that comes and
 goes on a shared machine falls on every side alike; ratios are medians of per-round ratios.
+The scripts also share their command line (:func:`arguments`) and the printed report of their
+targets (:class:`Targets`).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +24,7 @@ from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+FEWER_ROUNDS = "fewer rounds (a rough look, not a measurement)"  # ``--quick`` of the scripts that count rounds
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,65 @@ class Check:
     measured: str
     expected: str
     met: bool
+
+
+class Targets:
+    """The targets of one benchmark run: each printed as it is checked, all counted at the end."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+
+    def show(self, check: Check) -> None:
+        """Keep ``check`` and print it as ``  [met|MISSED] name: measured (target expected)``."""
+        self.checks.append(check)
+        print(f"  [{'met' if check.met else 'MISSED'}] {check.name}: {check.measured} (target {check.expected})")
+        sys.stdout.flush()
+
+    def skip(self, name: str, why: str = "not installed") -> None:
+        """Print that the target ``name`` was not checked, and why; it is not counted."""
+        print(f"  [skipped] {name}: {why}")
+        sys.stdout.flush()
+
+    @property
+    def missed(self) -> list[Check]:
+        """The checks whose target was missed, in the order they were shown."""
+        return [c for c in self.checks if not c.met]
+
+    def finish(self, strict: bool) -> int:
+        """Print how many targets were met (and how many missed, if any).
+
+        Args:
+          strict: whether a missed target fails the run.
+
+        Returns:
+          The exit status: 1 when ``strict`` and a target was missed, else 0.
+        """
+        missed = self.missed
+        met = len(self.checks) - len(missed)
+        print(f"{met} of {len(self.checks)} targets met" + (f"; missed: {len(missed)}" if missed else ""))
+        return 1 if (missed and strict) else 0
+
+
+def arguments(
+    doc: str, quick: str = "a smaller time budget per comparison (noisier)", *, strict: bool = True
+) -> argparse.ArgumentParser:
+    """The command line every benchmark script starts from: ``--quick`` and (with ``strict``) ``--strict``.
+
+    Scripts add their own flags to the parser and call ``parse_args`` themselves.
+
+    Args:
+      doc: the script's docstring; its first paragraph becomes the description.
+      quick: the help text of ``--quick`` (what it makes smaller).
+      strict: whether to add ``--strict`` (a script without targets has no use for it).
+
+    Returns:
+      The parser.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    if strict:
+        parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
+    return parser
 
 
 def new_shell(*setup: str) -> InteractiveShell:
