@@ -428,3 +428,39 @@ def test_the_loss_line_breaks_where_losses_are_not_finite() -> None:
     for step in (10, 80):
         col = int(where.x([step])[0])
         assert len(ink_rows(picture, plots.LOSS_COLOR, slice(col, col + 1)))
+
+
+def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Each point's distance to the polyline through ``line``'s rows."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    t = np.clip(np.einsum("pkd,kd->pk", points[:, None, :] - a[None], ab) / np.maximum((ab**2).sum(1), 1e-300), 0, 1)
+    nearest = a[None] + t[..., None] * ab[None]
+    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(-1)).min(axis=1)
+
+
+def test_a_thinned_path_keeps_the_early_moves_of_a_long_descent() -> None:
+    # A spiral in the first 50 steps, then 10^5 steps that crawl along x: thinned for the panel.
+    t = np.arange(50)
+    early = np.stack([np.cos(t / 4) * (1 - t / 50), np.sin(t / 4) * (1 - t / 50)], axis=1)
+    late = early[-1] + np.outer(np.arange(1, 100_001), [1e-5, 0.0])
+    path = np.concatenate([early, late])
+    most = plots.MAX_PATH_POINTS
+    thinned = plots.thin(path)
+    assert len(thinned) <= most
+    np.testing.assert_array_equal(thinned[0], path[0])
+    np.testing.assert_array_equal(thinned[-1], path[-1])
+    rows = [int(np.flatnonzero((path == row).all(axis=1))[0]) for row in thinned]
+    assert rows == sorted(rows)  # in order
+    # Every point of the path lies near the drawn polyline: the spiral is not cut short.
+    span = np.ptp(path, axis=0).max()
+    sample = path[np.r_[0:50, 50:100_050:997]]
+    assert _distance_to_polyline(sample, thinned).max() < 0.02 * span
+    # Evenly spaced by step alone, the spiral would collapse to a segment or two.
+    by_step = path[np.arange(most) * (len(path) - 1) // (most - 1)]
+    assert _distance_to_polyline(sample, by_step).max() > 0.2 * span
+
+
+def test_a_short_path_is_drawn_whole() -> None:
+    path = np.random.default_rng(0).normal(size=(100, 2))
+    assert plots.thin(path, max_points=200) is path
