@@ -428,8 +428,8 @@ class StepperPanel:
         """The panel for renderers without a kernel: a PNG, HTML that shows it, a line of text.
 
         Returns:
-          ``{"image/png": ..., "text/html": ..., "text/plain": ...}``: the readout above the
-          plots (see :mod:`jaxgrad_magic.snapshot`), and the one-line summary (function,
+          ``{"image/png": ..., "text/html": ..., "text/plain": ...}``: the readout (with the
+          stability line) above the plots (see :mod:`jaxgrad_magic.snapshot`), and the one-line summary (function,
           optimizer, step, loss) as plain text and as the picture's ``alt`` text.
         """
         with self._lock:
@@ -440,6 +440,8 @@ class StepperPanel:
                 f" · ‖∇f‖ {number(s.grad_norm, 4)}",
                 self._params_text(),
             ]
+            if self.stability.text:  # the line under the slider: where the rate stands against 2/λmax
+                lines.append(self.stability.text)
             if s.diverged:
                 lines.append(s.divergence or f"diverged at step {s.diverged_at}")
             title = f"Gradient descent on {self._fn_name} over {', '.join(self._title_names)}"

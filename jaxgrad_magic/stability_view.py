@@ -52,6 +52,7 @@ class StabilityMeter:
       measured_at: the step of that measurement.
       exceeded: True when the learning rate is past the bound (or guide) shown.
       error: why λmax cannot be measured (a function forward mode cannot differentiate), else None.
+      text: the line under the slider, as plain text (for the panel's still picture).
     """
 
     def __init__(self, stepper: Stepper) -> None:
@@ -60,6 +61,7 @@ class StabilityMeter:
         self.measured_at: int | None = None
         self.exceeded = False
         self.error: str | None = None
+        self.text = ""
         self._redo = Redo(self._measure, "jaxgrad-sharpness")
         self.line = widgets.HTML("")
         self.line.add_class("jgm-stability")
@@ -107,20 +109,20 @@ class StabilityMeter:
         self.exceeded = False
         if lam is None:
             why = f"λmax cannot be measured here ({self.error})" if self.error else "measuring λmax…"
-            self._show(html.escape(why), MUTED_STYLE, "")
+            self._show(why, MUTED_STYLE, "")
             return
         if not s.lr_adjustable:
             text = f"λmax = {number(lam, 4)} (the optax transformation carries its own learning rate)"
-            self._show(html.escape(text), MUTED_STYLE, html.escape(number(lam, 4)))
+            self._show(text, MUTED_STYLE, html.escape(number(lam, 4)))
             return
         lr, label = float(s.lr), s.optimizer_label
         plain = f"{number(lam, 4)} · 2/lr = {number(2 / lr, 4)}"
         if not math.isfinite(lam):
-            self._show(html.escape(f"λmax = {lam}: the loss or its curvature is not finite here"), MUTED_STYLE, "–")
+            self._show(f"λmax = {lam}: the loss or its curvature is not finite here", MUTED_STYLE, "–")
             return
         if lam <= 0:
             text = f"λmax = {number(lam, 4)} ≤ 0: nothing curves up here, so no learning rate overshoots"
-            self._show(html.escape(text), MUTED_STYLE, html.escape(plain))
+            self._show(text, MUTED_STYLE, html.escape(plain))
             return
         b = bound(lam, label)
         shown = f"{b.formula} = {number(b.value, 3)}"
@@ -130,11 +132,12 @@ class StabilityMeter:
         if self.exceeded:
             why = ": unstable along the sharpest direction" if b.exact else f" (a guide for {label}, not a bound)"
             text = f"⚠ lr {lr:g} > {shown}{beta}{why}"
-            self._show(html.escape(text), WARNING_STYLE, f"<span style='{WARNING_STYLE}'>{html.escape(plain)}</span>")
+            self._show(text, WARNING_STYLE, f"<span style='{WARNING_STYLE}'>{html.escape(plain)}</span>")
         else:
             text = f"stable below {shown}{beta}" if b.exact else f"{shown}{guide}"
-            self._show(html.escape(text), MUTED_STYLE, html.escape(plain))
+            self._show(text, MUTED_STYLE, html.escape(plain))
 
     def _show(self, line: str, style: str, readout: str) -> None:
-        self.line.value = f"<div style='{_LINE_STYLE}'><span style='{style}'>{line}</span></div>"
+        self.text = line
+        self.line.value = f"<div style='{_LINE_STYLE}'><span style='{style}'>{html.escape(line)}</span></div>"
         self.readout.value = readout or "–"

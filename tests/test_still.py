@@ -144,3 +144,28 @@ def test_a_stepper_without_a_display_is_never_published() -> None:
     s.run(5)
     assert not p._publish_due and p not in panel_module._PENDING
     s.close_widget()
+
+
+def test_the_picture_says_where_the_rate_stands_against_the_curvature(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bowl's Hessian is 2I: λmax = 2, so sgd is stable below 2/λmax = 1. The lines the still
+    # picture is composed from are watched on their way to the real compose.
+    composed: list[list[str]] = []
+    real = snapshot.compose
+
+    def watch(heading: str, lines: Any, pictures: Any) -> bytes:
+        composed.append(list(lines))
+        return real(heading, lines, pictures)
+
+    monkeypatch.setattr(snapshot, "compose", watch)
+    s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)
+    panel = s.widget.panel
+    try:
+        quiet = picture(panel.still())
+        assert "stable below 2/λmax = 1" in composed[-1]
+        s.lr = 1.5
+        assert panel.stability.wait(30)
+        warned = picture(panel.still())
+        assert "⚠ lr 1.5 > 2/λmax = 1: unstable along the sharpest direction" in composed[-1]
+        assert warned.size == quiet.size  # the same layout, the line changed
+    finally:
+        panel.close()
