@@ -33,7 +33,7 @@ import optax
 
 from .errors import JaxGradUsageError, explain_jax_error
 from .host import fetch
-from .trail import capacity, snapshot_dtype
+from .trail import Rows, capacity, snapshot_dtype
 
 CHUNK = 16_384
 """Steps one compiled chunk of ``run(n)`` can take; longer runs take several chunks."""
@@ -277,17 +277,20 @@ class Record:
         """Write the parameters of ``state`` as snapshot ``row``."""
         return jax.lax.dynamic_update_slice(buffer, self._flat(state), (self._snaps + row * self.size,))
 
+    @property
+    def where(self) -> Rows | None:
+        """Where the snapshots are in the buffer, or None when none are kept."""
+        return None if self.rows is None else Rows(self._snaps, self.rows, self.size, jnp.dtype(self.snapshot).name)
+
     def split(self, buffer: jax.Array) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-        """The losses (:data:`CHUNK`), the path (``(CHUNK, width)``) and the snapshots
-        (``(slots + 1, size)``) in ``buffer``, each None when not kept."""
+        """The losses (:data:`CHUNK`) and the path (``(CHUNK, width)``, or None) in ``buffer``,
+        and ``buffer`` itself when it holds snapshots (read them with :attr:`where`), else None.
+
+        The snapshots are not sliced out here: that would copy them once more than the trail
+        does when it keeps them (:class:`~jaxgrad_magic.trail.Rows`)."""
         losses = buffer[:CHUNK].astype(self.report)
         path = None if self.width is None else buffer[CHUNK : self._snaps].reshape(CHUNK, self.width)
-        snaps = None if self.rows is None else buffer[self._snaps :].reshape(self.rows, self.size)
-        return (
-            losses,
-            None if path is None else path.astype(self.report),
-            None if snaps is None else snaps.astype(self.snapshot),
-        )
+        return losses, None if path is None else path.astype(self.report), None if self.rows is None else buffer
 
     def _flat(self, state: StepperState) -> jax.Array:
         return jnp.concatenate([jnp.ravel(x).astype(self.dtype) for x in jax.tree_util.tree_leaves(state.params)])
@@ -316,7 +319,8 @@ def run_chunk(
     Returns:
       The last state, the loss after each step, the flat parameters after each step when
       a path is kept (else None); the buffers hold :data:`CHUNK` rows, the first ``n`` written;
-      and the snapshots (``slots + 1`` rows, the ``j``-th due step in row ``j``), or None.
+      and the record holding the snapshots (``slots + 1`` rows, the ``j``-th due step in row ``j``;
+      read them with ``Record(state, slots).where``), or None.
     """
     record = Record(state, slots)
 
@@ -361,7 +365,8 @@ def replay(
       every, slots: the snapshots, as for :func:`run_chunk`.
 
     Returns:
-      The last finite state, the loss, path and snapshot buffers, the steps kept, and the
+      The last finite state, the loss and path buffers and the record holding the snapshots
+      (as for :func:`run_chunk`), the steps kept, and the
       :func:`stats` of the first non-finite state (of the last state when all ``n`` were finite).
     """
     record = Record(state, slots)
@@ -458,6 +463,8 @@ class Programs:
         or None when no path is kept.
       snapshot_slots: the snapshots one chunk writes (:func:`snapshot_slots`), or None when a
         path is kept instead.
+      snapshot_rows: where they are in what ``run`` and ``guarded`` return as ``snaps``
+        (:class:`~jaxgrad_magic.trail.Rows`), or None.
       seconds_per_step: measured by the caller's runs, to size the next chunk.
 
     Raises:
@@ -481,6 +488,7 @@ class Programs:
         guard(lambda: jax.eval_shape(functools.partial(advance, d), shapes, dynamic, lr), fn_name, has_aux)
         self.path_width = path_width(shapes.params)
         self.snapshot_slots = slots = snapshot_slots(shapes.params)
+        self.snapshot_rows = Record(shapes, slots).where
         self.loss_dtype = shapes.loss.dtype
         self._treedef = jax.tree_util.tree_structure(shapes._replace(loss=None))
         self._params_treedef = jax.tree_util.tree_structure(shapes.params)

@@ -45,7 +45,7 @@ from .modules import is_module
 from .objective import make_objective
 from .optimizers import OPTIMIZERS, Optimizer, check_lr, resolve_optimizer
 from .sharpness import Meter, SharpnessHistory
-from .trail import Trail, snapshot_dtype
+from .trail import Rows, Trail, snapshot_dtype
 
 if TYPE_CHECKING:
     from .animation import Animation, GifTarget
@@ -421,7 +421,7 @@ class Stepper:
         report = Report.read(stats)
         if report.finite and np.isfinite(losses).all():
             programs.seconds_per_step = (time.perf_counter() - t0) / k
-            kept = self._commit(start, new, report, losses, path, (step, every, snaps))
+            kept = self._commit(start, new, report, losses, path, (step, every, snaps, programs.snapshot_rows))
             return (k, False) if kept else (0, False)
         # Something went non-finite in this chunk: replay it, stopping before the first bad step.
         new, losses, path, snaps, stats, done, last = programs.guarded(start, loss, self._dynamic, lr, np.int32(k), due)
@@ -430,7 +430,8 @@ class Stepper:
             if self._carry is not start:
                 return 0, False  # the state moved on meanwhile
             if done:
-                self._commit(start, new, Report.read(stats), np.asarray(losses)[:done], path, (step, every, snaps))
+                taken = np.asarray(losses)[:done]
+                self._commit(start, new, Report.read(stats), taken, path, (step, every, snaps, programs.snapshot_rows))
             if done == k:
                 return k, False
             self._diverge(self._history.step + 1, Report.read(last))
@@ -443,12 +444,12 @@ class Stepper:
         report: Report,
         losses: np.ndarray,
         path: Any,
-        snapshots: tuple[int, int, Any],
+        snapshots: tuple[int, int, Any, Rows | None],
     ) -> bool:
         """Keep a chunk's steps from ``start`` to ``state``, unless the stepper has moved on from ``start``.
 
-        ``snapshots`` is ``(step, every, buffer)``: the chunk's first step, its snapshot spacing
-        and the snapshots it wrote (None when no trail is kept).
+        ``snapshots`` is ``(step, every, buffer, where)``: the chunk's first step, its snapshot
+        spacing, what it recorded (None when no trail is kept) and where the snapshots are in it.
         """
         path = None if path is None else np.asarray(path)[: len(losses)]
         with self._lock:
@@ -458,8 +459,9 @@ class Stepper:
             self._read(report)
             self._history.extend(losses, path)
             if self._trail is not None:
-                step, every, buffer = snapshots
-                self._trail.add_rows(step, len(losses), every, buffer)
+                step, every, buffer, where = snapshots
+                if where is not None:
+                    self._trail.add_rows(step, len(losses), every, buffer, where)
             self._set_diverged(None, None)
             return True
 

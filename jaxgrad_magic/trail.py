@@ -8,15 +8,16 @@ step, at most :attr:`Trail.capacity` of them, fewer the bigger the model (a budg
 doubles, so the snapshots stay evenly spaced over the whole descent, however long: a run of
 10^5 steps of a million parameters keeps 8 copies of them, not 10^5.
 
-The snapshots stay on the device. During ``run(n)`` the compiled loop writes them into a
-buffer of ``capacity + 1`` rows (see :mod:`jaxgrad_magic.descent`), at the spacing the trail
-will have when the chunk ends, so a chunk never takes more than the trail keeps; a single
+The snapshots stay on the device. During ``run(n)`` the compiled loop writes them into
+``capacity + 1`` rows of the buffer it records into (see :mod:`jaxgrad_magic.descent`), at the
+spacing the trail will have when the chunk ends, so a chunk never takes more than the trail keeps; a single
 ``step()`` keeps its parameters as they are (no copy). Pure: no IPython, no widgets.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,10 +42,30 @@ def snapshot_dtype(params: Any) -> Any:
     return jnp.result_type(jnp.float32, *dtypes)
 
 
-@jax.jit
-def _gather(kept: jax.Array, written: jax.Array, rows: jax.Array) -> jax.Array:
+class Rows(NamedTuple):
+    """Where a run's chunk left its snapshots in the buffer it records into: ``count`` rows of
+    ``size`` numbers from ``offset``, to be read in ``dtype`` (see :class:`jaxgrad_magic.descent.Record`).
+
+    The trail reads them from that buffer in the one call that keeps them: sliced out by the
+    chunk, they would be copied once more (for a million parameters, 36 MB per chunk).
+    """
+
+    offset: int
+    count: int
+    size: int
+    dtype: str
+
+    def of(self, buffer: jax.Array) -> jax.Array:
+        """The snapshots in ``buffer``: ``(count, size)``, row ``j`` the ``j``-th due step's."""
+        flat = jax.lax.slice_in_dim(buffer, self.offset, self.offset + self.count * self.size)
+        return flat.reshape(self.count, self.size).astype(self.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _gather(kept: jax.Array | None, buffer: jax.Array, rows: jax.Array, where: Rows) -> jax.Array:
     # One matrix of the rows still kept and a chunk's new ones: one call and one array per chunk.
-    return jnp.concatenate([kept, written])[rows]
+    written = where.of(buffer)
+    return (written if kept is None else jnp.concatenate([kept, written]))[rows]
 
 
 @jax.jit
@@ -101,14 +122,16 @@ class Trail:
         if len(self._steps) > self.capacity:
             self._space(self.spacing(step))
 
-    def add_rows(self, first: int, taken: int, every: int, buffer: Any) -> None:
+    def add_rows(self, first: int, taken: int, every: int, buffer: Any, where: Rows) -> None:
         """Keep what a chunk of a run wrote: the multiples of ``every`` in ``(first, first + taken]``.
 
         Args:
           first: the step the chunk started from.
           taken: the steps it kept.
           every: the spacing the chunk wrote its snapshots at (:meth:`spacing` of where it was to end).
-          buffer: the chunk's snapshots, row ``j`` the ``j``-th multiple of ``every`` after ``first``.
+          buffer: what the chunk recorded; its snapshot row ``j`` is the ``j``-th multiple of
+            ``every`` after ``first``.
+          where: where in ``buffer`` the snapshots are.
         """
         if buffer is None or every % self.every or taken <= 0:
             return
@@ -117,18 +140,19 @@ class Trail:
         if not count:
             return
         # The rows still kept first, then the new ones: one matrix again, in one call.
-        rows = np.zeros(buffer.shape[0], np.int32)
+        kept = self._matrix
+        rows = np.zeros(where.count, np.int32)
         at = 0
         for k, value in enumerate(self._values):
             if isinstance(value, int):
                 rows[at], self._values[k] = value, at
                 at += 1
         for j in range(count):
-            rows[at] = buffer.shape[0] + j
+            rows[at] = (0 if kept is None else kept.shape[0]) + j
             self._steps.append((first // every + j + 1) * every)
             self._values.append(at)
             at += 1
-        self._matrix = _gather(buffer if self._matrix is None else self._matrix, buffer, rows)
+        self._matrix = _gather(kept, buffer, rows, where)
         if len(self._steps) > self.capacity:  # never, for a chunk that wrote at its spacing
             self._space(self.spacing(self._steps[-1]))
 

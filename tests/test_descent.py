@@ -176,6 +176,7 @@ def test_a_chunk_writes_the_snapshots_of_its_due_steps() -> None:
     # As from step 3 with every 2: steps 4 and 6 are due (1 and 3 steps in), in rows 0 and 1;
     # from x = 0 the k-th step reaches (1 - 0.75^k) TARGET.
     carry, _, _, snaps, _ = p.run(carry, float(first[0]), (TARGET,), lr, np.int32(4), Every.at(3, 2, 4))
+    snaps = p.snapshot_rows.of(snaps)
     assert snaps.shape == (p.snapshot_slots + 1, 3)
     np.testing.assert_allclose(snaps[0], (1 - 0.75) * TARGET, rtol=1e-6)
     np.testing.assert_allclose(snaps[1], (1 - 0.75**3) * TARGET, rtol=1e-6)
@@ -192,7 +193,7 @@ def test_a_run_and_its_replay_write_the_due_steps_snapshots(step: int, every: in
     assert int(Every.at(step, every, n).due) == len(due)
     for program in (p.run, p.guarded):
         out = program(carry, float(first[0]), (TARGET,), lr, np.int32(n), Every.at(step, every, n))
-        losses, snaps = np.asarray(out[1]), np.asarray(out[3])
+        losses, snaps = np.asarray(out[1]), np.asarray(p.snapshot_rows.of(out[3]))
         # From -TARGET the k-th step of this chunk reaches (1 - 2 * 0.75^k) TARGET: due step s is k = s - step.
         for row, s in enumerate(due):
             np.testing.assert_allclose(snaps[row], (1 - 2 * 0.75 ** (s - step)) * TARGET, rtol=1e-6)
