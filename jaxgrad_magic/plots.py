@@ -198,8 +198,14 @@ def thin(path: np.ndarray, max_points: int = MAX_PATH_POINTS) -> np.ndarray:
     half = max(2, max_points // 2)
     # Row i * (n - 1) // (half - 1): the first and the last, evenly spaced, distinct since n > half.
     by_step = np.arange(half) * (n - 1) // (half - 1)
-    early = np.geomspace(1, n - 1, max(2, max_points) - half).astype(np.int64)
-    return path[np.union1d(by_step, early)]  # at most max_points rows
+    early = np.geomspace(1, n - 1, max(1, max_points - half - 1)).astype(np.int64)
+    early = early[np.diff(early, prepend=0) > 0]  # distinct (they never decrease)
+    # The geometric rows are the denser ones up to where their spacing, e (ratio - 1), reaches
+    # the even spacing: those before that point, the evenly spaced ones after it. Both are in
+    # order and apart, so no sort is needed.
+    ratio = (n - 1) ** (1 / max(1, max_points - half - 2))
+    switch = ((n - 1) / (half - 1)) / max(ratio - 1, 1e-12)
+    return path[np.concatenate([by_step[:1], early[early < switch], by_step[by_step >= max(switch, 1)]])]
 
 
 def _nice_up(value: float) -> float:
