@@ -73,15 +73,34 @@ def bound(lambda_max: float, optimizer: str) -> Bound:
 class SharpnessHistory(NamedTuple):
     """The measurements of λmax during runs, one row per measurement (read-only arrays).
 
+    Shown in a notebook as a picture: λmax over the steps against the curvature the optimizer
+    stays stable below at its rate then (``limits``), the view of the "edge of stability".
+
     Attributes:
       steps: the step each was taken at.
       values: λmax there.
       lrs: the learning rate then, so ``2 / lrs`` is what λmax was measured against.
+      limits: the λmax the optimizer stayed stable below at that rate, from :func:`bound`:
+        ``2/lr`` for sgd (a guide for adaptive methods), ``(2+2β)/lr`` with momentum,
+        ``(2+2β)/((1+2β) lr)`` with Nesterov.
+      optimizer: the optimizer's label at the last measurement (empty before any).
     """
 
     steps: np.ndarray
     values: np.ndarray
     lrs: np.ndarray
+    limits: np.ndarray
+    optimizer: str = ""
+
+    def picture(self) -> bytes:
+        """λmax over the steps against :attr:`limits`, as PNG bytes (see :mod:`jaxgrad_magic.sharpness_plot`)."""
+        from .sharpness_plot import sharpness_png  # lazy: matplotlib loads when a picture is asked for
+
+        exact = bound(1.0, self.optimizer).exact if self.optimizer else True
+        return sharpness_png(self.steps, self.values, self.limits, optimizer=self.optimizer, exact=exact)
+
+    def _repr_png_(self) -> bytes | None:
+        return self.picture() if len(self.steps) else None
 
 
 def _read_only(values: list[float], dtype: Any) -> np.ndarray:
@@ -111,7 +130,7 @@ class Meter:
         self._last: tuple[Any, float, curvature.Sharpness] | None = None  # (parameters, tolerance, what was found)
         self._start: curvature.Sharpness | None = None
         self._every = 0
-        self._history: collections.deque[tuple[int, float, float]] = collections.deque(maxlen=HISTORY_LIMIT)
+        self._history: collections.deque[tuple[int, float, float, float, str]] = collections.deque(maxlen=HISTORY_LIMIT)
 
     def measure(self, params: Any, tol: float | None = None) -> curvature.Sharpness:
         """λmax at ``params``: measured once per parameter state (the stepper replaces them at every step).
@@ -170,20 +189,32 @@ class Meter:
             return remaining
         return min(remaining, self._every - step % self._every)
 
-    def track(self, step: int, params: Any, lr: float) -> None:
-        """Measure and record λmax at ``step`` when a measurement falls due there."""
+    def track(self, step: int, params: Any, lr: float, optimizer: str) -> None:
+        """Measure and record λmax at ``step`` when a measurement falls due there.
+
+        Args:
+          step: the stepper's step.
+          params: its parameters there.
+          lr: its learning rate.
+          optimizer: its optimizer's label, for the stability limit at ``lr`` (see :func:`bound`).
+        """
         if self._every and step % self._every == 0:
             found = self.measure(params, TRACK_TOL)
+            limit = bound(1.0, optimizer).value / lr if lr > 0 else math.inf  # bound(λ) = c/λ, so λ* = c/lr
             with self._lock:
-                self._history.append((step, found.value, lr))
+                self._history.append((step, found.value, lr, limit, optimizer))
 
     def history(self) -> SharpnessHistory:
         """The measurements so far (see :class:`SharpnessHistory`)."""
         with self._lock:
             rows = list(self._history)
-        steps, values, lrs = zip(*rows, strict=True) if rows else ((), (), ())
+        steps, values, lrs, limits, optimizers = zip(*rows, strict=True) if rows else ((), (), (), (), ("",))
         return SharpnessHistory(
-            _read_only(list(steps), np.int64), _read_only(list(values), np.float64), _read_only(list(lrs), np.float64)
+            _read_only(list(steps), np.int64),
+            _read_only(list(values), np.float64),
+            _read_only(list(lrs), np.float64),
+            _read_only(list(limits), np.float64),
+            optimizers[-1],
         )
 
     def clear_history(self) -> None:

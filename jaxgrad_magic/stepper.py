@@ -741,11 +741,13 @@ class Stepper:
 
     @property
     def sharpness_history(self) -> SharpnessHistory:
-        """λmax measured during runs (to about 1%): ``steps``, ``values`` and the learning rate then (``lrs``).
+        """λmax measured during runs (to about 1%): ``steps``, ``values``, the learning rate then
+        (``lrs``) and the λmax the optimizer was stable below at that rate (``limits``).
 
         Filled every :attr:`sharpness_every` steps (the most recent 100,000 measurements kept);
-        :meth:`reset` empties it. Compare ``values`` with ``2 / lrs``: above it, plain gradient
-        descent is past its stable rate. The arrays are read-only.
+        :meth:`reset` empties it. Above ``limits`` (``2 / lrs`` for plain gradient descent) the
+        descent is past its stable rate. The arrays are read-only; in a notebook it shows as a
+        picture of λmax against the limit over the steps.
         """
         return self._meter.history()
 
@@ -753,8 +755,8 @@ class Stepper:
         """After a chunk of a run: measure λmax when a measurement falls due at this step."""
         if self._meter.every and not diverged:
             with self._lock:
-                step, params, lr = self._history.step, self._params, self._lr
-            self._meter.track(step, params, lr)
+                step, params, lr, label = self._history.step, self._params, self._lr, self._opt.label
+            self._meter.track(step, params, lr, label)
 
     @property
     def optimizer(self) -> Any:

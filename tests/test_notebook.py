@@ -66,6 +66,13 @@ def test_story_values_match_closed_forms(executed: nbformat.NotebookNode) -> Non
     step = next(t for s, t in texts.items() if s.startswith("x_new ="))
     assert "Updated x: 4.0" in step and "Updated y: 1.8" in step
 
+    # The edge of stability: the sharpness history shows as a picture, and its repr holds 2/lr.
+    edge = next(
+        c for c in executed.cells if c.cell_type == "code" and c.source.startswith("from jaxgrad_magic import Stepper")
+    )
+    (shown,) = [o for o in edge.outputs if o.get("output_type") == "execute_result"]
+    assert "image/png" in shown["data"] and "SharpnessHistory(" in shown["data"]["text/plain"]
+
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 

@@ -13,9 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import png_pixels
 from jax.flatten_util import ravel_pytree
 
-from jaxgrad_magic import Stepper
+from jaxgrad_magic import Stepper, plots, sharpness_plot
 from jaxgrad_magic.errors import JaxGradUsageError
 from jaxgrad_magic.optimizers import MOMENTUM
 from jaxgrad_magic.sharpness import bound
@@ -171,3 +172,42 @@ def test_a_measurement_where_f_is_not_finite_does_not_spoil_the_next() -> None:
     s = Stepper(lambda x: jnp.sum(jnp.cos(x)), jnp.array([math.pi, 0.5]))  # Hessian diag(-cos x)
     assert math.isnan(s._meter.measure(jnp.array([jnp.nan, 0.5])).value)
     assert s._meter.measure(jnp.array([math.pi, 0.5])).value == pytest.approx(1.0, rel=1e-5)
+
+
+def _rows_of(pixels: np.ndarray, hex_colour: str, tolerance: int = 40) -> np.ndarray:
+    """The rows of an RGB picture where a pixel is within ``tolerance`` of ``hex_colour``."""
+    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    near = np.abs(pixels[..., :3].astype(int) - rgb).max(axis=-1) <= tolerance
+    return np.flatnonzero(near.any(axis=1))
+
+
+def test_the_history_keeps_each_optimizers_limit_and_shows_lambda_against_it() -> None:
+    # 2x² + 4y²: the Hessian is diag(4, 8), λmax = 8 everywhere.
+    def quad(x: jax.Array, y: jax.Array) -> jax.Array:
+        return 2.0 * x**2 + 4.0 * y**2
+
+    s = Stepper(quad, (1.0, 1.0), argnums=(0, 1), lr=0.05)
+    assert s.sharpness_history._repr_png_() is None  # nothing measured yet: no picture
+    s.sharpness_every = 10
+    s.run(30)
+    s.optimizer = "momentum"
+    s.lr = 0.04
+    s.run(20)
+    h = s.sharpness_history
+    np.testing.assert_array_equal(h.steps, [10, 20, 30, 40, 50])
+    np.testing.assert_allclose(h.values, 8.0, rtol=1e-2)
+    # sgd: stable below λ = 2/lr; heavy-ball momentum β = 0.9: (2 + 2β)/lr.
+    np.testing.assert_allclose(h.limits, [2 / 0.05] * 3 + [3.8 / 0.04] * 2, rtol=1e-12)
+    assert h.optimizer == "momentum" and not h.limits.flags.writeable
+    pixels = png_pixels(h._repr_png_(), "RGB")
+    assert pixels.shape[:2] == (sharpness_plot.HEIGHT, sharpness_plot.WIDTH)
+    line = _rows_of(pixels, plots.LOSS_COLOR)
+    assert line.size and line.max() - line.min() < 12  # λmax holds still: a flat line, its dots
+    # The limit (40, then 95) sits above λmax = 8 on the axis: λmax is in the lower part of the plot.
+    assert line.min() > sharpness_plot.HEIGHT * 0.55
+
+
+def test_the_limit_is_named_a_guide_for_adaptive_methods() -> None:
+    assert sharpness_plot.limit_label("sgd", True) == "2/lr"
+    assert sharpness_plot.limit_label("nesterov", True) == "(2+2β)/((1+2β)lr)"
+    assert sharpness_plot.limit_label("adam", False) == "2/lr (a guide for adam)"
