@@ -59,12 +59,26 @@ def _plot_area(width: int, height: int) -> tuple[float, float, float, float]:
     return left * width, bottom * height, right * width, top * height
 
 
-def _figure(width: int, height: int) -> tuple[Figure, FigureCanvasAgg, Any]:
+def figure(
+    width: int, height: int, box: tuple[float, float, float, float] = AXES_BOX
+) -> tuple[Figure, FigureCanvasAgg, Any]:
+    """A figure of ``width x height`` pixels with one axes in the panel's colours (every picture's frame).
+
+    Matplotlib's object API on its own Agg canvas, no pyplot state, so any thread can draw.
+
+    Args:
+      width: pixels.
+      height: pixels.
+      box: the plot area: left, bottom, right, top in figure fractions.
+
+    Returns:
+      The figure, its canvas and the axes.
+    """
     fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=FACE)
     agg = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     # Fixed margins: tight_layout would cost a whole extra draw per layout.
-    left, bottom, right, top = AXES_BOX
+    left, bottom, right, top = box
     fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top)
     ax.set_facecolor(AXES_FACE)
     for spine in ax.spines.values():
@@ -297,7 +311,7 @@ class _LossLayout(NamedTuple):
 
 def _loss_picture(layout: _LossLayout, width: int, height: int) -> _Picture:
     """The static part of a loss plot for one layout."""
-    fig, agg, ax = _figure(width, height)
+    fig, agg, ax = figure(width, height)
     _title(ax, "loss")
     ax.set_xlabel("step", fontsize=8)
     if layout.scale == "symlog":
@@ -589,7 +603,7 @@ class ContourPlot:
         zs = np.asarray(zs, dtype=np.float64)
         if zs.shape != (len(ys), len(xs)):
             raise ValueError(f"zs must have shape (len(ys), len(xs)) = {(len(ys), len(xs))}, got {zs.shape}.")
-        fig, agg, ax = _figure(width, height)
+        fig, agg, ax = figure(width, height)
         ax.set_xlabel(labels[0], fontsize=8)
         ax.set_ylabel(labels[1], fontsize=8, rotation=0, labelpad=8)
         levels = _finite_levels(zs)
@@ -665,7 +679,7 @@ class CurvePlot:
         if ys.shape != self._xs.shape:
             raise ValueError(f"xs and ys differ in length ({len(self._xs)} vs {len(ys)}); pass f at every x.")
         self._ys = np.where(np.isfinite(ys), ys, np.nan)
-        fig, agg, ax = _figure(width, height)
+        fig, agg, ax = figure(width, height)
         ax.set_xlabel(label, fontsize=8)
         ax.plot(self._xs, self._ys, color=LOSS_COLOR, lw=1.4)
         ax.set_xlim(self._xs[0], self._xs[-1])

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib import ticker
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
@@ -48,7 +46,6 @@ an eighth optimizer takes the first colour again."""
 CASING = "white"  # under every path on the contour
 BEST_WIDTH, OTHER_WIDTH = 1.8, 0.7  # points: the best rate's loss line, and the other rates'
 OTHER_ALPHA = 0.35
-_DPI = 100
 
 
 def colours(count: int) -> list[str]:
@@ -177,16 +174,8 @@ def _series(run: RaceRun, floor: float | None, columns: int) -> tuple[np.ndarray
 
 def _losses(result: RaceResult, inks: Sequence[str], width: int = plots.WIDTH, height: int = plots.HEIGHT) -> bytes:
     """Every run's loss curve on one axis (log where the losses allow), the best rates bold and in the legend."""
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=plots.FACE)
-    agg = FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    left, bottom, right, top = plots.AXES_BOX
-    fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top)
-    ax.set_facecolor(plots.AXES_FACE)
-    for spine in ax.spines.values():
-        spine.set_color(plots.INK)
-        spine.set_linewidth(0.8)
-    ax.tick_params(which="both", colors=plots.INK, labelcolor=plots.INK, labelsize=7.5, length=3, width=0.6)
+    _, agg, ax = plots.figure(width, height)
+    left, _, right, _ = plots.AXES_BOX
     ax.set_title("loss", loc="left", fontsize=8.5, color=plots.INK, pad=4)
     ax.set_xlabel("step", fontsize=8, color=plots.INK)
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import ticker
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from . import canvas, plots
 
 WIDTH, HEIGHT = 360, 190  # pixels
-_DPI = 100
+BOX = (0.15, 0.2, 0.96, 0.86)  # the plot area: left, bottom, right, top
 LIMIT_COLOR = plots.INK
 UNSTABLE_COLOR = plots.PATH_COLOR
 _FORMULAS = {"momentum": "(2+2β)/lr", "nesterov": "(2+2β)/((1+2β)lr)"}
@@ -58,15 +56,7 @@ def sharpness_png(
     x = np.asarray(steps, dtype=np.float64)
     lam = np.asarray(values, dtype=np.float64)
     lim = np.asarray(limits, dtype=np.float64)
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=plots.FACE)
-    agg = FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    fig.subplots_adjust(left=0.15, right=0.96, bottom=0.2, top=0.86)
-    ax.set_facecolor(plots.AXES_FACE)
-    for spine in ax.spines.values():
-        spine.set_color(plots.INK)
-        spine.set_linewidth(0.8)
-    ax.tick_params(which="both", colors=plots.INK, labelcolor=plots.INK, labelsize=7.5, length=3, width=0.6)
+    _, agg, ax = plots.figure(width, height, BOX)
     ax.set_title(f"λmax (line) against {limit_label(optimizer, exact)} (dashed)", loc="left", fontsize=8.5,
                  color=plots.INK, pad=4)  # fmt: skip
     ax.set_xlabel("step", fontsize=8, color=plots.INK)

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib import ticker
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from . import canvas, plots
 
 WIDTH, HEIGHT = 360, 190  # pixels
-_DPI = 100
+BOX = (0.15, 0.2, 0.96, 0.86)  # the plot area: left, bottom, right, top
 _FLOOR = 1e-6  # the lowest density drawn, relative to the highest: the log axis starts there
 NEGATIVE_COLOR = plots.PATH_COLOR
 
@@ -53,15 +51,7 @@ def density_png(
     y = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x) & np.isfinite(y)
     x, y = x[finite], np.maximum(y[finite], 0.0)
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=plots.FACE)
-    agg = FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    fig.subplots_adjust(left=0.15, right=0.96, bottom=0.2, top=0.86)
-    ax.set_facecolor(plots.AXES_FACE)
-    for spine in ax.spines.values():
-        spine.set_color(plots.INK)
-        spine.set_linewidth(0.8)
-    ax.tick_params(which="both", colors=plots.INK, labelcolor=plots.INK, labelsize=7.5, length=3, width=0.6)
+    _, agg, ax = plots.figure(width, height, BOX)
     ax.set_title(title, loc="left", fontsize=8.5, color=plots.INK, pad=4)
     ax.set_xlabel("eigenvalue", fontsize=8, color=plots.INK)
     peak = float(y.max()) if y.size and y.max() > 0 else 1.0

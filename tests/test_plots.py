@@ -290,7 +290,7 @@ def groups(rows: np.ndarray) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("scale", ["linear", "log", "symlog"])
 def test_pixel_map_is_matplotlibs_transform(scale: str) -> None:
-    _, canvas, ax = plots._figure(plots.WIDTH, plots.HEIGHT)
+    _, canvas, ax = plots.figure(plots.WIDTH, plots.HEIGHT)
     if scale == "symlog":
         ax.set_yscale("symlog", linthresh=0.01)
         ax.set_ylim(-1e3, 1e4)
@@ -315,7 +315,7 @@ def test_the_loss_line_lies_where_matplotlib_draws_it() -> None:
     losses = 40.0 * np.exp(-steps / 600.0) + 0.5 + 0.3 * np.sin(steps / 150.0)
     curve = plots.LossCurve()
     ours = pixels(curve.render(steps, losses))
-    _, canvas, ax = plots._figure(plots.WIDTH, plots.HEIGHT)
+    _, canvas, ax = plots.figure(plots.WIDTH, plots.HEIGHT)
     (xlim, ylim) = curve.limits
     ax.set_yscale(curve.yscale)
     ax.set_xlim(*xlim)
