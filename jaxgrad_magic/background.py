@@ -10,6 +10,8 @@ state. Pure: no IPython, no widgets.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections.abc import Callable
 
 
@@ -28,6 +30,7 @@ class Redo:
         self._due = False
         self._thread: threading.Thread | None = None
         self.closed = False
+        _LIVE.add(self)
 
     def request(self) -> None:
         """Run the job soon: now if it is idle, else once more when the run going on ends."""
@@ -58,3 +61,17 @@ class Redo:
                     return
                 self._due = False
             self._job()
+
+
+_LIVE: weakref.WeakSet[Redo] = weakref.WeakSet()
+
+
+def wait_all(timeout: float | None = None) -> bool:
+    """Wait until no :class:`Redo` has a run due or going (a script or a test that must see
+    the panels' measurements done, or count the programs they compile); False after ``timeout``."""
+    end = None if timeout is None else time.monotonic() + timeout
+    for redo in list(_LIVE):
+        left = None if end is None else max(0.0, end - time.monotonic())
+        if not redo.wait(left):
+            return False
+    return True

@@ -183,7 +183,8 @@ class StepperPanel:
         self._leaf_layout = self._flat_layout()
         self._build_controls(stepper)
         self.race_control = RaceControl(stepper)
-        self.stability = StabilityMeter(stepper)
+        self._still_measuring = False  # the last still picture was drawn before the first λmax
+        self.stability = StabilityMeter(stepper, on_first=self._on_first_lambda)  # measures once started, below
         self._setup_landscape(stepper)
         self.grad_norms = GradNorms(stepper)  # per leaf, under the readout
         self.plane = PlaneView(stepper, self.landscape_image)  # more than two parameters: a loss plane
@@ -198,6 +199,7 @@ class StepperPanel:
         # The panel follows the stepper one way: whoever changed it (a button here, or code in a
         # cell), the change shows.
         self._unobserve = stepper.observe(self._on_stepper_change)
+        self.stability.start()  # λmax off the display's path: its first program takes half a second to compile
 
     # ------------------------------------------------------------------ construction
 
@@ -442,6 +444,7 @@ class StepperPanel:
             ]
             if self.stability.text:  # the line under the slider: where the rate stands against 2/λmax
                 lines.append(self.stability.text)
+            self._still_measuring = self.stability.lambda_max is None and self.stability.error is None
             if s.diverged:
                 lines.append(s.divergence or f"diverged at step {s.diverged_at}")
             title = f"Gradient descent on {self._fn_name} over {', '.join(self._title_names)}"
@@ -498,6 +501,11 @@ class StepperPanel:
         timer = threading.Timer(PUBLISH_DELAY, self._publish_if_due)
         timer.daemon = True
         timer.start()
+
+    def _on_first_lambda(self) -> None:
+        """The first λmax shows: a still picture drawn before it said "measuring λmax…"."""
+        if self._still_measuring:
+            self._publish_soon()
 
     def _publish_if_due(self) -> None:
         if self._publish_due and not _IN_CELL.is_set():  # else the cell's end publishes it

@@ -5,10 +5,11 @@ right under the slider, ``stable below 2/λmax = 0.2``, which turns to the warni
 rate passes it; the readout shows λmax beside ``2/lr``. For momentum and Nesterov the line gives
 their own bound, for adaptive methods ``2/λmax`` as a guide (see :mod:`jaxgrad_magic.sharpness`).
 
-λmax is measured where the descent stands: once when the panel is built (that first measurement
-compiles its program, so it is done then, not behind the caller's back), then after every step,
-run and reset on a background thread that coalesces requests, so a click never waits for it.
-A change of learning rate or optimizer only redraws. Both widgets carry a ``jgm-*`` CSS class
+λmax is measured where the descent stands, on a background thread that coalesces requests, so
+neither the panel's first display nor a click waits for it: once when the panel is built (the
+line says "measuring λmax…" meanwhile; that first measurement compiles its program, about half
+a second), then after every step, run and reset. A change of learning rate or optimizer only
+redraws. Both widgets carry a ``jgm-*`` CSS class
 (``jgm-stability`` and ``jgm-sharpness``).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
@@ -44,6 +46,7 @@ class StabilityMeter:
 
     Args:
       stepper: the descent to measure; only read.
+      on_first: called (on the background thread) once the first measurement is shown.
 
     Attributes:
       line: the HTML line under the learning-rate slider.
@@ -55,8 +58,9 @@ class StabilityMeter:
       text: the line under the slider, as plain text (for the panel's still picture).
     """
 
-    def __init__(self, stepper: Stepper) -> None:
+    def __init__(self, stepper: Stepper, on_first: Callable[[], None] | None = None) -> None:
         self.stepper = stepper
+        self._on_first = on_first
         self.lambda_max: float | None = None
         self.measured_at: int | None = None
         self.exceeded = False
@@ -67,7 +71,11 @@ class StabilityMeter:
         self.line.add_class("jgm-stability")
         self.readout = widgets.HTML("")
         self.readout.add_class("jgm-sharpness")
-        self._measure()  # here: the first measurement compiles, and must not race what the caller does next
+        self.render()  # "measuring λmax…" until start()
+
+    def start(self) -> None:
+        """Take the first measurement, on the background thread (the panel calls this once built)."""
+        self._redo.request()
 
     def update(self, what: str) -> None:
         """The stepper changed (``what`` as :meth:`Stepper.observe` says): redraw, or measure again."""
@@ -93,6 +101,7 @@ class StabilityMeter:
             widget.close()
 
     def _measure(self) -> None:
+        first = self.lambda_max is None and self.error is None
         step = int(self.stepper.steps)
         try:
             value = self.stepper.sharpness()
@@ -102,6 +111,8 @@ class StabilityMeter:
             self.lambda_max, self.measured_at, self.error = value, step, None
         if not self._redo.closed:
             self.render()
+            if first and self._on_first is not None:
+                self._on_first()  # the panel's still picture said "measuring λmax…"
 
     def render(self) -> None:
         """Show the last λmax against the stepper's learning rate and optimizer."""

@@ -30,6 +30,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
 from traitlets.config import Config
 
+from jaxgrad_magic import background
+
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
@@ -51,19 +53,32 @@ jax.monitoring.register_event_duration_secs_listener(_COUNTER)
 
 
 class Compiles:
-    """Compilations since the fixture started (or since :meth:`reset`)."""
+    """Compilations since the fixture started (or since :meth:`reset`).
+
+    The panels measure λmax on background threads, and a first measurement compiles: both ends
+    of a count wait for that work, so it is counted where it was asked for, never elsewhere.
+    """
 
     def __init__(self) -> None:
-        self._start = _COUNTER.count
+        self.reset()
 
     def reset(self) -> None:
         """Start counting from zero again."""
+        assert background.wait_all(120), "a panel's background work did not finish"
         self._start = _COUNTER.count
 
     @property
     def count(self) -> int:
         """How many XLA compilations happened since the last reset."""
+        assert background.wait_all(120), "a panel's background work did not finish"
         return _COUNTER.count - self._start
+
+
+@pytest.fixture(autouse=True)
+def _background_work_ends_with_its_test() -> Iterator[None]:
+    """A panel's background measurement never runs on into the next test."""
+    yield
+    assert background.wait_all(120), "a panel's background work did not finish"
 
 
 class Shell:

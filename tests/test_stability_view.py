@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from typing import Any
 
 import jax
@@ -28,7 +29,10 @@ def bowl(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def make_panel(fn: Any = bowl, point: Any = (1.0, 2.0), argnums: Any = (0, 1), **options: Any) -> StepperPanel:
-    return Stepper(fn, point, argnums, **options).widget.panel
+    """A panel, once its first measurement (taken in the background) shows."""
+    panel = Stepper(fn, point, argnums, **options).widget.panel
+    assert panel.stability.wait(timeout=TIMEOUT), "the first measurement did not finish"
+    return panel
 
 
 def shown(widget: Any) -> str:
@@ -46,6 +50,29 @@ def panel() -> Any:
     p = make_panel(lr=0.1)
     yield p
     p.close()
+
+
+def test_the_panel_is_built_before_lambda_max_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first measurement compiles its program (about half a second): it is taken in the
+    # background, held here until the panel is checked, so the panel shows without waiting for it.
+    s = Stepper(bowl, (1.0, 2.0), (0, 1), lr=0.1)
+    gate, real = threading.Event(), s.sharpness
+
+    def held(*args: Any, **kwargs: Any) -> float:
+        assert gate.wait(TIMEOUT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(s, "sharpness", held)
+    p = s.widget.panel
+    try:
+        assert shown(p.stability.line) == "measuring λmax…" and p.stability.lambda_max is None
+        assert shown(p.stability.readout) == "–"
+        gate.set()
+        assert p.stability.wait(timeout=TIMEOUT)
+        assert shown(p.stability.line) == "stable below 2/λmax = 0.2" and p.stability.measured_at == 0
+    finally:
+        gate.set()
+        p.close()
 
 
 def test_the_mark_sits_under_the_slider_and_reads_the_bound(panel: StepperPanel) -> None:

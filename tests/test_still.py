@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -42,6 +43,14 @@ def sent(ip: Shell) -> Iterator[CapturingDisplayPublisher]:
         shell.display_pub = original
 
 
+# A stepper whose panel has measured its first λmax (in the background) before it is shown.
+SETUP = """\
+s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)
+from IPython.display import display
+assert s.widget.panel.stability.wait(30)
+"""
+
+
 def published(capture: CapturingDisplayPublisher) -> list[dict[str, Any]]:
     """Widget outputs published so far: ``{"data", "update", "display_id"}`` each."""
     return [
@@ -63,7 +72,7 @@ def picture(data: dict[str, Any]) -> Image.Image:
 
 
 def test_a_displayed_panel_carries_its_picture_beside_its_view(ip: Shell, sent: CapturingDisplayPublisher) -> None:
-    ip.run_cell("s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)\nfrom IPython.display import display\n")
+    ip.run_cell(SETUP)
     ip.run_cell("display(s.widget)")
     live, shown = published(sent)
     # The panel itself, with no text where no widget is drawn ...
@@ -83,7 +92,7 @@ def test_a_displayed_panel_carries_its_picture_beside_its_view(ip: Shell, sent: 
 
 
 def test_the_picture_follows_runs_and_resets_but_not_each_step(ip: Shell, sent: CapturingDisplayPublisher) -> None:
-    ip.run_cell("s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)\nfrom IPython.display import display\n")
+    ip.run_cell(SETUP)
     ip.run_cell("display(s.widget)")
     (shown,) = panels(sent)
     ip.run_cell("s.step()\ns.step()")
@@ -102,7 +111,7 @@ def test_the_picture_follows_runs_and_resets_but_not_each_step(ip: Shell, sent: 
 
 
 def test_a_run_from_the_button_is_published_once_it_ends(ip: Shell, sent: CapturingDisplayPublisher) -> None:
-    ip.run_cell("s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)\nfrom IPython.display import display\n")
+    ip.run_cell(SETUP)
     ip.run_cell("display(s.widget)")
     p = ip.ns["s"].widget.panel
     p.steps_input.value = 30
@@ -116,10 +125,34 @@ def test_a_run_from_the_button_is_published_once_it_ends(ip: Shell, sent: Captur
 
 
 def test_a_closed_panel_is_no_longer_published(ip: Shell, sent: CapturingDisplayPublisher) -> None:
-    ip.run_cell("s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)\nfrom IPython.display import display\n")
+    ip.run_cell(SETUP)
     ip.run_cell("display(s.widget)")
     ip.run_cell("s.close_widget()\ns.run(5)")
     assert [m["update"] for m in panels(sent)] == [False]
+
+
+def test_the_first_measurement_brings_the_picture_up_to_date(ip: Shell, sent: CapturingDisplayPublisher) -> None:
+    # λmax is measured in the background; the picture the cell left says "measuring λmax…", so
+    # the measurement publishes it again when it shows, without a run or a reset.
+    ip.run_cell("s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)\nfrom IPython.display import display\n")
+    s = ip.ns["s"]
+    gate, real = threading.Event(), s.sharpness
+
+    def held(*args: Any, **kwargs: Any) -> float:
+        assert gate.wait(30)
+        return real(*args, **kwargs)
+
+    s.sharpness = held
+    ip.run_cell("display(s.widget)")
+    (shown,) = panels(sent)
+    gate.set()
+    assert s.widget.panel.stability.wait(30)
+    deadline = time.monotonic() + 10
+    while len(panels(sent)) == 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, update = panels(sent)
+    assert update["update"] and update["display_id"] == shown["display_id"]
+    assert update["data"]["text/plain"].endswith("step 0, loss 26")  # the same state, now with λmax
 
 
 def test_compose_sets_the_readout_above_the_pictures() -> None:
@@ -160,6 +193,7 @@ def test_the_picture_says_where_the_rate_stands_against_the_curvature(monkeypatc
     s = Stepper(bowl, (5.0, 2.0), argnums=(0, 1), lr=0.1)
     panel = s.widget.panel
     try:
+        assert panel.stability.wait(30)  # the first measurement, taken in the background
         quiet = picture(panel.still())
         assert "stable below 2/λmax = 1" in composed[-1]
         s.lr = 1.5
