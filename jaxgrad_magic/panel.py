@@ -819,8 +819,6 @@ class StepperPanel:
         """The stepper changed (from this panel or from code): show it."""
         if self._closed:
             return
-        self.stability.update(what)  # λmax against the rate: redrawn, or measured again off the click
-        self.plane.update(what)  # a new plane through the point, off the click
         if what == "lr":
             self._show_lr()
         elif what == "optimizer":
@@ -829,6 +827,10 @@ class StepperPanel:
             self._guarded(self._refresh, "drawing the plots")
             if what in ("run", "reset"):
                 self._publish_soon()
+        # Then the slow views, on their threads: started first, their Python would hold the GIL
+        # (in 5 ms turns) while this thread draws the frame the click is waiting for.
+        self.stability.update(what)  # λmax against the rate: redrawn, or measured again
+        self.plane.update(what)  # a new plane through the point
 
     def _show_controls(self) -> None:
         self._show_lr()
