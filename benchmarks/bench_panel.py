@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,49 @@ def measure(problem: Problem, n: int, rounds: int) -> Measured:
     )
 
 
+STEPS = 2_000  # a loop of steps in a cell, with the panel shown
+LOOP_TARGET = 1.5
+
+
+def measure_loop(problem: Problem, rounds: int) -> tuple[float, float, float]:
+    """``for _ in range(STEPS): s.step(); s.params`` with the stepper's panel built, against the
+    same loop on a stepper without one: ``(seconds without, seconds with, ratio)``, medians.
+
+    Between rounds, untimed, the panel's draw left for after the loop and its background
+    measurements end (``REDRAW_INTERVAL`` plus ``background.wait_all``)."""
+    plain = Stepper(problem.fn, problem.point, problem.argnums, lr=problem.lr, optimizer=problem.optimizer)
+    shown = Stepper(problem.fn, problem.point, problem.argnums, lr=problem.lr, optimizer=problem.optimizer)
+    panel = StepperPanel(shown)
+
+    def loop(s: Stepper) -> Callable[[], None]:
+        def steps() -> None:
+            for _ in range(STEPS):
+                s.step()
+                s.params  # noqa: B018
+
+        return steps
+
+    def settle(s: Stepper) -> Callable[[], None]:
+        def prepare() -> None:
+            s.reset()
+            time.sleep(REDRAW_INTERVAL)
+            background.wait_all()
+
+        return prepare
+
+    for side in (plain, shown):
+        loop(side)()
+    timing = alternate_calls(
+        {"plain": loop(plain), "panel": loop(shown)},
+        budget=0.0,
+        prepare={"plain": settle(plain), "panel": settle(shown)},
+        min_seconds=0.0,
+        rounds=(rounds, rounds),
+    )
+    panel.close()
+    return timing["plain"], timing["panel"], timing.ratio("panel", "plain")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = arguments(__doc__, "fewer rounds")
     parser.add_argument("-n", type=int, default=N, help="steps per run (default 10^5)")
@@ -158,6 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         "images), plus, for a run on the background thread, starting it and any redraws during the run (at "
         f"most one per {REDRAW_INTERVAL:g} s). The last row is informational (no target)."
     )
+    print(f"\n{STEPS} steps `s.step(); s.params` in a cell, panel shown vs none (target <= {LOOP_TARGET}x)")
+    for problem in PROBLEMS:
+        plain, shown, ratio = measure_loop(problem, max(3, rounds // 3))
+        met = ratio <= LOOP_TARGET
+        missed |= not met
+        print(
+            f"{problem.name:34} {plain / STEPS * 1e6:7.1f}us {shown / STEPS * 1e6:7.1f}us per step "
+            f"{ratio:6.2f}x  {'yes' if met else 'NO'}"
+        )
     return 1 if args.strict and missed else 0
 
 

@@ -14,6 +14,10 @@ import time
 import weakref
 from collections.abc import Callable
 
+SETTLE = 0.25
+"""Seconds a panel's background view waits for the requests to stop before it runs: a loop of
+steps in a cell gets one measurement when it ends, not one every few steps beside it."""
+
 
 class Redo:
     """Run ``job`` on a background thread when asked, once more for all the requests made meanwhile.
@@ -21,11 +25,17 @@ class Redo:
     Args:
       job: what to run (it reads the state itself, so a later run sees a later state).
       name: the thread's name.
+      settle: seconds without a request before a run starts. While a loop of steps keeps
+        asking, the thread waits (without the GIL, using no CPU), so neither its Python nor its
+        computation takes turns with the loop's; one run follows the loop.
     """
 
-    def __init__(self, job: Callable[[], None], name: str) -> None:
+    def __init__(self, job: Callable[[], None], name: str, settle: float = 0.0) -> None:
         self._job = job
         self._name = name
+        self._settle = settle
+        self._asked = 0.0  # when the last request came
+        self._rest = threading.Event()  # set by close(): a wait for the requests to settle ends at once
         self._lock = threading.Lock()
         self._due = False
         self._thread: threading.Thread | None = None
@@ -36,6 +46,7 @@ class Redo:
         """Run the job soon: now if it is idle, else once more when the run going on ends."""
         with self._lock:
             self._due = True
+            self._asked = time.monotonic()
             if self.closed or (self._thread is not None and self._thread.is_alive()):
                 return
             self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
@@ -51,6 +62,7 @@ class Redo:
     def close(self, timeout: float = 5.0) -> None:
         """Run no more (the run going on, if any, finishes; :attr:`closed` tells the job to skip its output)."""
         self.closed = True
+        self._rest.set()
         self.wait(timeout)
 
     def _work(self) -> None:
@@ -59,7 +71,12 @@ class Redo:
                 if not self._due or self.closed:
                     self._thread = None
                     return
-                self._due = False
+                quiet = self._settle - (time.monotonic() - self._asked)
+                if quiet <= 0:
+                    self._due = False
+            if quiet > 0:
+                self._rest.wait(quiet)  # until the requests have stopped for `settle` seconds
+                continue
             self._job()
 
 

@@ -24,7 +24,7 @@ import jax
 
 from . import norms
 from .argnums import Argnums
-from .background import Redo
+from .background import SETTLE, Redo
 from .point import parameters
 from .slices import KINDS
 
@@ -94,7 +94,7 @@ class PlaneView:
         self.shown = _size(stepper.trainable) > 2
         self.slice: Slice | None = None
         self.error: str | None = None
-        self._redo = Redo(self._draw, "jaxgrad-plane")
+        self._redo = Redo(self._draw, "jaxgrad-plane", settle=SETTLE)
         self.dropdown = widgets.Dropdown(
             options=list(KINDS),
             value="random",

@@ -176,6 +176,9 @@ class StepperPanel:
         self._seconds_per_step: tuple[Any, float] | None = None  # (optimizer, seconds) of the last run
         self._displays: list[Any] = []  # the display handles the panel was shown with
         self._publish_due = False  # the still picture is behind the panel (see _publish_soon)
+        self._next_draw = 0.0  # when a step may draw again (see _draw_soon)
+        self._clicked = False  # the Step button's step is being taken
+        self._draw_timer: threading.Timer | None = None  # the draw a burst of steps left for later
         self._still_holder = widgets.Box(layout=widgets.Layout(display="none"))  # see PanelWidget
 
         names = [p.name for p in parameters(stepper.fn)]
@@ -413,6 +416,7 @@ class StepperPanel:
         """
         self._closed = True
         self._unobserve()
+        self._cancel_draw()
         self._stop.set()
         self.wait(timeout)
         self.race_control.close(timeout)
@@ -435,6 +439,9 @@ class StepperPanel:
           optimizer, step, loss) as plain text and as the picture's ``alt`` text.
         """
         with self._lock:
+            if self._draw_timer is not None:  # steps left their draw for later: the picture shows them now
+                self._cancel_draw()
+                self._refresh()
             s = self.stepper
             summary = self.summary()
             lines = [
@@ -547,7 +554,11 @@ class StepperPanel:
 
     def _on_step(self) -> None:
         self._check_idle("Step")
-        info = self.stepper.step()  # the panel redraws on the stepper's change
+        self._clicked = True  # a click's step draws at once (see _draw_soon)
+        try:
+            info = self.stepper.step()  # the panel redraws on the stepper's change
+        finally:
+            self._clicked = False
         # A step that diverged is explained by the mark; the status line says only what happened.
         self._say("the step was not taken" if info.diverged else self.stepper.message)
 
@@ -823,7 +834,10 @@ class StepperPanel:
             self._show_lr()
         elif what == "optimizer":
             self._show_optimizer()
-        if what != "lr" and not self.running:  # a run's thread draws its own frames
+        if what == "step" and not self.running and not self._clicked:
+            self._draw_soon()
+        elif what != "lr" and not self.running:  # a run's thread draws its own frames
+            self._cancel_draw()
             self._guarded(self._refresh, "drawing the plots")
             if what in ("run", "reset"):
                 self._publish_soon()
@@ -831,6 +845,43 @@ class StepperPanel:
         # (in 5 ms turns) while this thread draws the frame the click is waiting for.
         self.stability.update(what)  # λmax against the rate: redrawn, or measured again
         self.plane.update(what)  # a new plane through the point
+
+    def _draw_soon(self) -> None:
+        """Draw after a step: now, unless a step drew less than :data:`REDRAW_INTERVAL` ago; then
+        once at the end of that interval, for all the steps taken meanwhile.
+
+        A click on Step always draws at once; a loop of steps in a cell
+        (``for _ in range(1000): s.step()``) draws four times a second, not a thousand times at a
+        few milliseconds each, and the still picture draws what is left before it is taken.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if self._draw_timer is not None:
+                return  # the draw that is due covers this step too
+            if now < self._next_draw:
+                self._draw_timer = threading.Timer(self._next_draw - now, self._draw_due)
+                self._draw_timer.daemon = True
+                self._draw_timer.start()
+                return
+            self._next_draw = now + REDRAW_INTERVAL
+        self._guarded(self._refresh, "drawing the plots")
+
+    def _draw_due(self) -> None:
+        with self._lock:
+            if self._draw_timer is None or self._closed:
+                return  # drawn meanwhile (a run, a reset, the still picture)
+            self._draw_timer = None
+            self._next_draw = time.monotonic() + REDRAW_INTERVAL
+            if self.running:
+                return  # the run's thread draws
+            self._guarded(self._refresh, "drawing the plots")
+
+    def _cancel_draw(self) -> None:
+        """A full draw is about to happen: the one left for later is not needed."""
+        with self._lock:
+            if self._draw_timer is not None:
+                self._draw_timer.cancel()
+                self._draw_timer = None
 
     def _show_controls(self) -> None:
         self._show_lr()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from .background import Redo
+from .background import SETTLE, Redo
 from .formatting import number
 from .optimizers import MOMENTUM
 from .sharpness import bound
@@ -66,7 +66,7 @@ class StabilityMeter:
         self.exceeded = False
         self.error: str | None = None
         self.text = ""
-        self._redo = Redo(self._measure, "jaxgrad-sharpness")
+        self._redo = Redo(self._measure, "jaxgrad-sharpness", settle=SETTLE)
         self.line = widgets.HTML("")
         self.line.add_class("jgm-stability")
         self.readout = widgets.HTML("")

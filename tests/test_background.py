@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from jaxgrad_magic.background import Redo
 
@@ -60,3 +61,15 @@ def test_close_lets_the_run_going_on_finish_and_runs_no_more() -> None:
 def test_waiting_on_an_idle_redo_returns_at_once() -> None:
     redo = Redo(Job(hold=False), "test-redo")
     assert redo.wait(0)
+
+
+def test_a_settling_redo_waits_for_the_requests_to_stop_then_runs_once() -> None:
+    job = Job(hold=False)
+    redo = Redo(job, "test-redo", settle=1.0)
+    for _ in range(6):  # a burst of requests, each well inside the settling time of the last
+        redo.request()
+        time.sleep(0.05)
+    last = time.monotonic()
+    assert job.runs == 0  # still being asked: nothing has run
+    assert redo.wait(30)
+    assert job.runs == 1 and time.monotonic() - last >= 0.9

@@ -174,6 +174,31 @@ def test_a_long_run_redraws_at_a_bounded_rate() -> None:
     assert redraws <= 1 + elapsed / panel_module.REDRAW_INTERVAL + 1
 
 
+def test_steps_from_code_draw_at_a_bounded_rate_and_end_drawn(bowl_panel: StepperPanel) -> None:
+    # A loop of steps in a cell: the panel draws the first at once, then at most every
+    # REDRAW_INTERVAL, and the last steps once the loop ends; a click on Step draws at once.
+    p = bowl_panel
+    frames: list[bytes] = []
+    p.loss_image.observe(lambda change: frames.append(change["new"]), names="value")
+    started = time.perf_counter()
+    for _ in range(300):
+        p.stepper.step()
+    elapsed = time.perf_counter() - started
+    assert 1 <= len(frames) <= 1 + elapsed / panel_module.REDRAW_INTERVAL + 1
+    deadline = time.monotonic() + 10
+    while p.steps_label.value != "300" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert p.steps_label.value == "300"
+    p.step_button.click()
+    assert p.steps_label.value == "301"
+    p.step_button.click()  # within the interval of the last draw: a click still draws at once
+    assert p.steps_label.value == "302"
+    for _ in range(20):
+        p.stepper.step()
+    p.still()  # the still picture draws what the steps left for later before it is taken
+    assert p.steps_label.value == "322"
+
+
 def test_learning_rate_change_continues_without_recompiling(bowl_panel: StepperPanel, compiles: Any) -> None:
     p = bowl_panel
     p.step_button.click()  # compiles the step once
