@@ -7,8 +7,9 @@
   for two: :meth:`Stepper.landscape` on a plane through the current parameters, with the path
   and the current point, and a dropdown for the kind of plane (random, PCA, Hessian). A slice
   costs ``grid²`` evaluations of the loss, so it is taken on a background thread (requests
-  coalesce, a click never waits), after each step, run and reset; during a run the last one
-  stays up. A caption says which plane it is, at which step, and that a PCA plane follows the path.
+  coalesce, a click never waits), first once the panel is built, then after each step, run and
+  reset once they settle; during a run the last one stays up. A caption says which plane it
+  is, at which step, and that a PCA plane follows the path.
 
 Each widget carries a ``jgm-*`` CSS class (``jgm-grad-norms``, ``jgm-plane``, ``jgm-plane-note``).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -88,9 +90,10 @@ class PlaneView:
       error: why the last one could not be taken, else None.
     """
 
-    def __init__(self, stepper: Stepper, image: widgets.Image) -> None:
+    def __init__(self, stepper: Stepper, image: widgets.Image, on_first: Callable[[], None] | None = None) -> None:
         self.stepper = stepper
         self.image = image
+        self._on_first = on_first
         self.shown = _size(stepper.trainable) > 2
         self.slice: Slice | None = None
         self.error: str | None = None
@@ -109,9 +112,16 @@ class PlaneView:
         if not self.shown:
             self.controls.layout.display = "none"
             return
-        self.image.layout.display = None  # the panel hides it for more than two parameters: shown here
+        # The picture stays hidden until the first slice is drawn (the panel hides it for more
+        # than two parameters).
+        self.note.value = f"<div style='{_NOTE_STYLE}'>taking a slice of the loss through the parameters…</div>"
         self.dropdown.observe(lambda change: self.request(), names="value")
-        self._draw()  # the first slice compiles its programs: here, not behind the caller's back
+
+    def start(self) -> None:
+        """Take the first slice, on the background thread (the panel calls this once built): its
+        programs take most of a second to compile, and the panel shows meanwhile."""
+        if self.shown:
+            self._redo.request()
 
     def update(self, what: str) -> None:
         """The stepper changed (``what`` as :meth:`Stepper.observe` says): a new slice after a move."""
@@ -148,10 +158,13 @@ class PlaneView:
         png = plane.picture()
         if self._redo.closed:
             return
+        first = self.slice is None
         self.slice, self.error = plane, None
         self.image.value = png
         self.image.layout.display = None
         self.note.value = f"<div style='{_NOTE_STYLE}'>{html.escape(caption(plane))}</div>"
+        if first and self._on_first is not None:
+            self._on_first()  # the panel's still picture had no plane
 
 
 def caption(plane: Slice) -> str:

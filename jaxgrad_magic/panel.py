@@ -187,10 +187,11 @@ class StepperPanel:
         self._build_controls(stepper)
         self.race_control = RaceControl(stepper)
         self._still_measuring = False  # the last still picture was drawn before the first λmax
+        self._still_without_plane = False  # ... or before the first loss plane
         self.stability = StabilityMeter(stepper, on_first=self._on_first_lambda)  # measures once started, below
         self._setup_landscape(stepper)
         self.grad_norms = GradNorms(stepper)  # per leaf, under the readout
-        self.plane = PlaneView(stepper, self.landscape_image)  # more than two parameters: a loss plane
+        self.plane = PlaneView(stepper, self.landscape_image, on_first=self._on_first_plane)  # for > 2 parameters
         self.widget = self._layout(stepper, names)
         self._show_controls()
         try:
@@ -203,6 +204,7 @@ class StepperPanel:
         # cell), the change shows.
         self._unobserve = stepper.observe(self._on_stepper_change)
         self.stability.start()  # λmax off the display's path: its first program takes half a second to compile
+        self.plane.start()  # the same for the loss plane: most of a second
 
     # ------------------------------------------------------------------ construction
 
@@ -452,6 +454,7 @@ class StepperPanel:
             if self.stability.text:  # the line under the slider: where the rate stands against 2/λmax
                 lines.append(self.stability.text)
             self._still_measuring = self.stability.lambda_max is None and self.stability.error is None
+            self._still_without_plane = self.plane.shown and self.plane.slice is None
             if s.diverged:
                 lines.append(s.divergence or f"diverged at step {s.diverged_at}")
             title = f"Gradient descent on {self._fn_name} over {', '.join(self._title_names)}"
@@ -512,6 +515,11 @@ class StepperPanel:
     def _on_first_lambda(self) -> None:
         """The first λmax shows: a still picture drawn before it said "measuring λmax…"."""
         if self._still_measuring:
+            self._publish_soon()
+
+    def _on_first_plane(self) -> None:
+        """The first loss plane shows: a still picture drawn before it had none."""
+        if self._still_without_plane:
             self._publish_soon()
 
     def _publish_if_due(self) -> None:

@@ -30,6 +30,9 @@ def _loss(p: dict[str, Any], x: jax.Array, y: jax.Array) -> jax.Array:
 def test_many_parameters_get_a_plane_and_the_norms_per_leaf() -> None:
     panel = StepperPanel(jgm.Stepper(_loss, _mlp(), optimizer="adam", lr=0.01))
     try:
+        # The first slice is taken in the background: the panel shows meanwhile and says so.
+        assert "taking a slice" in panel.plane.note.value or panel.plane.slice is not None
+        assert panel.plane.wait(60)
         assert panel.plane.shown and panel.landscape_image.layout.display != "none"
         assert panel.plane.slice is not None and panel.plane.slice.step == 0
         assert png_pixels(panel.landscape_image.value).shape[:2] == (260, 360)

@@ -138,6 +138,7 @@ def test_stop_ends_a_long_run_and_the_panel_stays_usable() -> None:
     assert not p.step_button.disabled and p.stop_button.disabled
     p.step_button.click()
     assert p.stepper.steps == done + 1 and p.steps_label.value == str(done + 1)
+    assert p.plane.wait(RUN_TIMEOUT)
     assert p.landscape_kind == "plane" and p.landscape_image.layout.display != "none"  # 20,000 numbers: a plane
 
 
@@ -356,6 +357,7 @@ def test_one_2_vector_shows_the_contour() -> None:
 
 def test_more_than_two_parameters_draw_a_loss_plane() -> None:
     p = make_panel(lambda x, y, z: x**2 + y**2 + z**2, (1.0, 2.0, 3.0), (0, 1, 2), lr=0.1)
+    assert p.plane.wait(RUN_TIMEOUT)  # the first plane is taken in the background
     assert p.landscape_kind == "plane" and p.landscape_image.layout.display != "none"
     p.step_button.click()
     assert shown(p.params_label) == "x = 0.8, y = 1.6, z = 2.4"
