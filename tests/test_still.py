@@ -155,6 +155,24 @@ def test_the_first_measurement_brings_the_picture_up_to_date(ip: Shell, sent: Ca
     assert update["data"]["text/plain"].endswith("step 0, loss 26")  # the same state, now with λmax
 
 
+def test_the_first_loss_plane_joins_the_picture_once_taken(ip: Shell, sent: CapturingDisplayPublisher) -> None:
+    # Three parameters: the panel draws a loss plane, taken in the background after it shows.
+    ip.run_cell(
+        "import jax.numpy as jnp\nfrom IPython.display import display\n"
+        "t = Stepper(lambda x: jnp.sum((x - 1.0) ** 2), (jnp.array([3.0, 2.0, 0.5]),), lr=0.1)"
+    )
+    ip.run_cell("display(t.widget)")
+    first = panels(sent)[0]
+    panel = ip.ns["t"].widget.panel
+    assert panel.plane.wait(60) and panel.stability.wait(60)
+    deadline = time.monotonic() + panel_module.PUBLISH_DELAY + 10
+    while not any(m["update"] for m in panels(sent)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    last = panels(sent)[-1]
+    assert last["update"] and last["display_id"] == first["display_id"]
+    assert picture(last["data"]).width > picture(first["data"]).width  # the plane beside the loss curve now
+
+
 def test_compose_sets_the_readout_above_the_pictures() -> None:
     red = io.BytesIO()
     Image.new("RGB", (120, 80), (255, 0, 0)).save(red, format="PNG")
