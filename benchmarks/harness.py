@@ -36,6 +36,11 @@ class Check:
     expected: str
     met: bool
 
+    @classmethod
+    def at_most(cls, name: str, measured: str, ratio: float, target: float) -> Check:
+        """A ratio against its ceiling: ``measured`` (what the two sides took) ends with the ratio."""
+        return cls(name, f"{measured}: {ratio:.2f}x" if measured else f"{ratio:.2f}x", f"<= {target}x", ratio <= target)
+
 
 class Targets:
     """The targets of one benchmark run: each printed as it is checked, all counted at the end."""
@@ -118,16 +123,28 @@ def run(shell: InteractiveShell, cell: str) -> Any:
     return result.result
 
 
+# The benchmark functions, defined from source in a namespace of the caller's, as a cell would.
+SOURCE = """
+def rosenbrock(p):
+    return (1.0 - p[0]) ** 2 + 100.0 * (p[1] - p[0] ** 2) ** 2
+
+def sin_sq(x):
+    return jnp.sum(jnp.sin(x) ** 2)
+"""
+
+
 class CompileCounter:
-    """Counts XLA backend compilations, through JAX's public monitoring events."""
+    """Counts XLA backend compilations and the seconds they took, through JAX's public monitoring events."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.seconds = 0.0
         jax.monitoring.register_event_duration_secs_listener(self._listen)
 
     def _listen(self, event: str, duration: float, **kwargs: Any) -> None:
         if event == COMPILE_EVENT:
             self.count += 1
+            self.seconds += duration
 
     @contextmanager
     def counting(self) -> Iterator[list[int]]:
