@@ -186,12 +186,11 @@ class StepperPanel:
         self._leaf_layout = self._flat_layout()
         self._build_controls(stepper)
         self.race_control = RaceControl(stepper)
-        self._still_measuring = False  # the last still picture was drawn before the first λmax
-        self._still_without_plane = False  # ... or before the first loss plane
-        self.stability = StabilityMeter(stepper, on_first=self._on_first_lambda)  # measures once started, below
+        self._still_lacks: set[str] = set()  # what the last still picture was drawn without ("λmax", "plane")
+        self.stability = StabilityMeter(stepper, on_first=lambda: self._arrived("λmax"))  # measures once started
         self._setup_landscape(stepper)
         self.grad_norms = GradNorms(stepper)  # per leaf, under the readout
-        self.plane = PlaneView(stepper, self.landscape_image, on_first=self._on_first_plane)  # for > 2 parameters
+        self.plane = PlaneView(stepper, self.landscape_image, on_first=lambda: self._arrived("plane"))  # > 2 numbers
         self.widget = self._layout(stepper, names)
         self._show_controls()
         try:
@@ -453,8 +452,10 @@ class StepperPanel:
             ]
             if self.stability.text:  # the line under the slider: where the rate stands against 2/λmax
                 lines.append(self.stability.text)
-            self._still_measuring = self.stability.lambda_max is None and self.stability.error is None
-            self._still_without_plane = self.plane.shown and self.plane.slice is None
+            self._still_lacks = {
+                *(["λmax"] if self.stability.lambda_max is None and self.stability.error is None else []),
+                *(["plane"] if self.plane.shown and self.plane.slice is None else []),
+            }
             if s.diverged:
                 lines.append(s.divergence or f"diverged at step {s.diverged_at}")
             title = f"Gradient descent on {self._fn_name} over {', '.join(self._title_names)}"
@@ -512,14 +513,9 @@ class StepperPanel:
         timer.daemon = True
         timer.start()
 
-    def _on_first_lambda(self) -> None:
-        """The first λmax shows: a still picture drawn before it said "measuring λmax…"."""
-        if self._still_measuring:
-            self._publish_soon()
-
-    def _on_first_plane(self) -> None:
-        """The first loss plane shows: a still picture drawn before it had none."""
-        if self._still_without_plane:
+    def _arrived(self, what: str) -> None:
+        """The first λmax or loss plane shows: a still picture drawn without it is sent again."""
+        if what in self._still_lacks:
             self._publish_soon()
 
     def _publish_if_due(self) -> None:
